@@ -1,0 +1,86 @@
+"""Anchor boxes centred at every pixel of a feature map.
+
+Chapter section "Anchor Boxes" (and the companion section on anchors);
+anchors are Faster R-CNN's "reference boxes", :cite:`Ren.He.Girshick.ea.2015`.
+
+Shape glossary: ``H, W`` feature-map height and width, ``A`` anchors a pixel
+(``len(sizes) + len(ratios) - 1``), ``N = H * W * A`` anchors. Boxes are
+corner form, normalised to ``[0, 1]``, coordinate-major ``(4, N)``.
+
+Anchor order is pixel row-major, then anchor: anchor ``a`` of pixel ``(y, x)``
+is column ``(y * W + x) * A + a``. This is the order in which
+:class:`rpn.RPNOutput` flattens its predictions, so labels and predictions
+line up.
+"""
+import math
+
+import mxnet as mx
+from mxnet import np
+
+__all__ = ["generate_anchors", "rpn_anchors", "num_anchors",
+           "RPN_SIZES", "RPN_RATIOS"]
+
+#: The chapter's anchor sizes (fractions of the image's shorter side).
+RPN_SIZES = (0.85, 0.43, 0.21)
+#: The chapter's aspect ratios (width / height).
+RPN_RATIOS = (1.0, 2.0, 0.5)
+
+
+def num_anchors(sizes=RPN_SIZES, ratios=RPN_RATIOS):
+    """Anchors a pixel, ``A = len(sizes) + len(ratios) - 1``."""
+    return len(sizes) + len(ratios) - 1
+
+
+def _anchor_shapes(height, width, sizes, ratios):
+    """The ``A`` (width, height) pairs, SSD order:
+    ``(s1, r1) ... (s1, rm), (s2, r1) ... (sn, r1)``."""
+    pairs = [(sizes[0], r) for r in ratios] + [(s, ratios[0]) for s in sizes[1:]]
+    short = min(height, width)
+    return [(short / width * s * math.sqrt(r), short / height * s / math.sqrt(r))
+            for s, r in pairs]
+
+
+def generate_anchors(height, width, sizes, ratios, *, ctx=None):
+    """Anchors for every pixel of a ``height x width`` map.
+
+    Each pixel ``(y, x)`` is the centre ``((x + 0.5) / width, (y + 0.5) /
+    height)`` of ``A = len(sizes) + len(ratios) - 1`` anchors; an anchor of
+    size ``s`` and ratio ``r`` is ``min(w, h) / w * s * sqrt(r)`` wide and
+    ``min(w, h) / h * s / sqrt(r)`` high, so a ratio-1 anchor is square in
+    pixels. Returns ``(4, height * width * A)`` corner boxes, normalised,
+    in pixel row-major then anchor order, on ``ctx`` (default: the current
+    context).
+    """
+    if int(height) <= 0 or int(width) <= 0:
+        raise ValueError(f"height and width must be positive, got "
+                         f"{height} x {width}")
+    if not sizes or not ratios or min(sizes) <= 0 or min(ratios) <= 0:
+        raise ValueError(f"sizes and ratios must be non-empty and positive, "
+                         f"got sizes={sizes}, ratios={ratios}")
+    ctx = ctx or mx.current_context()
+    shapes = _anchor_shapes(height, width, sizes, ratios)
+    aw = np.array([w for w, _ in shapes], ctx=ctx)                  # (A,)
+    ah = np.array([h for _, h in shapes], ctx=ctx)                  # (A,)
+    cx = (np.arange(width, ctx=ctx) + 0.5) / width                  # (W,)
+    cy = (np.arange(height, ctx=ctx) + 0.5) / height                # (H,)
+    # broadcast to (H, W, A): y varies slowest, then x, then the anchor
+    cx = np.broadcast_to(cx[None, :, None], (height, width, len(shapes)))
+    cy = np.broadcast_to(cy[:, None, None], (height, width, len(shapes)))
+    aw = np.broadcast_to(aw[None, None, :], (height, width, len(shapes)))
+    ah = np.broadcast_to(ah[None, None, :], (height, width, len(shapes)))
+    boxes = np.stack([cx - aw / 2, cy - ah / 2, cx + aw / 2, cy + ah / 2])
+    # (4, H, W, A) -> (4, H * W * A)
+    return boxes.reshape(4, -1)
+
+
+def rpn_anchors(X, *, sizes=RPN_SIZES, ratios=RPN_RATIOS):
+    """Generate anchors for RPN (chapter section "Anchor Boxes").
+
+    ``X``: backbone features ``(B, C, H, W)``. Returns ``(4, H * W * A)``
+    anchors on ``X``'s context; with the chapter's three sizes and three
+    ratios, ``A = 5``.
+    """
+    if X.ndim != 4:
+        raise ValueError(f"X must be features (B, C, H, W), got shape {X.shape}")
+    _, _, height, width = X.shape
+    return generate_anchors(height, width, sizes, ratios, ctx=X.ctx)

@@ -1,0 +1,190 @@
+"""Boxes, their overlap, and the offsets between anchors and objects.
+
+Chapter section "Anchor Boxes" (and its companion section on bounding boxes);
+the offset coding is Faster R-CNN's, :cite:`Ren.He.Girshick.ea.2015`, eq. (2).
+
+Box convention, for the whole package: a box is ``(xmin, ymin, xmax, ymax)``
+in corner form, normalised to ``[0, 1]`` by the image's width and height.
+Pixels appear only at the edges (datasets and drawing).
+
+Shape glossary: ``N``, ``M`` boxes. As in the chapter, public box sets are
+coordinate-major, ``(4, N)``; a single box is ``(4,)``. The ``_``-prefixed
+helpers work on box-major ``(..., 4)`` arrays, which is what batched code needs.
+"""
+import math
+
+from mxnet import np
+
+__all__ = [
+    "box_corner_to_center", "box_center_to_corner", "iou",
+    "anchor_to_gt_offset", "anchor_plus_offset", "project_box",
+    "OFFSET_WEIGHTS", "MAX_LOG_SCALE",
+]
+
+#: The chapter's offset scaling ``(10, 10, 5, 5)`` for ``(x, y, w, h)``.
+OFFSET_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+#: Upper bound of a decoded log width/height ratio, as detection libraries
+#: clamp it: a box grows at most 1000/16 times its anchor, so ``exp`` never
+#: overflows.
+MAX_LOG_SCALE = math.log(1000.0 / 16)
+
+
+def _check_coord_major(name, boxes):
+    """Raise ``ValueError`` unless ``boxes`` is ``(4,)`` or ``(4, N)``."""
+    if boxes.ndim not in (1, 2) or boxes.shape[0] != 4:
+        raise ValueError(
+            f"{name} must be a box (4,) or a coordinate-major set (4, N), "
+            f"got shape {boxes.shape}")
+
+
+def _corner_to_center(boxes):
+    """(..., 4) corner boxes -> (..., 4) ``(cx, cy, w, h)``."""
+    x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
+    return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
+
+
+def _center_to_corner(boxes):
+    """(..., 4) ``(cx, cy, w, h)`` boxes -> (..., 4) corner boxes."""
+    cx, cy, w, h = (boxes[..., i] for i in range(4))
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+
+
+def box_corner_to_center(boxes):
+    """Corner form to centre form ``(cx, cy, w, h)``.
+
+    ``boxes``: ``(4,)`` or ``(4, N)``, coordinate-major as in the chapter.
+    Returns the same shape.
+    """
+    _check_coord_major("boxes", boxes)
+    # (4, N) -> (N, 4) -> convert -> (4, N)
+    return _corner_to_center(boxes.T).T
+
+
+def box_center_to_corner(boxes):
+    """Centre form ``(cx, cy, w, h)`` to corner form; inverse of
+    :func:`box_corner_to_center`. ``(4,)`` or ``(4, N)`` in and out."""
+    _check_coord_major("boxes", boxes)
+    # (4, N) -> (N, 4) -> convert -> (4, N)
+    return _center_to_corner(boxes.T).T
+
+
+def _area(boxes):
+    """(..., 4) corner boxes -> (...) areas; empty boxes have area 0."""
+    w = np.maximum(boxes[..., 2] - boxes[..., 0], 0)
+    h = np.maximum(boxes[..., 3] - boxes[..., 1], 0)
+    return w * h
+
+
+def _pairwise_iou(boxes1, boxes2):
+    """IoU of every box of ``boxes1`` (..., G, 4) with every box of
+    ``boxes2`` (N, 4); returns (..., G, N). Areas use ``max(w, 0) * max(h, 0)``,
+    and a pair whose union is empty has IoU 0."""
+    a = boxes1[..., :, None, :]     # (..., G, 4) -> (..., G, 1, 4)
+    b = boxes2[None, :, :]          # (N, 4) -> (1, N, 4)
+    iw = np.maximum(np.minimum(a[..., 2], b[..., 2])
+                    - np.maximum(a[..., 0], b[..., 0]), 0)
+    ih = np.maximum(np.minimum(a[..., 3], b[..., 3])
+                    - np.maximum(a[..., 1], b[..., 1]), 0)
+    inter = iw * ih                                             # (..., G, N)
+    union = _area(boxes1)[..., :, None] + _area(boxes2)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0)
+
+
+def iou(boxes1, boxes2):
+    """Intersection over union between two box sets.
+
+    ``boxes1``: ``(4, N)`` or ``(4,)``; ``boxes2``: ``(4, M)`` or ``(4,)``;
+    corner form. Returns the pairwise ``(N, M)`` matrix, with the axis of a
+    single ``(4,)`` box dropped: ``(4,)`` and ``(4, M)`` give ``(M,)``, two
+    single boxes give a scalar. Areas use ``max(w, 0) * max(h, 0)``.
+    """
+    _check_coord_major("boxes1", boxes1)
+    _check_coord_major("boxes2", boxes2)
+    # (4, N) -> (N, 4); a single (4,) box becomes (1, 4)
+    a = boxes1.reshape(4, -1).T
+    b = boxes2.reshape(4, -1).T
+    out = _pairwise_iou(a, b)                                   # (N, M)
+    if boxes1.ndim == 1:
+        out = out[0]
+    if boxes2.ndim == 1:
+        out = out[..., 0]
+    return out
+
+
+def _encode(anchors, boxes, weights=OFFSET_WEIGHTS):
+    """Offsets from ``anchors`` to ``boxes``, both (..., 4) corner form;
+    returns (..., 4) ``(dx, dy, dw, dh)``."""
+    a = _corner_to_center(anchors)
+    g = _corner_to_center(boxes)
+    wx, wy, ww, wh = weights
+    return np.stack([
+        wx * (g[..., 0] - a[..., 0]) / a[..., 2],
+        wy * (g[..., 1] - a[..., 1]) / a[..., 3],
+        ww * np.log(g[..., 2] / a[..., 2]),
+        wh * np.log(g[..., 3] / a[..., 3]),
+    ], axis=-1)
+
+
+def _decode(anchors, offsets, weights=OFFSET_WEIGHTS,
+            max_log_scale=MAX_LOG_SCALE):
+    """Apply (..., 4) ``offsets`` to (..., 4) corner ``anchors``; returns
+    (..., 4) corner boxes. The log-size terms are clamped to
+    ``max_log_scale`` (and the centre shift to the same bound) so the result
+    is always finite."""
+    a = _corner_to_center(anchors)
+    wx, wy, ww, wh = weights
+    bound = math.exp(max_log_scale)
+    dx = np.clip(offsets[..., 0] / wx, -bound, bound)
+    dy = np.clip(offsets[..., 1] / wy, -bound, bound)
+    dw = np.clip(offsets[..., 2] / ww, -max_log_scale, max_log_scale)
+    dh = np.clip(offsets[..., 3] / wh, -max_log_scale, max_log_scale)
+    center = np.stack([
+        a[..., 0] + dx * a[..., 2],
+        a[..., 1] + dy * a[..., 3],
+        a[..., 2] * np.exp(dw),
+        a[..., 3] * np.exp(dh),
+    ], axis=-1)
+    return _center_to_corner(center)
+
+
+def anchor_to_gt_offset(anchors, ground_truths, *, weights=OFFSET_WEIGHTS):
+    """Offsets that move each anchor onto its ground-truth box.
+
+    With ``a`` and ``g`` in centre form, the offsets are
+    ``(10 (gx - ax) / aw, 10 (gy - ay) / ah, 5 log(gw / aw), 5 log(gh / ah))``
+    (chapter section "Anchor Boxes"; Faster R-CNN eq. (2) scaled by
+    ``weights``). ``anchors`` and ``ground_truths``: ``(4, N)`` corner form.
+    Returns ``(4, N)``.
+    """
+    _check_coord_major("anchors", anchors)
+    _check_coord_major("ground_truths", ground_truths)
+    if anchors.shape != ground_truths.shape:
+        raise ValueError(
+            f"anchors {anchors.shape} and ground_truths "
+            f"{ground_truths.shape} must have the same shape (4, N)")
+    # (4, N) -> (N, 4) -> encode -> (4, N)
+    return _encode(anchors.T, ground_truths.T, weights).T
+
+
+def anchor_plus_offset(anchors, offsets, *, weights=OFFSET_WEIGHTS,
+                       max_log_scale=MAX_LOG_SCALE):
+    """Inverse of :func:`anchor_to_gt_offset`: move anchors by offsets.
+
+    ``anchors``, ``offsets``: ``(4, N)``; returns ``(4, N)`` corner boxes.
+    Departs from the chapter's draft, which has no guard: the width and
+    height terms are clamped at ``log(1000 / 16)`` (as detection libraries
+    do), so a wild prediction decodes to a large but finite box, never inf
+    or NaN.
+    """
+    _check_coord_major("anchors", anchors)
+    _check_coord_major("offsets", offsets)
+    if anchors.shape != offsets.shape:
+        raise ValueError(f"anchors {anchors.shape} and offsets "
+                         f"{offsets.shape} must have the same shape (4, N)")
+    # (4, N) -> (N, 4) -> decode -> (4, N)
+    return _decode(anchors.T, offsets.T, weights, max_log_scale).T
+
+
+def project_box(boxes):
+    """Clip ``(4, N)`` (or any shape of) normalised boxes into ``[0, 1]``."""
+    return np.clip(boxes, 0.0, 1.0)

@@ -1,0 +1,48 @@
+"""The RPN head: a 3x3 convolution and two sibling 1x1 predictors.
+
+Chapter section "Model" (``RPNOutput``); Faster R-CNN's "mini-network slid
+over the convolutional feature map", :cite:`Ren.He.Girshick.ea.2015`, 3.1.
+
+Shape glossary: ``B`` images, ``C`` feature channels, ``H, W`` feature-map
+size, ``A`` anchors a pixel, ``N = H * W * A``.
+"""
+from mxnet.gluon import nn
+
+__all__ = ["RPNOutput"]
+
+
+class RPNOutput(nn.HybridBlock):
+    """Class and box-offset predictions for every anchor.
+
+    A 3x3 convolution (``channels`` outputs, ReLU, padding 1, so the map
+    keeps its size) followed by two 1x1 convolutions: ``2A`` channels for
+    the object/background scores and ``4A`` for the offsets of each anchor.
+
+    ``forward(X)``: ``X`` is (B, C, H, W). Returns ``cls_preds`` (B * N, 2),
+    raw scores (logits) with column 1 the object class, and ``box_preds``
+    (B * N, 4) offsets, flattened image-major, then pixel row-major, then
+    anchor: the order of :func:`rpn.generate_anchors`.
+
+    Departs from the chapter only in being a ``HybridBlock`` (so it can be
+    hybridized and exported) and in the ``channels`` keyword (the chapter's
+    128 by default; Faster R-CNN used 256 or 512).
+    """
+
+    def __init__(self, num_anchors=5, *, channels=128, **kwargs):
+        super().__init__(**kwargs)
+        self.num_anchors = num_anchors
+        with self.name_scope():
+            self.conv = nn.Conv2D(channels, kernel_size=3, padding=1,
+                                  activation="relu")
+            self.cls_predictor = nn.Conv2D(num_anchors * 2, kernel_size=1)
+            self.box_predictor = nn.Conv2D(num_anchors * 4, kernel_size=1)
+
+    def hybrid_forward(self, F, X):
+        Y = self.conv(X)
+        cls_preds = self.cls_predictor(Y)     # (B, 2A, H, W)
+        box_preds = self.box_predictor(Y)     # (B, 4A, H, W)
+        # (B, 2A, H, W) -> (B, H, W, 2A) -> (B * H * W * A, 2)
+        cls_preds = cls_preds.transpose(0, 2, 3, 1).reshape(-1, 2)
+        # (B, 4A, H, W) -> (B, H, W, 4A) -> (B * H * W * A, 4)
+        box_preds = box_preds.transpose(0, 2, 3, 1).reshape(-1, 4)
+        return cls_preds, box_preds

@@ -1,0 +1,222 @@
+"""label_anchors / rpn_targets against a brute-force reference, one test per
+defect of the chapter's draft, images without objects, ties, bad input."""
+import math
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import np
+
+import rpn
+from conftest import random_boxes, ref_iou
+
+
+def ref_label_image(gt, anchors, pos_iou, neg_iou):
+    """The Faster R-CNN rule for one image, per anchor and per object.
+    gt (G, 5), anchors (N, 4), float64. Returns class labels with -1 for
+    anything not positive, the negative-candidate mask, and offsets."""
+    objects = [row for row in gt if row[0] >= 0]
+    n = len(anchors)
+    best_iou, best_obj = [-1.0] * n, [None] * n
+    for i, a in enumerate(anchors):
+        for obj in objects:
+            v = ref_iou(obj[1:], a)
+            if v > best_iou[i]:
+                best_iou[i], best_obj[i] = v, obj
+    positive = [v > pos_iou for v in best_iou]
+    for obj in objects:
+        ious = [ref_iou(obj[1:], a) for a in anchors]
+        top = max(ious)
+        if top > 0:
+            for i, v in enumerate(ious):
+                if v == top:
+                    positive[i] = True
+    labels = onp.full(n, -1.0)
+    candidates = onp.zeros(n, bool)
+    offsets = onp.zeros((n, 4))
+    for i, a in enumerate(anchors):
+        if positive[i]:
+            obj = best_obj[i]
+            labels[i] = obj[0] + 1
+            aw, ah = a[2] - a[0], a[3] - a[1]
+            ax, ay = a[0] + aw / 2, a[1] + ah / 2
+            gw, gh = obj[3] - obj[1], obj[4] - obj[2]
+            gx, gy = obj[1] + gw / 2, obj[2] + gh / 2
+            offsets[i] = [10 * (gx - ax) / aw, 10 * (gy - ay) / ah,
+                          5 * math.log(gw / aw), 5 * math.log(gh / ah)]
+        elif best_iou[i] < neg_iou:
+            candidates[i] = True
+    return labels, candidates, offsets
+
+
+def random_case(rng, batch=3, anchors=60):
+    anchor_boxes = random_boxes(rng, anchors)
+    num = rng.integers(0, 5)
+    gt = onp.full((batch, 4, 5), -1.0)
+    for b in range(batch):
+        k = rng.integers(0, num + 1)
+        boxes = random_boxes(rng, k)
+        # some objects sit near an anchor so that IoU > 0.7 occurs
+        near = rng.random(k) < 0.5
+        jitter = rng.uniform(-0.01, 0.01, size=(k, 4))
+        picks = anchor_boxes[rng.integers(0, anchors, size=k)]
+        boxes[near] = onp.clip(picks[near] + jitter[near], 0, 1)
+        gt[b, :k, 0] = rng.integers(0, 3, size=k)
+        gt[b, :k, 1:] = boxes
+    return gt, anchor_boxes
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_label_anchors_matches_brute_force(seed):
+    rng = onp.random.default_rng(seed)
+    gt, anchors = random_case(rng)
+    labels, offsets = rpn.label_anchors(np.array(gt), np.array(anchors.T),
+                                        0.7, 0.3, None)
+    labels, offsets = labels.asnumpy(), offsets.asnumpy()
+    for b in range(gt.shape[0]):
+        want, candidates, want_offsets = ref_label_image(gt[b], anchors, 0.7, 0.3)
+        want = onp.where(candidates, 0.0, want)   # ratio None keeps every candidate
+        onp.testing.assert_array_equal(labels[b], want)
+        onp.testing.assert_allclose(offsets[b], want_offsets, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_negative_sampling_quota(seed):
+    rng = onp.random.default_rng(100 + seed)
+    gt, anchors = random_case(rng, anchors=120)
+    ratio = 2
+    labels, _ = rpn.label_anchors(np.array(gt), np.array(anchors.T), 0.7, 0.3, ratio)
+    labels = labels.asnumpy()
+    for b in range(gt.shape[0]):
+        want, candidates, _ = ref_label_image(gt[b], anchors, 0.7, 0.3)
+        positives = want > 0
+        onp.testing.assert_array_equal(labels[b][positives], want[positives])
+        negatives = labels[b] == rpn.NEGATIVE
+        assert not (negatives & ~candidates).any()
+        quota = ratio * max(positives.sum(), 1)
+        assert negatives.sum() == min(candidates.sum(), quota)
+        assert ((labels[b] == rpn.IGNORE) == (~positives & ~negatives)).all()
+
+
+def test_defect1_offsets_come_from_the_most_overlapping_object():
+    anchors = np.array([[0.1, 0.1, 0.5, 0.5]]).T
+    # both objects have IoU > 0.7 with the anchor; the first one is exact.
+    gt = np.array([[[0, 0.1, 0.1, 0.5, 0.5], [1, 0.1, 0.1, 0.5, 0.55]]])
+    labels, offsets = rpn.label_anchors(gt, anchors, 0.7, 0.3, 5)
+    assert labels.asnumpy().tolist() == [[1.0]]          # class 0 + 1
+    onp.testing.assert_allclose(offsets.asnumpy(), 0, atol=1e-6)
+
+
+def test_defect2_a_forced_positive_is_never_a_negative():
+    anchors = rpn.generate_anchors(3, 3, [0.9], [1])        # big anchors
+    gt = np.array([[[0, 0.0, 0.0, 0.1, 0.1]]])              # tiny, in a corner
+    for ratio in (None, 1000):
+        labels, _ = rpn.label_anchors(gt, anchors, 0.7, 0.3, ratio)
+        ious = rpn.iou(gt[0, 0, 1:], anchors).asnumpy()
+        assert ious.max() < 0.3          # its best anchor is also a candidate
+        assert labels.asnumpy()[0, ious.argmax()] == 1
+        assert (labels.asnumpy()[0] == 1).sum() == 1
+
+
+def test_defect3_images_without_objects_get_negatives():
+    anchors = rpn.generate_anchors(4, 4, [0.5, 0.25], [1, 2])
+    gt = np.full((2, 3, 5), -1.0)
+    labels, offsets = rpn.label_anchors(gt, anchors, 0.7, 0.3, 5)
+    labels = labels.asnumpy()
+    assert ((labels == rpn.NEGATIVE).sum(axis=1) == 5).all()
+    assert not (labels == rpn.POSITIVE).any()
+    assert (offsets.asnumpy() == 0).all()
+    # zero object rows at all
+    labels, _ = rpn.label_anchors(np.zeros((2, 0, 5)), anchors, 0.7, 0.3, 5)
+    assert ((labels.asnumpy() == rpn.NEGATIVE).sum(axis=1) == 5).all()
+
+
+def test_defect4_no_host_round_trip_per_image_or_object(monkeypatch):
+    """The draft loops over images and objects in Python; the package
+    fetches a single validation triple from the device, whatever the size."""
+    calls = []
+    original = np.ndarray.asnumpy
+    monkeypatch.setattr(np.ndarray, "asnumpy",
+                        lambda self: calls.append(1) or original(self))
+    anchors = rpn.generate_anchors(8, 8, rpn.RPN_SIZES, rpn.RPN_RATIOS)
+    for batch, objects in [(1, 1), (16, 6)]:
+        calls.clear()
+        gt = onp.full((batch, objects, 5), -1.0)
+        gt[:, :, 0] = 0
+        gt[:, :, 1:3], gt[:, :, 3:] = 0.2, 0.6
+        rpn.label_anchors(np.array(gt), anchors, 0.7, 0.3, 5)
+        assert len(calls) == 1
+
+
+def test_ties_make_every_best_anchor_positive():
+    # the object straddles two anchors: IoU 1/3 with each
+    anchors = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.0, 1.0, 0.5],
+                        [0.0, 0.5, 0.5, 1.0]]).T
+    gt = np.array([[[2, 0.25, 0.0, 0.75, 0.5]]])
+    labels, _ = rpn.label_anchors(gt, anchors, 0.7, 0.3, None)
+    assert labels.asnumpy().tolist() == [[3.0, 3.0, 0.0]]
+
+
+def test_tie_between_objects_takes_the_first():
+    anchors = np.array([[0.25, 0.0, 0.75, 0.5]]).T
+    gt = np.array([[[4, 0.0, 0.0, 0.5, 0.5], [7, 0.5, 0.0, 1.0, 0.5]]])
+    labels, _ = rpn.label_anchors(gt, anchors, 0.7, 0.3, None)
+    assert labels.asnumpy().tolist() == [[5.0]]
+
+
+def test_sampling_follows_mxnet_seed():
+    anchors = rpn.generate_anchors(8, 8, rpn.RPN_SIZES, rpn.RPN_RATIOS)
+    gt = np.array([[[0, 0.2, 0.2, 0.6, 0.7]]])
+    draws = []
+    for seed in (1, 1, 2):
+        mx.random.seed(seed)
+        draws.append(rpn.label_anchors(gt, anchors, 0.7, 0.3, 5)[0].asnumpy())
+    onp.testing.assert_array_equal(draws[0], draws[1])
+    assert (draws[0] != draws[2]).any()
+
+
+def test_rpn_targets_flattens_and_uses_label_codes():
+    anchors = rpn.generate_anchors(2, 2, rpn.RPN_SIZES, rpn.RPN_RATIOS, ctx=mx.cpu(1))
+    gt = np.array([[[6, 0.0, 0.0, 0.5, 0.5]], [[-1, 0, 0, 0, 0]]])
+    labels, offsets = rpn.rpn_targets(gt, anchors)
+    assert labels.shape == (2 * 20,) and offsets.shape == (2 * 20, 4)
+    assert labels.ctx == mx.cpu(1) and offsets.ctx == mx.cpu(1)
+    values = set(labels.asnumpy().tolist())
+    assert values <= {rpn.POSITIVE, rpn.NEGATIVE, rpn.IGNORE}
+    assert rpn.POSITIVE in values
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 4), (2, 3, 6)])
+def test_ground_truth_of_wrong_shape_is_rejected(shape):
+    anchors = rpn.generate_anchors(2, 2, [0.5], [1])
+    with pytest.raises(ValueError, match=r"\(batch, objects, 5\).*" + str(shape[-1])):
+        rpn.label_anchors(np.zeros(shape), anchors, 0.7, 0.3, 5)
+
+
+@pytest.mark.parametrize("shape", [(3, 10), (4,), (4, 0), (2, 4, 3)])
+def test_anchors_of_wrong_shape_are_rejected(shape):
+    with pytest.raises(ValueError, match=r"\(4, N\)"):
+        rpn.label_anchors(np.zeros((1, 1, 5)), np.zeros(shape), 0.7, 0.3, 5)
+
+
+@pytest.mark.parametrize("row, what", [
+    ([0, 0.5, 0.1, 0.5, 0.4], "degenerate"),
+    ([0, 0.1, 0.6, 0.5, 0.4], "degenerate"),
+    ([0, 0.1, float("nan"), 0.5, 0.4], "NaN coordinates"),
+    ([float("nan"), 0.1, 0.1, 0.5, 0.4], "NaN class"),
+])
+def test_bad_object_rows_are_rejected(row, what):
+    anchors = rpn.generate_anchors(2, 2, [0.5], [1])
+    gt = onp.full((2, 2, 5), -1.0)
+    gt[0, 0] = [1, 0.1, 0.1, 0.3, 0.3]
+    gt[1, 1] = row
+    with pytest.raises(ValueError, match=what + r".*image 1, row 1"):
+        rpn.label_anchors(np.array(gt), anchors, 0.7, 0.3, 5)
+
+
+def test_padding_rows_are_ignored_whatever_their_coordinates():
+    anchors = rpn.generate_anchors(2, 2, [0.5], [1])
+    gt = np.array([[[0, 0.1, 0.1, 0.6, 0.6], [-1, float("nan"), 5, -3, 0]]])
+    labels, offsets = rpn.label_anchors(gt, anchors, 0.7, 0.3, None)
+    assert onp.isfinite(offsets.asnumpy()).all()
+    assert (labels.asnumpy() == 1).sum() >= 1
