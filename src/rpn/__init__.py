@@ -26,13 +26,16 @@ from .boxes import (anchor_plus_offset, anchor_to_gt_offset,  # noqa: E402
                     project_box)
 from .head import RPNOutput  # noqa: E402
 from .nms import nms  # noqa: E402
+from .backbone import detection_backbone  # noqa: E402
+from .loss import DetectionEvaluation, DetectionLoss  # noqa: E402
+from .predict import predict_rpn, proposals_from_predictions  # noqa: E402
+from .train import (as_context_list, evaluate_detection,  # noqa: E402
+                    latest_checkpoint, load_checkpoint, rpn_batch,
+                    train_detection, try_gpu)
+from .visualize import (RGB_MEAN, RGB_STD, denormalize_image,  # noqa: E402
+                        show_boxes, visualize_rpn_preds)
 from .targets import (IGNORE, NEGATIVE, POSITIVE, label_anchors,  # noqa: E402
                       rpn_targets)
-
-#: Per-channel mean and standard deviation of ImageNet, used to normalise
-#: images (chapter section "The VOC detection dataset").
-RGB_MEAN = (0.485, 0.456, 0.406)
-RGB_STD = (0.229, 0.224, 0.225)
 
 __version__ = "0.1.0"
 
@@ -42,4 +45,22 @@ __all__ = [
     "anchor_to_gt_offset", "anchor_plus_offset", "project_box",
     "generate_anchors", "rpn_anchors", "num_anchors", "nms", "RPNOutput",
     "POSITIVE", "NEGATIVE", "IGNORE", "label_anchors", "rpn_targets",
+    "detection_backbone", "DetectionLoss", "DetectionEvaluation",
+    "predict_rpn", "proposals_from_predictions", "rpn_batch",
+    "train_detection", "evaluate_detection", "try_gpu", "as_context_list",
+    "load_checkpoint", "latest_checkpoint", "show_boxes",
+    "visualize_rpn_preds", "denormalize_image",
+    # d2l's helpers the chapter calls, re-exported on first use
+    "Animator", "Accumulator", "set_figsize", "show_images",
 ]
+
+_D2L_HELPERS = ("Animator", "Accumulator", "set_figsize", "show_images",
+                "use_svg_display", "plt")
+
+
+def __getattr__(name):
+    """d2l's plotting helpers, imported on first use (d2l is slow to import)."""
+    if name in _D2L_HELPERS:
+        from d2l import mxnet as d2l
+        return getattr(d2l, name)
+    raise AttributeError(f"module 'rpn' has no attribute {name!r}")

@@ -1,0 +1,81 @@
+"""The CNN backbone that turns images into feature maps.
+
+Chapter section "Model" (``detection_backbone``). Faster R-CNN used VGG-16
+(:cite:`Ren.He.Girshick.ea.2015`); the chapter uses the more modern ResNet-18
+v2 from Gluon's model zoo.
+
+Shape glossary: ``B`` images, images ``(B, 3, h, w)``, features
+``(B, C, h / stride, w / stride)``.
+"""
+import os
+
+from mxnet import base
+from mxnet.gluon import nn
+from mxnet.gluon.model_zoo import model_store, vision
+
+__all__ = ["detection_backbone"]
+
+_MODEL = "resnet18_v2"
+# resnet18_v2's features: 0 BatchNorm, 1 Conv, 2 BatchNorm, 3 ReLU, 4 MaxPool,
+# 5-8 stages 1-4 (strides 4, 8, 16, 32), 9 BatchNorm, 10 ReLU, 11 global
+# average pooling, 12 Flatten.
+_STAGE3_END = 8
+
+
+def _default_root():
+    return os.path.join(base.data_dir(), "models")
+
+
+def _pretrained_resnet(root):
+    """ResNet-18 v2 with ImageNet weights from ``root`` (a model-store folder
+    or a ``.params`` file), downloading into the folder when it allows."""
+    root = os.path.expanduser(root or _default_root())
+    file_name = f"{_MODEL}-{model_store.short_hash(_MODEL)}.params"
+    if os.path.isfile(root):
+        net = vision.resnet18_v2()
+        net.load_parameters(root)
+        return net
+    try:
+        return vision.resnet18_v2(pretrained=True, root=root)
+    except Exception as error:  # the model store raises many kinds
+        raise RuntimeError(
+            f"could not load the ImageNet weights of {_MODEL}: {error}. Put "
+            f"the file {file_name} (from MXNet's model store, e.g. "
+            f"{model_store.apache_repo_url}gluon/models/{file_name[:-7]}.zip, "
+            f"unzipped) into {root}, or pass root= the folder or file that "
+            "holds it; pretrained=False trains from scratch as the chapter "
+            "does") from error
+
+
+def detection_backbone(pretrained=False, root=None, *, stride=32):
+    """ResNet-18 v2 without its last two layers (global pooling, flatten).
+
+    ``stride=32`` (the chapter's): 512 channels, a 256 x 256 image gives an
+    8 x 8 map. ``stride=16`` stops after stage 3 (256 channels, 16 x 16 for
+    256 x 256), closer to Faster R-CNN's VGG-16 stride and better for small
+    objects, at more anchors; a BatchNorm and ReLU of its own close it, as
+    ResNet v2 units are pre-activation.
+
+    ``pretrained=True`` loads ImageNet weights from ``root`` (a folder in
+    MXNet's model-store layout, default ``~/.mxnet/models``, or a
+    ``.params`` file), downloading them when the file is absent and the
+    network allows; otherwise it raises a ``RuntimeError`` that names the
+    file and where to put it. The chapter trains from scratch, so ``False``
+    is the default; the returned network is then uninitialised, as in the
+    chapter. Returns a ``HybridSequential``; images ``(B, 3, h, w)`` ->
+    features ``(B, C, h / stride, w / stride)``.
+    """
+    if stride not in (16, 32):
+        raise ValueError(f"stride must be 16 or 32, got {stride}")
+    net = _pretrained_resnet(root) if pretrained else vision.resnet18_v2()
+    if stride == 32:
+        return net.features[:-2]
+    features = nn.HybridSequential(prefix="stride16_")
+    features.add(*net.features[:_STAGE3_END])
+    with features.name_scope():
+        head = nn.HybridSequential()
+        head.add(nn.BatchNorm(), nn.Activation("relu"))
+    if pretrained:
+        head.initialize()
+    features.add(head)
+    return features
