@@ -80,3 +80,11 @@ def test_generate_anchors_rejects_bad_arguments(args):
 def test_rpn_anchors_rejects_non_feature_input():
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         rpn.rpn_anchors(np.zeros((3, 4)))
+
+
+def test_product_pairs_every_size_with_every_ratio():
+    anchors = rpn.generate_anchors(1, 1, [0.5, 0.25], [1, 4], product=True).asnumpy()
+    assert anchors.shape == (4, 4) and rpn.num_anchors([0.5, 0.25], [1, 4], product=True) == 4
+    widths, heights = anchors[2] - anchors[0], anchors[3] - anchors[1]
+    onp.testing.assert_allclose(widths, [0.5, 1.0, 0.25, 0.5], atol=1e-6)
+    onp.testing.assert_allclose(heights, [0.5, 0.25, 0.25, 0.125], atol=1e-6)

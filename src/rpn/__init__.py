@@ -32,8 +32,17 @@ from .predict import predict_rpn, proposals_from_predictions  # noqa: E402
 from .train import (as_context_list, evaluate_detection,  # noqa: E402
                     latest_checkpoint, load_checkpoint, rpn_batch,
                     train_detection, try_gpu)
-from .visualize import (RGB_MEAN, RGB_STD, denormalize_image,  # noqa: E402
-                        show_boxes, visualize_rpn_preds)
+from .evaluation import (AR_THRESHOLDS, ProposalRecall,  # noqa: E402
+                         evaluate_proposals)
+from .visualize import (denormalize_image, show_boxes,  # noqa: E402
+                        visualize_rpn_preds)
+from .dataset import (RGB_MEAN, RGB_STD, DetectionDataset,  # noqa: E402
+                      DetectionLoader, read_image)
+from .synthetic import (SYNTHETIC_CLASSES, SyntheticImages,  # noqa: E402
+                        load_data_synthetic, write_voc)
+from .voc import (VOC_CLASSES, list_voc_split,  # noqa: E402
+                  load_data_voc_detection, read_voc_detection_labels,
+                  read_voc_images)
 from .targets import (IGNORE, NEGATIVE, POSITIVE, label_anchors,  # noqa: E402
                       rpn_targets)
 
@@ -50,6 +59,10 @@ __all__ = [
     "train_detection", "evaluate_detection", "try_gpu", "as_context_list",
     "load_checkpoint", "latest_checkpoint", "show_boxes",
     "visualize_rpn_preds", "denormalize_image",
+    "DetectionDataset", "DetectionLoader", "read_image", "SYNTHETIC_CLASSES",
+    "SyntheticImages", "load_data_synthetic", "write_voc", "VOC_CLASSES",
+    "list_voc_split", "load_data_voc_detection", "read_voc_detection_labels",
+    "read_voc_images", "AR_THRESHOLDS", "ProposalRecall", "evaluate_proposals",
     # d2l's helpers the chapter calls, re-exported on first use
     "Animator", "Accumulator", "set_figsize", "show_images",
 ]

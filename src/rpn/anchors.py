@@ -26,21 +26,25 @@ RPN_SIZES = (0.85, 0.43, 0.21)
 RPN_RATIOS = (1.0, 2.0, 0.5)
 
 
-def num_anchors(sizes=RPN_SIZES, ratios=RPN_RATIOS):
-    """Anchors a pixel, ``A = len(sizes) + len(ratios) - 1``."""
-    return len(sizes) + len(ratios) - 1
+def num_anchors(sizes=RPN_SIZES, ratios=RPN_RATIOS, *, product=False):
+    """Anchors a pixel: ``len(sizes) + len(ratios) - 1`` (the chapter's
+    combinations), or ``len(sizes) * len(ratios)`` with ``product``."""
+    return len(sizes) * len(ratios) if product else len(sizes) + len(ratios) - 1
 
 
-def _anchor_shapes(height, width, sizes, ratios):
-    """The ``A`` (width, height) pairs, SSD order:
-    ``(s1, r1) ... (s1, rm), (s2, r1) ... (sn, r1)``."""
-    pairs = [(sizes[0], r) for r in ratios] + [(s, ratios[0]) for s in sizes[1:]]
+def _anchor_shapes(height, width, sizes, ratios, product):
+    """The ``A`` (width, height) pairs: SSD order ``(s1, r1) ... (s1, rm),
+    (s2, r1) ... (sn, r1)``, or every size with every ratio (size-major)."""
+    if product:
+        pairs = [(s, r) for s in sizes for r in ratios]
+    else:
+        pairs = [(sizes[0], r) for r in ratios] + [(s, ratios[0]) for s in sizes[1:]]
     short = min(height, width)
     return [(short / width * s * math.sqrt(r), short / height * s / math.sqrt(r))
             for s, r in pairs]
 
 
-def generate_anchors(height, width, sizes, ratios, *, ctx=None):
+def generate_anchors(height, width, sizes, ratios, *, product=False, ctx=None):
     """Anchors for every pixel of a ``height x width`` map.
 
     Each pixel ``(y, x)`` is the centre ``((x + 0.5) / width, (y + 0.5) /
@@ -50,6 +54,10 @@ def generate_anchors(height, width, sizes, ratios, *, ctx=None):
     pixels. Returns ``(4, height * width * A)`` corner boxes, normalised,
     in pixel row-major then anchor order, on ``ctx`` (default: the current
     context).
+
+    ``product=True`` pairs every size with every ratio, as Faster R-CNN's
+    3 scales x 3 ratios do, instead of the chapter's ``n + m - 1``
+    combinations (which give only the first size other shapes).
     """
     if int(height) <= 0 or int(width) <= 0:
         raise ValueError(f"height and width must be positive, got "
@@ -58,7 +66,7 @@ def generate_anchors(height, width, sizes, ratios, *, ctx=None):
         raise ValueError(f"sizes and ratios must be non-empty and positive, "
                          f"got sizes={sizes}, ratios={ratios}")
     ctx = ctx or mx.current_context()
-    shapes = _anchor_shapes(height, width, sizes, ratios)
+    shapes = _anchor_shapes(height, width, sizes, ratios, product)
     aw = np.array([w for w, _ in shapes], ctx=ctx)                  # (A,)
     ah = np.array([h for _, h in shapes], ctx=ctx)                  # (A,)
     cx = (np.arange(width, ctx=ctx) + 0.5) / width                  # (W,)
@@ -73,14 +81,16 @@ def generate_anchors(height, width, sizes, ratios, *, ctx=None):
     return boxes.reshape(4, -1)
 
 
-def rpn_anchors(X, *, sizes=RPN_SIZES, ratios=RPN_RATIOS):
+def rpn_anchors(X, *, sizes=RPN_SIZES, ratios=RPN_RATIOS, product=False):
     """Generate anchors for RPN (chapter section "Anchor Boxes").
 
     ``X``: backbone features ``(B, C, H, W)``. Returns ``(4, H * W * A)``
     anchors on ``X``'s context; with the chapter's three sizes and three
-    ratios, ``A = 5``.
+    ratios, ``A = 5``. ``sizes``, ``ratios`` and ``product`` are extras, see
+    :func:`generate_anchors`.
     """
     if X.ndim != 4:
         raise ValueError(f"X must be features (B, C, H, W), got shape {X.shape}")
     _, _, height, width = X.shape
-    return generate_anchors(height, width, sizes, ratios, ctx=X.ctx)
+    return generate_anchors(height, width, sizes, ratios, product=product,
+                            ctx=X.ctx)

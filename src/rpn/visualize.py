@@ -10,10 +10,9 @@ Shape glossary: ``B`` images ``(B, 3, h, w)`` normalised with
 """
 from mxnet import np
 
-__all__ = ["show_boxes", "visualize_rpn_preds", "denormalize_image"]
+from .dataset import RGB_MEAN, RGB_STD
 
-RGB_MEAN = (0.485, 0.456, 0.406)
-RGB_STD = (0.229, 0.224, 0.225)
+__all__ = ["show_boxes", "visualize_rpn_preds", "denormalize_image"]
 
 
 def _d2l():

@@ -1,0 +1,257 @@
+"""Reading VOC-format detection folders.
+
+The chapter's companion section "The VOC detection dataset"
+(``read_voc_images``, ``read_voc_detection_labels``,
+``load_data_voc_detection``). Works on any VOC-layout tree::
+
+    VOC_DIR/Annotations/<name>.xml
+    VOC_DIR/JPEGImages/<name>.jpg
+    VOC_DIR/ImageSets/Main/<class>_<split>.txt   (per-class lists, optional)
+    VOC_DIR/ImageSets/Main/<split>.txt           (plain lists)
+
+This is an edge of the package: labels are pixels here, rows ``[class,
+xmin - 1, ymin - 1, xmax - 1, ymax - 1]`` (VOC is 1-based; the chapter
+subtracts 1), and :class:`rpn.DetectionDataset` normalises them.
+Annotation files come from elsewhere: XML is parsed without entity
+expansion (defusedxml) and at a bounded size, and image names that would
+leave the folder are refused.
+"""
+import os
+import warnings
+
+import numpy as onp
+from defusedxml import ElementTree
+
+from .dataset import DetectionDataset, DetectionLoader, read_image
+
+__all__ = ["read_voc_images", "read_voc_detection_labels", "list_voc_split",
+           "load_data_voc_detection", "VOC_CLASSES", "VOC_DEFAULT_DIR"]
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+    "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+#: Where the chapter's data lives (d2l's download folder).
+VOC_DEFAULT_DIR = os.path.join("..", "data", "VOCdevkit", "VOC2012")
+_MAX_XML_BYTES = 1 << 20
+
+
+def _check_name(name, source):
+    if (not name or os.path.isabs(name) or "/" in name or "\\" in name
+            or name in (".", "..") or "\x00" in name):
+        raise ValueError(f"{source}: refusing image name {name!r}: names must be "
+                         "plain file names inside the dataset folder")
+    return name
+
+
+def _read_list(path):
+    """Names of the positives of an ``ImageSets`` list: lines ``name`` or
+    ``name flag``; a flag of -1 or 0 is not a positive."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image set list not found: {path}")
+    names = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) > 2 or (len(fields) == 2 and fields[1] not in ("1", "0", "-1")):
+                raise ValueError(f"{path}, line {number}: expected 'name' or "
+                                 f"'name 1|0|-1', got {line.strip()!r}")
+            if len(fields) == 1 or fields[1] == "1":
+                names.append(_check_name(fields[0], f"{path}, line {number}"))
+    return names
+
+
+def read_voc_images(voc_dir, image_sets, *, lazy=False):
+    """Images named in ``ImageSets/<set>`` lists (e.g. ``"Main/cat_train.txt"``).
+
+    Returns ``(images, names)``: decoded (h, w, 3) uint8 arrays, or their
+    file paths when ``lazy`` (what the loaders use, so nothing is decoded
+    before a batch needs it). Names listed in several sets appear once.
+    """
+    if isinstance(image_sets, str):
+        image_sets = [image_sets]
+    names, seen = [], set()
+    for image_set in image_sets:
+        for name in _read_list(os.path.join(voc_dir, "ImageSets", image_set)):
+            if name not in seen:
+                seen.add(name)
+                names.append(name)
+    paths = [os.path.join(voc_dir, "JPEGImages", name + ".jpg") for name in names]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image listed but absent: {path}")
+    images = paths if lazy else [read_image(p) for p in paths]
+    return images, names
+
+
+def _text(node, tag, path):
+    child = node.find(tag)
+    if child is None or child.text is None or not child.text.strip():
+        raise ValueError(f"{path}: missing <{tag}>")
+    return child.text.strip()
+
+
+def _number(node, tag, path):
+    value = _text(node, tag, path)
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{path}: <{tag}> is {value!r}, not a number") from None
+
+
+def _parse_annotation(path, classes, keep_difficult):
+    """(n, 5) pixel rows of the objects of ``classes`` in one XML file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation not found: {path}")
+    if os.path.getsize(path) > _MAX_XML_BYTES:
+        raise ValueError(f"{path}: larger than {_MAX_XML_BYTES} bytes, refused")
+    try:
+        root = ElementTree.parse(path).getroot()
+    except Exception as error:  # ParseError and defusedxml's refusals
+        raise ValueError(f"{path}: not a well-formed, safe XML file: {error}") from error
+    size = root.find("size")
+    width = _number(size, "width", path) if size is not None else None
+    height = _number(size, "height", path) if size is not None else None
+    rows = []
+    for obj in root.iter("object"):
+        name = _text(obj, "name", path)
+        if name not in classes:
+            continue
+        difficult = obj.find("difficult")
+        if not keep_difficult and difficult is not None and (difficult.text or "").strip() == "1":
+            continue
+        box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"{path}: an object {name!r} has no <bndbox>")
+        x0, y0, x1, y1 = (_number(box, t, path) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if not (x0 < x1 and y0 < y1):
+            raise ValueError(f"{path}: object {name!r} has an empty box "
+                             f"({x0}, {y0}, {x1}, {y1})")
+        if x0 < 0 or y0 < 0 or (width and x1 > width + 1) or (height and y1 > height + 1):
+            raise ValueError(f"{path}: object {name!r} box ({x0}, {y0}, {x1}, {y1}) "
+                             f"lies outside its {width}x{height} image")
+        rows.append([classes.index(name), x0 - 1, y0 - 1, x1 - 1, y1 - 1])
+    return onp.array(rows, dtype="float32").reshape(-1, 5)
+
+
+def read_voc_detection_labels(voc_dir, image_fns, classes, *, keep_difficult=True,
+                              skip_bad=False):
+    """Parse ``Annotations/<name>.xml`` for each name in ``image_fns``.
+
+    Keeps objects whose name is in ``classes``; returns one (n, 5) float32
+    array an image, rows ``[class_index, xmin - 1, ymin - 1, xmax - 1,
+    ymax - 1]`` in pixels. ``keep_difficult=False`` drops objects marked
+    ``difficult``. A missing, malformed or incomplete file, or a box outside
+    its image, raises a ``ValueError``/``FileNotFoundError`` naming the file;
+    with ``skip_bad=True`` it warns and gives that image ``None`` instead.
+    """
+    classes = list(classes)
+    labels = []
+    for name in image_fns:
+        path = os.path.join(voc_dir, "Annotations", _check_name(name, "image_fns") + ".xml")
+        try:
+            labels.append(_parse_annotation(path, classes, keep_difficult))
+        except (ValueError, FileNotFoundError) as error:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipping {name}: {error}")
+            labels.append(None)
+    return labels
+
+
+def list_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False,
+                   drop_empty=False):
+    """Image paths and pixel labels of one split of a VOC-layout folder.
+
+    Reads the per-class lists ``<class>_<split>.txt`` (positives only) when
+    every class has one, otherwise the plain ``<split>.txt``. Images that a
+    keyword asks to skip (bad files, or no object of ``classes`` when
+    ``drop_empty``) are left out with a warning that counts them.
+    """
+    main = os.path.join(voc_dir, "ImageSets", "Main")
+    per_class = [os.path.join("Main", f"{c}_{split}.txt") for c in classes]
+    if all(os.path.isfile(os.path.join(voc_dir, "ImageSets", p)) for p in per_class):
+        sets = per_class
+    elif os.path.isfile(os.path.join(main, f"{split}.txt")):
+        sets = [os.path.join("Main", f"{split}.txt")]
+    else:
+        raise FileNotFoundError(
+            f"no list for split {split!r} in {main}: expected {split}.txt or "
+            f"<class>_{split}.txt for each of {list(classes)}")
+    paths, names = read_voc_images(voc_dir, sets, lazy=True)
+    labels = read_voc_detection_labels(voc_dir, names, classes,
+                                       keep_difficult=keep_difficult, skip_bad=skip_bad)
+    kept = [(p, lab) for p, lab in zip(paths, labels)
+            if lab is not None and (len(lab) or not drop_empty)]
+    skipped_bad = sum(lab is None for lab in labels)
+    dropped = sum(lab is not None and not len(lab) for lab in labels) if drop_empty else 0
+    if skipped_bad or dropped:
+        warnings.warn(f"{split}: kept {len(kept)} of {len(paths)} images "
+                      f"({dropped} without objects of {list(classes)}, "
+                      f"{skipped_bad} unreadable)")
+    return [p for p, _ in kept], [lab for _, lab in kept]
+
+
+def _download_voc2012():
+    from d2l import mxnet as d2l
+    try:
+        return os.path.join(d2l.download_extract("voc2012", os.path.join(
+            "VOCdevkit", "VOC2012")))
+    except Exception as error:
+        raise RuntimeError(
+            f"downloading VOC2012 failed ({error}); download "
+            "VOCtrainval_11-May-2012.tar by hand, extract it, and pass "
+            "voc_dir=<...>/VOCdevkit/VOC2012") from error
+
+
+def load_data_voc_detection(batch_size, height, width, classes=("cat", "dog"), *,
+                            voc_dir=VOC_DEFAULT_DIR, download=False,
+                            splits=("train", "val"), keep_difficult=True,
+                            skip_bad=False, augment=True, num_workers=0,
+                            seed=0, shard=None):
+    """Train and validation loaders over a VOC-layout folder.
+
+    Each yields ``(X (B, 3, height, width), Y (B, G, 5))``: images resized
+    and normalised, labels normalised to ``[0, 1]`` and padded with class
+    ``-1`` (chapter's conventions). Training images without an object of
+    ``classes`` are dropped (the count is reported); the training loader
+    shuffles, augments (flip, crop; ``augment``) and drops its last
+    incomplete batch. ``num_workers`` processes decode images as batches
+    need them. ``shard=(rank, parts)`` splits the training set for
+    distributed training.
+
+    Departs from the chapter's draft, which hard-coded the folder: the
+    folder is ``voc_dir`` (default the chapter's ``../data/VOCdevkit/VOC2012``),
+    and the VOC2012 download happens only with ``download=True``.
+    """
+    classes = list(classes)
+    if not os.path.isdir(voc_dir):
+        if not download:
+            raise FileNotFoundError(
+                f"VOC folder not found: {voc_dir!r}. Pass voc_dir= a folder with "
+                "Annotations/, JPEGImages/ and ImageSets/Main/, or download=True "
+                "to fetch VOC2012 (2 GB)")
+        voc_dir = _download_voc2012()
+    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+        if not os.path.isdir(os.path.join(voc_dir, sub)):
+            raise FileNotFoundError(f"{voc_dir!r} is not a VOC-layout folder: "
+                                    f"{sub}/ is missing")
+    train_split, val_split = splits
+    options = dict(keep_difficult=keep_difficult, skip_bad=skip_bad)
+    train_paths, train_labels = list_voc_split(voc_dir, train_split, classes,
+                                               drop_empty=True, **options)
+    val_paths, val_labels = list_voc_split(voc_dir, val_split, classes, **options)
+    found = {int(c) for lab in train_labels + val_labels for c in lab[:, 0]}
+    missing = [c for k, c in enumerate(classes) if k not in found]
+    if missing:
+        raise ValueError(f"no object of class(es) {missing} in the {splits} "
+                         f"splits of {voc_dir}; check the class names")
+    most = max(len(lab) for lab in train_labels + val_labels)
+    train = DetectionDataset(train_paths, train_labels, height, width,
+                             augment=augment, seed=seed, max_objects=most)
+    val = DetectionDataset(val_paths, val_labels, height, width, max_objects=most)
+    return (DetectionLoader(train, batch_size, shuffle=True, last_batch="discard",
+                            num_workers=num_workers, seed=seed, shard=shard),
+            DetectionLoader(val, batch_size, num_workers=num_workers))
