@@ -9,7 +9,7 @@ Shape glossary: ``B`` images, images ``(B, 3, h, w)``, features
 """
 import os
 
-from mxnet import base
+from mxnet import base, init
 from mxnet.gluon import nn
 from mxnet.gluon.model_zoo import model_store, vision
 
@@ -18,8 +18,8 @@ __all__ = ["detection_backbone"]
 _MODEL = "resnet18_v2"
 # resnet18_v2's features: 0 BatchNorm, 1 Conv, 2 BatchNorm, 3 ReLU, 4 MaxPool,
 # 5-8 stages 1-4 (strides 4, 8, 16, 32), 9 BatchNorm, 10 ReLU, 11 global
-# average pooling, 12 Flatten.
-_STAGE3_END = 8
+# average pooling, 12 Flatten. A stride's last layer (exclusive end):
+_STAGE_END = {8: 7, 16: 8}
 
 
 def _default_root():
@@ -52,30 +52,37 @@ def detection_backbone(pretrained=False, root=None, *, stride=32):
 
     ``stride=32`` (the chapter's): 512 channels, a 256 x 256 image gives an
     8 x 8 map. ``stride=16`` stops after stage 3 (256 channels, 16 x 16 for
-    256 x 256), closer to Faster R-CNN's VGG-16 stride and better for small
-    objects, at more anchors; a BatchNorm and ReLU of its own close it, as
-    ResNet v2 units are pre-activation.
+    256 x 256), Faster R-CNN's VGG-16 stride; ``stride=8`` after stage 2
+    (128 channels). A finer map places anchors more densely and is cheaper
+    to compute, at a smaller receptive field; a BatchNorm and ReLU of its
+    own close a truncated network, as ResNet v2 units are pre-activation.
 
     ``pretrained=True`` loads ImageNet weights from ``root`` (a folder in
     MXNet's model-store layout, default ``~/.mxnet/models``, or a
     ``.params`` file), downloading them when the file is absent and the
     network allows; otherwise it raises a ``RuntimeError`` that names the
     file and where to put it. The chapter trains from scratch, so ``False``
-    is the default; the returned network is then uninitialised, as in the
-    chapter. Returns a ``HybridSequential``; images ``(B, 3, h, w)`` ->
+    is the default; the network is then initialised (Xavier, current
+    context) so that it runs at once, as the chapter's pretrained one does
+    before its ``initialize(..., force_reinit=True)``. Returns a ``HybridSequential``; images ``(B, 3, h, w)`` ->
     features ``(B, C, h / stride, w / stride)``.
     """
-    if stride not in (16, 32):
-        raise ValueError(f"stride must be 16 or 32, got {stride}")
+    if stride not in (8, 16, 32):
+        raise ValueError(f"stride must be 8, 16 or 32, got {stride}")
     net = _pretrained_resnet(root) if pretrained else vision.resnet18_v2()
+    closing = None
     if stride == 32:
-        return net.features[:-2]
-    features = nn.HybridSequential(prefix="stride16_")
-    features.add(*net.features[:_STAGE3_END])
-    with features.name_scope():
-        head = nn.HybridSequential()
-        head.add(nn.BatchNorm(), nn.Activation("relu"))
+        features = net.features[:-2]
+    else:
+        features = nn.HybridSequential(prefix=f"stride{stride}_")
+        features.add(*net.features[:_STAGE_END[stride]])
+        with features.name_scope():
+            closing = nn.HybridSequential()
+            closing.add(nn.BatchNorm(), nn.Activation("relu"))
+        features.add(closing)
     if pretrained:
-        head.initialize()
-    features.add(head)
+        if closing is not None:
+            closing.initialize()
+    else:
+        features.initialize(init.Xavier())
     return features

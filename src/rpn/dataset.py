@@ -15,16 +15,19 @@ import math
 import os
 
 import numpy as onp
-from mxnet import gluon
+from mxnet import gluon, np
 from PIL import Image
 
 __all__ = ["DetectionDataset", "DetectionLoader", "RGB_MEAN", "RGB_STD",
            "read_image"]
 
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
 #: Per-channel mean and standard deviation of ImageNet, used to normalise
-#: images (chapter section "The VOC detection dataset").
-RGB_MEAN = (0.485, 0.456, 0.406)
-RGB_STD = (0.229, 0.224, 0.225)
+#: images (chapter section "The VOC detection dataset"); MXNet arrays (3,)
+#: on the CPU, so that ``img * RGB_STD + RGB_MEAN`` works as in the chapter.
+RGB_MEAN = np.array(_MEAN)
+RGB_STD = np.array(_STD)
 
 _MAX_PIXELS = 64_000_000     # refuse decompression bombs beyond this
 
@@ -150,7 +153,7 @@ class DetectionDataset(gluon.data.Dataset):
         resized = Image.fromarray(onp.ascontiguousarray(image)).resize(
             (self.width, self.height), Image.BILINEAR)
         pixels = onp.asarray(resized, dtype="float32") / 255
-        pixels = (pixels - RGB_MEAN) / RGB_STD
+        pixels = (pixels - _MEAN) / _STD
         out = onp.full((self.max_objects, 5), -1.0, dtype="float32")
         count = min(len(boxes), self.max_objects)
         out[:count, 0] = classes[:count]

@@ -25,6 +25,7 @@ from defusedxml import ElementTree
 from .dataset import DetectionDataset, DetectionLoader, read_image
 
 __all__ = ["read_voc_images", "read_voc_detection_labels", "list_voc_split",
+           "find_classes",
            "load_data_voc_detection", "VOC_CLASSES", "VOC_DEFAULT_DIR"]
 
 VOC_CLASSES = (
@@ -192,6 +193,27 @@ def list_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=Fal
                       f"({dropped} without objects of {list(classes)}, "
                       f"{skipped_bad} unreadable)")
     return [p for p, _ in kept], [lab for _, lab in kept]
+
+
+def find_classes(voc_dir, splits=("train", "val")):
+    """The object names of the annotations of the images listed in the plain
+    split lists, sorted: the classes a folder has, for when none are given."""
+    names = set()
+    for split in splits:
+        listing = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
+        for name in _read_list(listing):
+            path = os.path.join(voc_dir, "Annotations", name + ".xml")
+            if not os.path.isfile(path) or os.path.getsize(path) > _MAX_XML_BYTES:
+                raise FileNotFoundError(f"annotation missing or too large: {path}")
+            try:
+                root = ElementTree.parse(path).getroot()
+            except Exception as error:
+                raise ValueError(f"{path}: not a well-formed, safe XML file: {error}") from error
+            names.update((obj.findtext("name") or "").strip() for obj in root.iter("object"))
+    names.discard("")
+    if not names:
+        raise ValueError(f"no object in the {list(splits)} annotations of {voc_dir}")
+    return sorted(names)
 
 
 def _download_voc2012():

@@ -1,0 +1,262 @@
+"""Model, loss, training loop and inference on CPU contexts."""
+import functools
+import os
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import autograd, gluon, init, np
+from mxnet.gluon import nn
+
+import rpn
+from rpn.config import PRESETS, build_model
+
+SMALL = PRESETS["default"].replace(size=64, batch_size=8, warmup_steps=5)
+
+
+def synthetic_batches(num, size=64, batch=8, seed=0):
+    train_iter, _ = rpn.load_data_synthetic(batch, size, size, num_train=num, num_val=batch,
+                                            augment=False, seed=seed)
+    return [(X, Y) for X, Y in train_iter]
+
+
+def tiny_backbone():
+    """A BatchNorm-free stride-16 backbone: parameters are then a function of
+    the data alone, so one device and two must agree exactly."""
+    net = nn.HybridSequential()
+    for channels in (8, 16, 16, 16):
+        net.add(nn.Conv2D(channels, 3, strides=2, padding=1, activation="relu"))
+    return net
+
+
+def params_of(*nets):
+    out = {}
+    for k, net in enumerate(nets):
+        for name, p in net.collect_params().items():
+            out[f"{k}:{name.split('_', 1)[-1]}"] = p.list_data()[0].asnumpy()
+    return out
+
+
+def test_backbone_shapes_and_strides():
+    X = np.zeros((2, 3, 64, 96))
+    for stride, channels in ((32, 512), (16, 256), (8, 128)):
+        net = rpn.detection_backbone(stride=stride)      # initialised, as the chapter's
+        assert net(X).shape == (2, channels, 64 // stride, 96 // stride)
+    with pytest.raises(ValueError, match="8, 16 or 32"):
+        rpn.detection_backbone(stride=4)
+
+
+def test_pretrained_without_file_or_network_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")   # refused at once
+    with pytest.raises(RuntimeError, match=r"resnet18_v2-[0-9a-f]{8}\.params.*" + str(tmp_path)):
+        rpn.detection_backbone(pretrained=True, root=str(tmp_path))
+
+
+def test_pretrained_from_a_params_file(tmp_path):
+    full = gluon.model_zoo.vision.resnet18_v2()
+    full.initialize(init.Constant(0.25))
+    full(np.zeros((1, 3, 32, 32)))
+    path = str(tmp_path / "weights.params")
+    full.save_parameters(path)
+    net = rpn.detection_backbone(pretrained=True, root=path)
+    conv = [p for n, p in net.collect_params().items() if n.endswith("conv0_weight")][0]
+    assert (conv.data().asnumpy() == 0.25).all()
+
+
+def test_hybridized_and_imperative_heads_agree():
+    head = rpn.RPNOutput(num_anchors=7, channels=16)
+    head.initialize(init.Xavier())
+    X = np.random.normal(size=(2, 8, 5, 6))
+    eager = [a.asnumpy() for a in head(X)]
+    head.hybridize()
+    compiled = [a.asnumpy() for a in head(X)]
+    assert eager[0].shape == (2 * 5 * 6 * 7, 2) and eager[1].shape == (2 * 5 * 6 * 7, 4)
+    for a, b in zip(eager, compiled):
+        onp.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_loss_is_finite_without_positives_or_labels():
+    loss = rpn.DetectionLoss(1)
+    cls_preds, box_preds = np.random.normal(size=(6, 2)), np.random.normal(size=(6, 4))
+    for labels in ([0, 0, -1, -1, 0, -1], [-1] * 6):
+        value = loss(cls_preds, box_preds, np.array(labels), np.zeros((6, 4))).sum()
+        assert onp.isfinite(float(value))
+    ignored = loss(cls_preds, box_preds, np.array([-1] * 6), np.zeros((6, 4))).sum()
+    assert float(ignored) == 0
+
+
+def test_loss_by_hand():
+    loss = rpn.DetectionLoss(2)
+    cls_preds = np.array([[0.0, 0.0], [0.0, 0.0], [5.0, 1.0]])
+    box_preds = np.array([[1.0, 1.0, 1.0, 1.0], [0.0] * 4, [9.0] * 4])
+    labels, boxes = np.array([1, 0, -1]), np.zeros((3, 4))
+    # cross entropy log(2) on the 2 labelled anchors / 2; L1 1 on the positive / 1
+    assert float(loss(cls_preds, box_preds, labels, boxes).sum()) == pytest.approx(
+        onp.log(2) + 2 * 1.0, rel=1e-5)
+    correct, abs_err, labelled, positive = rpn.DetectionEvaluation()(
+        cls_preds, box_preds, labels, boxes)
+    assert (float(labelled), float(positive), float(abs_err)) == (2, 1, 1)
+
+
+def test_predict_rpn_returns_sorted_probabilities_and_clipped_boxes():
+    mx.random.seed(0)
+    backbone, head = build_model(SMALL, mx.cpu())
+    X = np.random.normal(size=(3, 3, 64, 64))
+    preds = rpn.predict_rpn(backbone(X), head, SMALL.anchor_fn, 0.7)
+    assert len(preds) == 3
+    for scores, boxes in preds:
+        s = scores.asnumpy()
+        assert boxes.shape == (4, len(s)) and len(s) > 0
+        assert (s >= 0).all() and (s <= 1).all() and (onp.diff(s) <= 0).all()
+        b = boxes.asnumpy()
+        assert b.min() >= 0 and b.max() <= 1
+    few = rpn.predict_rpn(backbone(X), head, SMALL.anchor_fn, 0.7, post_nms_top_n=4,
+                          min_size=0.2)
+    for scores, boxes in few:
+        b = boxes.asnumpy()
+        assert len(scores) <= 4
+        assert ((b[2] - b[0]) >= 0.2 - 1e-6).all() and ((b[3] - b[1]) >= 0.2 - 1e-6).all()
+
+
+def train(ctx, batches, backbone_fn=None, epochs=1, batch_fn=None, **kwargs):
+    mx.random.seed(7)
+    if backbone_fn is None:
+        backbone, head = build_model(SMALL, ctx if isinstance(ctx, list) else [ctx])
+    else:
+        backbone, head = backbone_fn(), rpn.RPNOutput(SMALL.num_anchors, channels=16)
+        backbone.initialize(init.Xavier(), ctx=ctx)
+        head.initialize(init.Xavier(), ctx=ctx)
+    history = rpn.train_detection(
+        backbone, head, batch_fn or SMALL.batch_fn, batches, None, SMALL.loss(), epochs,
+        0.05, 0.05, ctx, optimizer_params={"momentum": 0.9}, seed=3, verbose=False, **kwargs)
+    return backbone, head, history
+
+
+def test_training_on_a_handful_of_images_finds_the_objects():
+    batches = synthetic_batches(8, size=64)
+    mx.random.seed(1)
+    backbone, head = build_model(SMALL, [mx.cpu()])
+    config = SMALL.replace(neg_pos_ratio=None)
+    history = rpn.train_detection(
+        backbone, head, config.batch_fn, batches * 10, None, SMALL.loss(), 8, 0.05, 0.05,
+        mx.cpu(), optimizer_params={"momentum": 0.9}, lr_schedule="cosine",
+        warmup_steps=10, seed=0, verbose=False)
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    result = rpn.evaluate_proposals(backbone, head, batches, SMALL.anchor_fn,
+                                    nms_threshold=0.7, ks=(10,))
+    assert result["objects"] >= 8
+    assert result["R@10@0.5"] > 0.9
+
+
+def test_training_on_another_cpu_context_keeps_everything_there():
+    batches = synthetic_batches(8)
+    backbone, head, history = train(mx.cpu(1), batches)
+    assert onp.isfinite(history[0]["loss"])
+    for p in list(backbone.collect_params().values()) + list(head.collect_params().values()):
+        assert p.list_ctx() == [mx.cpu(1)]
+
+
+def test_two_devices_match_one_on_the_same_data():
+    batches = synthetic_batches(16)
+    # every negative candidate labelled: no random draw depends on the split
+    batch_fn = SMALL.replace(neg_pos_ratio=None).batch_fn
+    one = train(mx.cpu(0), batches, tiny_backbone, batch_fn=batch_fn, hybridize=False)
+    two = train([mx.cpu(0), mx.cpu(1)], batches, tiny_backbone, batch_fn=batch_fn,
+                hybridize=False)
+    a, b = params_of(*one[:2]), params_of(*two[:2])
+    assert a.keys() == b.keys()
+    moved = 0
+    for key in a:
+        onp.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+    # the two copies on the two devices are identical, and training moved them
+    for net in two[:2]:
+        for p in net.collect_params().values():
+            c0, c1 = (d.asnumpy() for d in p.list_data())
+            onp.testing.assert_array_equal(c0, c1)
+    mx.random.seed(7)
+    fresh = tiny_backbone()
+    fresh.initialize(init.Xavier())
+    fresh(batches[0][0])
+    start = params_of(fresh)
+    moved = sum(not onp.allclose(start[k], a[k.replace("0:", "0:", 1)])
+                for k in start if k in a)
+    assert moved > 0
+
+
+def test_resnet_trains_on_two_devices():
+    batches = synthetic_batches(8)
+    backbone, head, history = train([mx.cpu(0), mx.cpu(1)], batches)
+    assert onp.isfinite(history[0]["loss"])
+    weight = list(head.collect_params().values())[0]
+    onp.testing.assert_array_equal(*(d.asnumpy() for d in weight.list_data()))
+
+
+def test_a_batch_without_objects_trains_without_nan():
+    X = np.random.normal(size=(4, 3, 64, 64))
+    Y = np.full((4, 2, 5), -1.0)
+    backbone, head, history = train(mx.cpu(), [(X, Y)] * 2)
+    assert onp.isfinite(history[0]["loss"])
+    assert history[0]["train_box_mae"] is None
+    for p in head.collect_params().values():
+        assert onp.isfinite(p.data().asnumpy()).all()
+
+
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    def loader():
+        train_iter, _ = rpn.load_data_synthetic(8, 64, 64, num_train=16, num_val=8, seed=5)
+        return train_iter
+    full = train(mx.cpu(), loader(), epochs=3, checkpoint_dir=str(tmp_path / "full"))
+    train(mx.cpu(), loader(), epochs=1, checkpoint_dir=str(tmp_path / "cut"))
+    resumed = train(mx.cpu(), loader(), epochs=3, checkpoint_dir=str(tmp_path / "cut"),
+                    resume=True)
+    assert [h["epoch"] for h in resumed[2]] == [1, 2, 3]
+    a, b = params_of(*full[:2]), params_of(*resumed[:2])
+    for key in a:
+        onp.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert onp.allclose(full[2][-1]["loss"], resumed[2][-1]["loss"], rtol=1e-5)
+
+
+def test_a_run_killed_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    batches = synthetic_batches(8)
+    folder = str(tmp_path / "ckpt")
+    train(mx.cpu(), batches, epochs=1, checkpoint_dir=folder)
+    before = rpn.latest_checkpoint(folder)
+    assert before.endswith("epoch-0001")
+
+    def killed(self, filename, *args, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gluon.Trainer, "save_states", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(mx.cpu(), batches, epochs=2, checkpoint_dir=folder, resume=True)
+    assert rpn.latest_checkpoint(folder) == before
+    backbone, head = build_model(SMALL, [mx.cpu()])
+    state = rpn.load_checkpoint(folder, backbone, head)
+    assert state["epoch"] == 0
+
+
+def test_runs_repeat_under_mxnet_seed():
+    batches = synthetic_batches(8)
+    a = params_of(*train(mx.cpu(), batches)[:2])
+    b = params_of(*train(mx.cpu(), batches)[:2])
+    for key in a:
+        onp.testing.assert_array_equal(a[key], b[key])
+
+
+def test_callback_and_history():
+    batches = synthetic_batches(8)
+    events = []
+    _, _, history = train(mx.cpu(), batches, epochs=2, callback=events.append,
+                          epoch_end=lambda epoch: {"extra": epoch})
+    assert [e["kind"] for e in events] == ["step", "epoch", "step", "epoch"]
+    assert set(history[0]) >= {"epoch", "loss", "train_class_err", "train_box_mae",
+                               "test_class_err", "test_box_mae", "time",
+                               "images_per_sec", "extra"}
+    assert history[1]["extra"] == 1
+
+
+def test_batch_too_small_for_the_devices_is_a_clear_error():
+    X, Y = np.zeros((1, 3, 64, 64)), np.full((1, 1, 5), -1.0)
+    with pytest.raises(ValueError, match="cannot be split over 2 devices"):
+        train([mx.cpu(0), mx.cpu(1)], [(X, Y)])
