@@ -282,9 +282,17 @@ def cmd_train(args):
     config = _config_from_args(args)
     classes = _classes(args)
     config = config.replace(classes=classes)
+    kvstore, rank, shard = args.kvstore, 0, None
+    if kvstore and kvstore.startswith("dist"):
+        kvstore = mx.kv.create(kvstore)
+        rank, shard = kvstore.rank, (kvstore.rank, kvstore.num_workers)
+        print(f"rpn train: worker {rank} of {kvstore.num_workers} ({kvstore.type})",
+              file=sys.stderr, flush=True)
     os.makedirs(args.out, exist_ok=True)
     config_path = os.path.join(args.out, "config.json")
-    if args.resume and os.path.isfile(config_path):
+    if rank > 0:
+        pass          # rank 0 checks and writes the run folder
+    elif args.resume and os.path.isfile(config_path):
         with open(config_path) as f:
             previous = RunConfig.from_dict(json.load(f)["config"])
         mismatch = previous.model_mismatch(config)
@@ -294,12 +302,13 @@ def cmd_train(args):
     elif not args.resume and os.path.isdir(os.path.join(args.out, "checkpoint")):
         raise UsageError(f"{args.out} already holds a run; add --resume to continue "
                          "it, or choose another --out")
-    _write_json(config_path, {"config": config.to_dict(), "data": args.data,
-                              "seed": args.seed})
+    if rank == 0:
+        _write_json(config_path, {"config": config.to_dict(), "data": args.data,
+                                  "seed": args.seed})
     mx.random.seed(args.seed)
     from .config import build_model
     backbone, head = build_model(config, ctx, pretrained=args.pretrained)
-    train_iter, val_iter = _loaders(args, config, classes)
+    train_iter, val_iter = _loaders(args, config, classes, shard=shard)
 
     def recall_at_epoch_end(epoch):
         if args.eval_every and ((epoch + 1) % args.eval_every == 0
@@ -308,19 +317,23 @@ def cmd_train(args):
                                       nms_threshold=config.nms_threshold, ks=_KS, ctx=ctx)
         return {}
 
-    bar = _ProgressBar(config.epochs * len(train_iter), disable=args.quiet)
+    bar = _ProgressBar(config.epochs * len(train_iter), disable=args.quiet or rank > 0)
     try:
         history = train_detection(
             backbone, head, config.batch_fn, train_iter, val_iter, config.loss(),
             config.epochs, config.backbone_lr, config.output_lr, ctx,
             optimizer=config.optimizer, optimizer_params=config.optimizer_params(),
             lr_schedule=config.lr_schedule, warmup_steps=config.warmup_steps,
-            hybridize=not args.no_hybridize, kvstore=args.kvstore, callback=bar,
+            hybridize=not args.no_hybridize, kvstore=kvstore, callback=bar,
             checkpoint_dir=os.path.join(args.out, "checkpoint"), resume=args.resume,
             seed=args.seed, config=config.to_dict(), epoch_end=recall_at_epoch_end,
             verbose=False)
     finally:
         bar.close()
+    if rank > 0:
+        print(json.dumps({"rank": rank, "epochs": len(history),
+                          "loss": history[-1]["loss"] if history else None}))
+        return 0
     model = _Networks(backbone, head)
     tic = time.time()
     final, recall = _evaluate(model, config, val_iter, ctx)
@@ -456,7 +469,10 @@ def build_parser():
     train.add_argument("--pretrained", metavar="PATH",
                        help="ImageNet weights of resnet18_v2: a model-store folder or .params file")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--kvstore", default="device", help="MXNet KVStore type")
+    train.add_argument("--kvstore", default=None,
+                       help="MXNet KVStore: local, device, dist_sync, dist_device_sync, "
+                       "dist_async (default: device for several GPUs, local otherwise); "
+                       "dist_* under python -m rpn.launch")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--eval-every", type=int, default=0, metavar="N",
                        help="also measure validation recall every N epochs")

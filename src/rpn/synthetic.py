@@ -37,15 +37,16 @@ def _cover(a, b):
 
 def _layout(rng, height, width):
     """1 to 6 shapes: (class, xmin, ymin, xmax, ymax) pixel rows, colours
-    and triangle apexes, drawn from ``rng``. Sides are log-uniform in 8% to
-    80% of the image, aspect ratios in 1:3 to 3:1; shapes may overlap, but
+    and triangle apexes, drawn from ``rng``. The width is uniform in 8% to
+    80% of the image and the aspect ratio log-uniform in 1:3 to 3:1 (draws
+    whose height leaves 8% to 80% are redrawn); shapes may overlap, but
     none covers more than 60% of another."""
     wanted = int(rng.integers(1, 7))
     rows, extras = [], []
     for _ in range(200):
         if len(rows) == wanted:
             break
-        w = math.exp(rng.uniform(math.log(_MIN_SIDE), math.log(_MAX_SIDE)))
+        w = rng.uniform(_MIN_SIDE, _MAX_SIDE)
         h = w / math.exp(rng.uniform(-math.log(_MAX_ASPECT), math.log(_MAX_ASPECT)))
         if not _MIN_SIDE <= h <= _MAX_SIDE:
             continue

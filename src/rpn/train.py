@@ -135,17 +135,33 @@ def evaluate_detection(backbone, output_model, batch_fn, data_iter, ctx=None):
     return {"class_err": class_err, "box_mae": box_mae, "images": images}
 
 
-def _make_trainer(params, lr, optimizer, optimizer_params, kvstore,
-                  lr_schedule, total_steps, warmup_steps):
-    options = {"learning_rate": lr, "wd": 1e-4}
+def _default_kvstore(ctxs):
+    """MXNet's advice: reduce on the GPUs when there are several, in host
+    memory otherwise."""
+    return "device" if len(ctxs) > 1 and any(c.device_type == "gpu" for c in ctxs) else "local"
+
+
+def _make_trainer(backbone, output_model, backbone_lr, output_lr, optimizer,
+                  optimizer_params, kvstore, lr_schedule, total_steps, warmup_steps):
+    """One ``gluon.Trainer`` for both networks, the backbone's learning rate
+    set through its parameters' ``lr_mult`` (one KVStore serves both, which
+    a distributed KVStore needs: two trainers would share its keys)."""
+    base = max(backbone_lr, output_lr)
+    for net, lr in ((backbone, backbone_lr), (output_model, output_lr)):
+        for param in net.collect_params().values():
+            param.lr_mult = lr / base if base > 0 else 1.0
+    options = {"learning_rate": base, "wd": 1e-4}
     options.update(optimizer_params or {})
     if lr_schedule == "cosine":
         options["lr_scheduler"] = mx.lr_scheduler.CosineScheduler(
-            max_update=max(total_steps, warmup_steps + 1), base_lr=lr,
+            max_update=max(total_steps, warmup_steps + 1), base_lr=base,
             final_lr=0.0, warmup_steps=warmup_steps, warmup_begin_lr=0.0)
     elif lr_schedule != "constant":
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got "
                          f"{lr_schedule!r}")
+    params = gluon.ParameterDict()
+    params.update(output_model.collect_params())
+    params.update(backbone.collect_params())
     return gluon.Trainer(params, optimizer, options, kvstore=kvstore)
 
 
@@ -196,7 +212,7 @@ def latest_checkpoint(checkpoint_dir):
     return path if os.path.isfile(os.path.join(path, "state.json")) else None
 
 
-def _write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainers,
+def _write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainer,
                       state):
     """Write a checkpoint next to the previous one, then switch the
     ``latest`` pointer with an atomic rename: a run killed while saving
@@ -208,8 +224,7 @@ def _write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainers,
     os.makedirs(tmp)
     backbone.save_parameters(os.path.join(tmp, "backbone.params"))
     output_model.save_parameters(os.path.join(tmp, "output.params"))
-    for key, trainer in trainers.items():
-        trainer.save_states(os.path.join(tmp, f"{key}.states"))
+    trainer.save_states(os.path.join(tmp, "trainer.states"))
     with open(os.path.join(tmp, "state.json"), "w") as f:
         json.dump(state, f, indent=1)
     final = os.path.join(checkpoint_dir, name)
@@ -253,14 +268,16 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
                     loss, num_epochs, backbone_lr, output_lr, ctx=None, *,
                     optimizer="sgd", optimizer_params=None,
                     lr_schedule="constant", warmup_steps=0, hybridize=True,
-                    kvstore="device", callback=None, checkpoint_dir=None,
+                    kvstore=None, callback=None, checkpoint_dir=None,
                     resume=False, seed=None, config=None, epoch_end=None,
                     verbose=True):
     """Train a detection model (chapter section "Training").
 
-    ``backbone``, ``output_model``: initialised networks, trained with two
-    ``gluon.Trainer`` s at ``backbone_lr`` and ``output_lr`` (SGD, weight
-    decay 1e-4, as the chapter). ``batch_fn(Y, features, output_model,
+    ``backbone``, ``output_model``: initialised networks, trained at
+    ``backbone_lr`` and ``output_lr`` (SGD, weight decay 1e-4, as the
+    chapter; one ``gluon.Trainer`` whose backbone parameters get ``lr_mult
+    = backbone_lr / max(lrs)``, which updates exactly as the chapter's two
+    trainers and lets one KVStore serve both). ``batch_fn(Y, features, output_model,
     anchors) -> (preds, labels, anchors)``, e.g. :func:`rpn_batch`.
     ``train_iter``, ``test_iter`` yield ``(X (B, 3, h, w), Y (B, G, 5))``;
     ``test_iter`` may be ``None``. ``loss`` e.g. ``DetectionLoss(1)``.
@@ -274,10 +291,21 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
 
     * the test set is evaluated every epoch (the chapter's ``fixme`` skipped it);
     * ``ctx`` is one context or a list: each batch is split over the devices
-      and gradients are summed through a KVStore (``kvstore``); a
-      :class:`DetectionLoss` is normalised by the counts of the whole batch,
-      so the update equals that of one device on the same labels (BatchNorm
-      still sees each device's part only);
+      and gradients are summed through a KVStore; a :class:`DetectionLoss` is
+      normalised by the counts of the whole batch, so the update equals that
+      of one device on the same labels (BatchNorm still sees each device's
+      part only);
+    * ``kvstore``: an MXNet KVStore type (``local``, ``device``,
+      ``dist_sync``, ``dist_device_sync``, ``dist_async``) or object; by
+      default ``device`` for several GPUs and ``local`` otherwise. Under
+      ``dist_sync``/``dist_device_sync`` each worker trains on its own
+      ``train_iter`` (give it its shard, e.g. ``shard=(kv.rank,
+      kv.num_workers)``) and the update is the *average* of the workers'
+      gradients: the learning rate is not scaled, so a step equals one
+      machine's step on the workers' combined batch (raise the learning rate
+      yourself for the linear-scaling rule). Under ``dist_async`` each
+      worker's gradient updates the weights as it arrives. Only rank 0 writes
+      checkpoints; BatchNorm running statistics stay each worker's own;
     * ``hybridize`` (default on) compiles both networks;
     * ``optimizer``/``optimizer_params`` (merged over ``{"wd": 1e-4}``),
       ``lr_schedule`` (``"constant"`` or ``"cosine"``, with
@@ -300,22 +328,22 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
         net.collect_params().reset_ctx(ctxs)
         if hybridize:
             net.hybridize()
+    if kvstore is None:
+        kvstore = _default_kvstore(ctxs)
+    if isinstance(kvstore, str) and kvstore.startswith("dist"):
+        kvstore = mx.kv.create(kvstore)
+    rank = getattr(kvstore, "rank", 0)
+    workers = getattr(kvstore, "num_workers", 1)
+    sync_workers = workers if "sync" in getattr(kvstore, "type", "") else 1
     steps_per_epoch = len(train_iter)
-    total = num_epochs * steps_per_epoch
-    trainers = {
-        "output": _make_trainer(output_model.collect_params(), output_lr,
-                                optimizer, optimizer_params, kvstore,
-                                lr_schedule, total, warmup_steps),
-        "backbone": _make_trainer(backbone.collect_params(), backbone_lr,
-                                  optimizer, optimizer_params, kvstore,
-                                  lr_schedule, total, warmup_steps),
-    }
+    trainer = _make_trainer(backbone, output_model, backbone_lr, output_lr,
+                            optimizer, optimizer_params, kvstore, lr_schedule,
+                            num_epochs * steps_per_epoch, warmup_steps)
     history, start = [], 0
     if resume and checkpoint_dir and latest_checkpoint(checkpoint_dir):
         state = load_checkpoint(checkpoint_dir, backbone, output_model, ctxs)
-        path = latest_checkpoint(checkpoint_dir)
-        for key, trainer in trainers.items():
-            trainer.load_states(os.path.join(path, f"{key}.states"))
+        trainer.load_states(os.path.join(latest_checkpoint(checkpoint_dir),
+                                         "trainer.states"))
         history, start, seed = state["history"], state["epoch"] + 1, state["seed"]
     if seed is None:
         seed = int(np.random.randint(0, 2 ** 30, ctx=mx.cpu()).item())
@@ -336,9 +364,9 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
                          for Xd, Yd in zip(Xs, Ys)]
                 losses = _losses(loss, parts)
             autograd.backward(losses)
+            # average over devices (other losses) and synchronous workers
             scale = len(ctxs) if not isinstance(loss, DetectionLoss) else 1
-            trainers["output"].step(scale)
-            trainers["backbone"].step(scale)
+            trainer.step(scale * sync_workers)
             step = [sum(l.sum().as_in_context(home) for l in losses)]
             for preds, labels in parts:
                 values = evaluator(*preds, *labels)
@@ -376,10 +404,10 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
         if epoch_end is not None:
             record.update(epoch_end(epoch))
         history.append(record)
-        if checkpoint_dir:
+        if checkpoint_dir and rank == 0:
             _write_checkpoint(checkpoint_dir, epoch, backbone, output_model,
-                              trainers, {"epoch": epoch, "seed": seed,
-                                         "history": history, "config": config})
+                              trainer, {"epoch": epoch, "seed": seed,
+                                        "history": history, "config": config})
         if callback is not None:
             callback(dict(record, kind="epoch", epoch=epoch))
     if verbose and history:
