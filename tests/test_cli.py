@@ -11,8 +11,8 @@ from mxnet import np
 import rpn
 from rpn.cli import main
 
-TINY = ["--size", "64", "--batch-size", "4", "--epochs", "1", "--quiet",
-        "--set", "num_train=8", "--set", "num_val=4"]
+TINY = ["--size", "64", "--batch-size", "4", "--epochs", "1", "--quiet", "--workers", "0",
+        "--set", "min_steps=0", "--set", "num_train=8", "--set", "num_val=4"]
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,20 @@ def test_a_proposal_exactly_at_the_threshold_counts():
     assert recall.result()["R@10@0.7"] == 0.0
     # AR averages 0.50 .. 0.95: only 0.5 is reached
     assert recall.result()["AR@10"] == pytest.approx(0.1)
+
+
+def test_small_datasets_get_the_minimum_number_of_steps():
+    from rpn.config import PRESETS
+    config = PRESETS["default"].replace(epochs=3, min_steps=100)
+    assert config.epochs_for(50) == 3
+    assert config.epochs_for(10) == 10
+    assert PRESETS["chapter"].epochs_for(1) == 5
+
+
+def test_sizes_that_do_not_fit_the_stride_are_refused(tmp_path, capsys):
+    assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "z"), "--size", "100",
+                 "--set", "stride=8", "--set", "top_down=true", "--quiet"]) == 2
+    assert "multiple of 16" in capsys.readouterr().err
+    assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "z"),
+                 "--set", "no_such_setting=1", "--quiet"]) == 2
+    assert "unknown settings" in capsys.readouterr().err

@@ -220,3 +220,10 @@ def test_padding_rows_are_ignored_whatever_their_coordinates():
     labels, offsets = rpn.label_anchors(gt, anchors, 0.7, 0.3, None)
     assert onp.isfinite(offsets.asnumpy()).all()
     assert (labels.asnumpy() == 1).sum() >= 1
+
+
+def test_a_zero_ratio_samples_no_negatives():
+    anchors = rpn.generate_anchors(4, 4, [0.5], [1])
+    labels, _ = rpn.label_anchors(np.array([[[0, 0.1, 0.1, 0.5, 0.5]]]), anchors, 0.7, 0.3, 0)
+    assert (labels.asnumpy() == rpn.NEGATIVE).sum() == 0
+    assert (labels.asnumpy() > 0).sum() >= 1

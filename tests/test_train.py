@@ -44,6 +44,11 @@ def test_backbone_shapes_and_strides():
         assert net(X).shape == (2, channels, 64 // stride, 96 // stride)
     with pytest.raises(ValueError, match="8, 16 or 32"):
         rpn.detection_backbone(stride=4)
+    fused = rpn.detection_backbone(stride=8, top_down=True)
+    fused.hybridize()
+    assert fused(X).shape == (2, 128, 8, 12)
+    with pytest.raises(ValueError, match="top_down needs stride=8"):
+        rpn.detection_backbone(stride=16, top_down=True)
 
 
 def test_pretrained_without_file_or_network_says_what_to_do(tmp_path, monkeypatch):
@@ -136,11 +141,10 @@ def test_training_on_a_handful_of_images_finds_the_objects():
     batches = synthetic_batches(8, size=64)
     mx.random.seed(1)
     backbone, head = build_model(SMALL, [mx.cpu()])
-    config = SMALL.replace(neg_pos_ratio=None)
     history = rpn.train_detection(
-        backbone, head, config.batch_fn, batches * 10, None, SMALL.loss(), 8, 0.05, 0.05,
-        mx.cpu(), optimizer_params={"momentum": 0.9}, lr_schedule="cosine",
-        warmup_steps=10, seed=0, verbose=False)
+        backbone, head, SMALL.batch_fn, batches * 10, None, SMALL.loss(), 8, 0.003, 0.003,
+        mx.cpu(), optimizer="adam", lr_schedule="cosine", warmup_steps=10, seed=0,
+        verbose=False)
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
     result = rpn.evaluate_proposals(backbone, head, batches, SMALL.anchor_fn,
                                     nms_threshold=0.7, ks=(10,))

@@ -47,7 +47,35 @@ def _pretrained_resnet(root):
             "does") from error
 
 
-def detection_backbone(pretrained=False, root=None, *, stride=32):
+class _TopDown(nn.HybridBlock):
+    """A stride-8 map enriched by the stride-16 stage above it, as one level
+    of a feature pyramid (Lin et al., 2017): ``lateral(C3) + up2(top(C4))``,
+    then a 3x3 convolution. ``bottom``: images -> C3 (B, 128, h/8, w/8);
+    ``stage``: C3 -> C4 (B, 256, h/16, w/16)."""
+
+    def __init__(self, bottom, stage, channels=128, **kwargs):
+        super().__init__(**kwargs)
+        self.bottom, self.stage = bottom, stage
+        with self.name_scope():
+            self.c3_out = nn.HybridSequential()
+            self.c3_out.add(nn.BatchNorm(), nn.Activation("relu"))
+            self.c4_out = nn.HybridSequential()
+            self.c4_out.add(nn.BatchNorm(), nn.Activation("relu"))
+            self.lateral = nn.Conv2D(channels, kernel_size=1)
+            self.top = nn.Conv2D(channels, kernel_size=1)
+            self.smooth = nn.Conv2D(channels, kernel_size=3, padding=1, activation="relu")
+
+    def hybrid_forward(self, F, X):
+        c3 = self.bottom(X)                                   # (B, 128, h/8, w/8)
+        c4 = self.stage(c3)                                   # (B, 256, h/16, w/16)
+        top = self.top(self.c4_out(c4))                       # (B, C, h/16, w/16)
+        # nearest-neighbour x2: (B, C, h/16, w/16) -> (B, C, h/8, w/8), which
+        # meets C3 when h and w are multiples of 16
+        top = top.repeat(2, axis=2).repeat(2, axis=3)
+        return self.smooth(self.lateral(self.c3_out(c3)) + top)
+
+
+def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False):
     """ResNet-18 v2 without its last two layers (global pooling, flatten).
 
     ``stride=32`` (the chapter's): 512 channels, a 256 x 256 image gives an
@@ -64,14 +92,33 @@ def detection_backbone(pretrained=False, root=None, *, stride=32):
     file and where to put it. The chapter trains from scratch, so ``False``
     is the default; the network is then initialised (Xavier, current
     context) so that it runs at once, as the chapter's pretrained one does
-    before its ``initialize(..., force_reinit=True)``. Returns a ``HybridSequential``; images ``(B, 3, h, w)`` ->
-    features ``(B, C, h / stride, w / stride)``.
+    before its ``initialize(..., force_reinit=True)``.
+
+    ``top_down=True`` (``stride=8`` only) adds stage 3 and a top-down path,
+    as one level of a feature pyramid network: the stride-8 map gets the
+    larger receptive field and the semantics of stride 16 (128 channels).
+    Image sides must then be multiples of 16.
+
+    Returns a ``HybridBlock``; images ``(B, 3, h, w)`` -> features ``(B, C,
+    h / stride, w / stride)``.
     """
     if stride not in (8, 16, 32):
         raise ValueError(f"stride must be 8, 16 or 32, got {stride}")
+    if top_down and stride != 8:
+        raise ValueError(f"top_down needs stride=8, got stride={stride}")
     net = _pretrained_resnet(root) if pretrained else vision.resnet18_v2()
     closing = None
-    if stride == 32:
+    if top_down:
+        bottom = nn.HybridSequential(prefix="bottom_")
+        bottom.add(*net.features[:_STAGE_END[8]])
+        features = _TopDown(bottom, net.features[_STAGE_END[8]], prefix="topdown_")
+        closing = features
+        if pretrained:
+            for block in (features.c3_out, features.c4_out, features.lateral,
+                          features.top, features.smooth):
+                block.initialize()
+            closing = None
+    elif stride == 32:
         features = net.features[:-2]
     else:
         features = nn.HybridSequential(prefix=f"stride{stride}_")

@@ -62,15 +62,23 @@ def _config_from_args(args):
             value = raw
         changes[key] = tuple(value) if isinstance(value, list) else value
     try:
-        return config.replace(**changes)
+        config = config.replace(**changes)
     except (ValueError, TypeError) as error:
         raise UsageError(f"--set: {error}") from None
+    multiple = 16 if config.top_down else config.stride
+    if config.size % multiple:
+        raise UsageError(f"--size {config.size}: must be a multiple of {multiple} for "
+                         f"stride {config.stride}{' with top_down' if config.top_down else ''}")
+    return config
 
 
 def _classes(args, config_classes=()):
     if args.data == "synthetic":
         from .synthetic import SYNTHETIC_CLASSES
         return tuple(SYNTHETIC_CLASSES)
+    if not os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data!r}: no such folder; give 'synthetic' or "
+                         "a VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/)")
     if args.classes:
         return tuple(c.strip() for c in args.classes.split(",") if c.strip())
     if config_classes:
@@ -87,9 +95,6 @@ def _loaders(args, config, classes, *, shard=None):
             config.batch_size, config.size, config.size, num_train=config.num_train,
             num_val=config.num_val, augment=config.augment, seed=args.seed,
             num_workers=args.workers, shard=shard)
-    if not os.path.isdir(args.data):
-        raise UsageError(f"--data {args.data!r}: no such folder; give 'synthetic' or "
-                         "a VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/)")
     return load_data_voc_detection(
         config.batch_size, config.size, config.size, classes, voc_dir=args.data,
         augment=config.augment, seed=args.seed, num_workers=args.workers,
@@ -110,8 +115,6 @@ def _split_loader(args, config, classes, split):
                                  offset=offset)
         labels = images.labels
     else:
-        if not os.path.isdir(args.data):
-            raise UsageError(f"--data {args.data!r}: no such folder")
         images, labels = list_voc_split(args.data, split, classes)
         if not images:
             raise UsageError(f"split {split!r} of {args.data} has no image")
@@ -302,13 +305,18 @@ def cmd_train(args):
     elif not args.resume and os.path.isdir(os.path.join(args.out, "checkpoint")):
         raise UsageError(f"{args.out} already holds a run; add --resume to continue "
                          "it, or choose another --out")
+    train_iter, val_iter = _loaders(args, config, classes, shard=shard)
+    epochs = config.epochs_for(len(train_iter))
+    if epochs != config.epochs:
+        config = config.replace(epochs=epochs)
+        print(f"rpn train: {len(train_iter)} steps an epoch; training {epochs} epochs to "
+              f"reach min_steps={config.min_steps}", file=sys.stderr)
     if rank == 0:
         _write_json(config_path, {"config": config.to_dict(), "data": args.data,
                                   "seed": args.seed})
     mx.random.seed(args.seed)
     from .config import build_model
     backbone, head = build_model(config, ctx, pretrained=args.pretrained)
-    train_iter, val_iter = _loaders(args, config, classes, shard=shard)
 
     def recall_at_epoch_end(epoch):
         if args.eval_every and ((epoch + 1) % args.eval_every == 0
@@ -447,8 +455,9 @@ def build_parser():
 
     def common(p, data_required):
         p.add_argument("--ctx", default="cpu", help="cpu, gpu:0 or gpu:0,1 (default cpu)")
-        p.add_argument("--workers", type=int, default=0,
-                       help="processes decoding images (default 0: in the main process)")
+        p.add_argument("--workers", type=int, default=max(1, min(4, (os.cpu_count() or 2) // 2)),
+                       help="processes decoding images (default: half the cores, 1 to 4; "
+                       "0 decodes in the main process)")
         if data_required is not None:
             p.add_argument("--data", required=data_required, default=None,
                            help="'synthetic' or a VOC-layout folder")

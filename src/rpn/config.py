@@ -24,7 +24,7 @@ __all__ = ["RunConfig", "PRESETS", "build_model"]
 
 # settings that change the parameters' shapes: a checkpoint only loads
 # into a model built with the same ones
-_MODEL_KEYS = ("stride", "anchor_sizes", "anchor_ratios", "anchor_product",
+_MODEL_KEYS = ("stride", "top_down", "anchor_sizes", "anchor_ratios", "anchor_product",
                "head_channels")
 
 
@@ -34,7 +34,9 @@ class RunConfig:
     size: int = 256
     batch_size: int = 32
     epochs: int = 5
+    min_steps: int = 0
     stride: int = 32
+    top_down: bool = False
     anchor_sizes: tuple = RPN_SIZES
     anchor_ratios: tuple = RPN_RATIOS
     anchor_product: bool = False
@@ -78,6 +80,11 @@ class RunConfig:
         return [k for k in _MODEL_KEYS
                 if json.dumps(getattr(self, k)) != json.dumps(getattr(other, k))]
 
+    def epochs_for(self, steps_per_epoch):
+        """``epochs``, raised so that training takes at least ``min_steps``
+        steps: a small dataset gets as many updates as the default one."""
+        return max(self.epochs, -(-self.min_steps // max(steps_per_epoch, 1)))
+
     @property
     def num_anchors(self):
         return num_anchors(self.anchor_sizes, self.anchor_ratios,
@@ -110,12 +117,12 @@ class RunConfig:
 PRESETS = {
     "chapter": RunConfig(),
     "default": RunConfig(
-        size=128, batch_size=32, epochs=8, stride=16,
-        anchor_sizes=(0.09, 0.18, 0.36, 0.72), anchor_ratios=(0.5, 1.0, 2.0),
-        anchor_product=True, head_channels=256, pos_iou=0.6, neg_iou=0.3,
-        neg_pos_ratio=3, lambd=1.0, optimizer="sgd", backbone_lr=0.1,
-        output_lr=0.1, momentum=0.9, wd=1e-4, lr_schedule="cosine",
-        warmup_steps=30),
+        size=128, batch_size=16, epochs=7, min_steps=448, stride=8, top_down=False,
+        anchor_sizes=(0.09, 0.18, 0.36, 0.72),
+        anchor_ratios=(1 / 3, 0.5, 1.0, 2.0, 3.0), anchor_product=True,
+        head_channels=128, pos_iou=0.5, neg_iou=0.3, neg_pos_ratio=3, lambd=1.0,
+        optimizer="adam", backbone_lr=0.002, output_lr=0.002, wd=1e-4,
+        lr_schedule="cosine", warmup_steps=20),
 }
 
 
@@ -124,7 +131,8 @@ def build_model(config, ctx, *, pretrained=None):
     the chapter), or with ImageNet weights from ``pretrained`` (a folder or
     ``.params`` file) for the backbone."""
     backbone = detection_backbone(pretrained=pretrained is not None,
-                                  root=pretrained, stride=config.stride)
+                                  root=pretrained, stride=config.stride,
+                                  top_down=config.top_down)
     if pretrained is None:
         backbone.initialize(init=init.Xavier(), ctx=ctx, force_reinit=True)
     else:

@@ -8,8 +8,7 @@ anchors. Ground truth is ``(B, G, 5)``: rows ``[class, xmin, ymin, xmax,
 ymax]``, normalised corner form, padded with rows whose class is ``-1``.
 Anchors are ``(4, N)``, corner form, normalised.
 """
-import mxnet as mx
-from mxnet import np
+from mxnet import np, npx
 
 from .boxes import OFFSET_WEIGHTS, _encode, _pairwise_iou
 
@@ -70,13 +69,16 @@ def _sample_negatives(candidates, num_pos, neg_pos_ratio):
     when ``neg_pos_ratio`` is ``None``. Returns a (B, N) bool mask."""
     if neg_pos_ratio is None:
         return candidates
+    if neg_pos_ratio == 0:
+        return candidates & False
     quota = neg_pos_ratio * np.maximum(num_pos, 1)             # (B,)
-    # a random key per candidate, 2 (above any key) for the rest; an
-    # anchor is kept when its key ranks below the image's quota
+    # a random key per candidate, 2 (above any key) for the rest; an image
+    # keeps the candidates whose key is at most its quota-th smallest key
     keys = np.random.uniform(size=candidates.shape, ctx=candidates.ctx)
     keys = np.where(candidates, keys, 2.0)
-    ranks = np.argsort(np.argsort(keys, axis=1), axis=1)       # (B, N)
-    return candidates & (ranks < quota[:, None])
+    last = np.clip(quota - 1, 0, keys.shape[1] - 1).astype("float32")
+    cutoff = npx.pick(np.sort(keys, axis=1), last, axis=1)    # (B,)
+    return candidates & (keys <= cutoff[:, None])
 
 
 def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,

@@ -34,7 +34,9 @@ def show_boxes(axes, boxes, labels=None, colors=None):
         raise ValueError(f"boxes must be (N, 4) pixels, got shape {boxes.shape}")
     if labels is not None and not isinstance(labels, (list, tuple)):
         labels = [labels]
-    _d2l().show_bboxes(axes, list(boxes), labels=labels, colors=colors)
+    # d2l's helper reads each box back with .asnumpy(): hand it MXNet rows
+    _d2l().show_bboxes(axes, list(np.array(boxes, dtype="float32")), labels=labels,
+                       colors=colors)
 
 
 def denormalize_image(img):
