@@ -3,7 +3,6 @@ function on hand-made cases."""
 import json
 import os
 
-import mxnet as mx
 import numpy as onp
 import pytest
 from mxnet import np

@@ -9,7 +9,6 @@ import uuid
 
 import numpy as onp
 import psutil
-import pytest
 
 WORKER = textwrap.dedent("""
     import json, sys

@@ -9,7 +9,7 @@ Box convention: corner form ``(xmin, ymin, xmax, ymax)``, normalised to
 ``[0, 1]``; pixels only at the edges (datasets, drawing).
 """
 try:
-    import mxnet as _mx
+    import mxnet  # noqa: F401  (the check itself)
     from mxnet import npx as _npx
 except ImportError as _error:  # pragma: no cover - depends on the install
     raise ImportError(
