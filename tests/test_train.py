@@ -256,7 +256,11 @@ def test_callback_and_history():
     assert history[1]["extra"] == 1
 
 
-def test_batch_too_small_for_the_devices_is_a_clear_error():
+def test_batch_too_small_for_the_devices_is_a_clear_error_in_training_only():
     X, Y = np.zeros((1, 3, 64, 64)), np.full((1, 1, 5), -1.0)
     with pytest.raises(ValueError, match="cannot be split over 2 devices"):
         train([mx.cpu(0), mx.cpu(1)], [(X, Y)])
+    backbone, head = build_model(SMALL, [mx.cpu(0), mx.cpu(1)])
+    result = rpn.evaluate_detection(backbone, head, SMALL.batch_fn, [(X, Y)],
+                                    [mx.cpu(0), mx.cpu(1)])
+    assert result["images"] == 1

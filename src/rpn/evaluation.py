@@ -89,7 +89,7 @@ def evaluate_proposals(backbone, output_model, data_iter, anchor_fn, *,
     ctxs = as_context_list(ctx)
     recall = recall if recall is not None else ProposalRecall(ks)
     for X, Y in data_iter:
-        for Xd, Yd in zip(_split(X, ctxs), _split(Y, ctxs)):
+        for Xd, Yd in zip(_split(X, ctxs, strict=False), _split(Y, ctxs, strict=False)):
             preds = predict_rpn(backbone(Xd), output_model, anchor_fn, nms_threshold,
                                 pre_nms_top_n=pre_nms_top_n,
                                 post_nms_top_n=max(recall.ks), min_size=min_size)

@@ -81,8 +81,12 @@ class _AnchorCache:
         return preds, labels
 
 
-def _split(batch, ctxs):
-    """Split a batch over the devices along its first axis."""
+def _split(batch, ctxs, *, strict=True):
+    """Split a batch over the devices along its first axis. A batch smaller
+    than the device count is an error in training (every device must take
+    part in a step) and uses the first devices otherwise."""
+    if batch.shape[0] < len(ctxs) and not strict:
+        ctxs = ctxs[:batch.shape[0]]
     if batch.shape[0] < len(ctxs):
         raise ValueError(
             f"a batch of {batch.shape[0]} images cannot be split over "
@@ -124,7 +128,7 @@ def evaluate_detection(backbone, output_model, batch_fn, data_iter, ctx=None):
     evaluator, cache = DetectionEvaluation(), _AnchorCache()
     sums, images = None, 0
     for X, Y in data_iter:
-        for Xd, Yd in zip(_split(X, ctxs), _split(Y, ctxs)):
+        for Xd, Yd in zip(_split(X, ctxs, strict=False), _split(Y, ctxs, strict=False)):
             preds, labels = cache.run(batch_fn, Yd, backbone(Xd), output_model)
             values = np.stack([v.as_in_context(ctxs[0]).astype("float32")
                                for v in evaluator(*preds, *labels)])
