@@ -76,3 +76,14 @@ def test_box_functions_reject_wrong_shapes(shape):
                  lambda: rpn.anchor_plus_offset(bad, bad)):
         with pytest.raises(ValueError, match=r"\(4, N\)"):
             call()
+
+
+def test_import_without_mxnet_names_the_extras():
+    import subprocess
+    import sys
+    code = "import sys; sys.modules['mxnet'] = None; import rpn"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and "rpn[cpu]" in result.stderr
+    assert "cu112" in result.stderr

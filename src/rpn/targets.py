@@ -8,9 +8,10 @@ anchors. Ground truth is ``(B, G, 5)``: rows ``[class, xmin, ymin, xmax,
 ymax]``, normalised corner form, padded with rows whose class is ``-1``.
 Anchors are ``(4, N)``, corner form, normalised.
 """
+import mxnet as mx
 from mxnet import np, npx
 
-from .boxes import OFFSET_WEIGHTS, _encode, _pairwise_iou
+from .boxes import OFFSET_WEIGHTS, _encode
 
 __all__ = ["POSITIVE", "NEGATIVE", "IGNORE", "label_anchors", "rpn_targets"]
 
@@ -20,6 +21,9 @@ POSITIVE = 1
 NEGATIVE = 0
 #: Label of an anchor that takes no part in the classification loss.
 IGNORE = -1
+
+# where padding rows are moved: no anchor reaches it
+_FAR_AWAY = (-10.0, -10.0, -9.0, -9.0)
 
 
 def _check_ground_truth(ground_truth):
@@ -75,7 +79,7 @@ def _sample_negatives(candidates, num_pos, neg_pos_ratio):
     # a random key per candidate, 2 (above any key) for the rest; an image
     # keeps the candidates whose key is at most its quota-th smallest key
     keys = np.random.uniform(size=candidates.shape, ctx=candidates.ctx)
-    keys = np.where(candidates, keys, 2.0)
+    keys = keys + 2.0 * (1 - candidates.astype("float32"))
     last = np.clip(quota - 1, 0, keys.shape[1] - 1).astype("float32")
     cutoff = npx.pick(np.sort(keys, axis=1), last, axis=1)    # (B,)
     return candidates & (keys <= cutoff[:, None])
@@ -135,15 +139,25 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
         ground_truth = np.full((batch, 1, 5), -1.0, ctx=ctx)
         num_obj = 1
     anchor_boxes = anchors.T                                   # (4, N) -> (N, 4)
-    valid = ground_truth[..., 0] >= 0                          # (B, G)
-    ious = _pairwise_iou(ground_truth[..., 1:], anchor_boxes)  # (B, G, N)
-    ious = np.where(valid[..., None], ious, -1.0)
+    valid = (ground_truth[..., 0:1] >= 0).astype("float32")    # (B, G, 1)
+    # padding rows become a box far outside the image, so their IoU with
+    # every anchor is 0: they can neither match nor be matched
+    far = np.array(_FAR_AWAY, ctx=ctx)
+    boxes = valid * ground_truth[..., 1:] + (1 - valid) * far   # (B, G, 4)
+    # (B * G, 4) x (N, 4) -> (B * G, N) -> (B, G, N), MXNet's native IoU
+    ious = mx.nd.contrib.box_iou(boxes.reshape(-1, 4).as_nd_ndarray(),
+                                 anchor_boxes.as_nd_ndarray(), format="corner")
+    ious = ious.as_np_ndarray().reshape(batch, num_obj, -1)
 
-    best_iou = ious.max(axis=1)                                # (B, N)
+    # (reductions over the short object axis are slow in MXNet: argmax and
+    # pick, and a batched product for "any", are several times faster)
     best_obj = ious.argmax(axis=1)                             # (B, N)
+    best_iou = npx.pick(ious, best_obj, axis=1)                # (B, N)
     obj_best = ious.max(axis=2, keepdims=True)                 # (B, G, 1)
-    # an object's best anchors, unless its best IoU is 0 (2 matches nothing)
-    forced = (ious == np.where(obj_best > 0, obj_best, 2.0)).sum(axis=1) > 0
+    # an object's best anchors (all on a tie), unless its best IoU is 0
+    is_best = (ious == obj_best).astype("float32") * (obj_best > 0)   # (B, G, N)
+    ones = np.ones((batch, 1, num_obj), ctx=ctx)
+    forced = npx.batch_dot(ones, is_best)[:, 0] > 0            # (B, 1, N) -> (B, N)
     positive = (best_iou > pos_iou) | forced                   # (B, N)
 
     candidates = (best_iou < neg_iou) & ~positive
@@ -155,11 +169,13 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     flat_index = best_obj + (np.arange(batch, ctx=ctx) * num_obj)[:, None]
     matched = np.take(ground_truth.reshape(-1, 5), flat_index.astype("int64"),
                       axis=0)
-    cls_labels = np.where(positive, matched[..., 0] + 1,
-                          np.where(negative, float(NEGATIVE), float(IGNORE)))
+    # positives and negatives are disjoint: IGNORE unless one of them
+    positive_f, negative_f = positive.astype("float32"), negative.astype("float32")
+    cls_labels = (IGNORE + (NEGATIVE - IGNORE) * negative_f
+                  + (matched[..., 0] + 1 - IGNORE) * positive_f)
     # non-positive anchors are matched to themselves, so their offsets are 0
     anchors_b = np.broadcast_to(anchor_boxes[None], matched[..., 1:].shape)
-    targets = np.where(positive[..., None], matched[..., 1:], anchors_b)
+    targets = anchors_b + positive_f[..., None] * (matched[..., 1:] - anchors_b)
     box_offsets = _encode(anchors_b, targets, weights)         # (B, N, 4)
     return cls_labels.astype("float32"), box_offsets.astype("float32")
 
