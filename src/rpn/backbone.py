@@ -107,17 +107,13 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
     if top_down and stride != 8:
         raise ValueError(f"top_down needs stride=8, got stride={stride}")
     net = _pretrained_resnet(root) if pretrained else vision.resnet18_v2()
-    closing = None
+    added = []      # blocks of this package's, which ImageNet weights do not cover
     if top_down:
         bottom = nn.HybridSequential(prefix="bottom_")
         bottom.add(*net.features[:_STAGE_END[8]])
         features = _TopDown(bottom, net.features[_STAGE_END[8]], prefix="topdown_")
-        closing = features
-        if pretrained:
-            for block in (features.c3_out, features.c4_out, features.lateral,
-                          features.top, features.smooth):
-                block.initialize()
-            closing = None
+        added = [features.c3_out, features.c4_out, features.lateral, features.top,
+                 features.smooth]
     elif stride == 32:
         features = net.features[:-2]
     else:
@@ -127,9 +123,10 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
             closing = nn.HybridSequential()
             closing.add(nn.BatchNorm(), nn.Activation("relu"))
         features.add(closing)
+        added = [closing]
     if pretrained:
-        if closing is not None:
-            closing.initialize()
+        for block in added:
+            block.initialize()
     else:
         features.initialize(init.Xavier())
     return features

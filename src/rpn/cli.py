@@ -279,7 +279,6 @@ def _write_json(path, data):
 def cmd_train(args):
     import mxnet as mx
     from .config import RunConfig
-    from .evaluation import evaluate_proposals
     from .train import train_detection
     ctx = parse_ctx(args.ctx)
     config = _config_from_args(args)
@@ -318,11 +317,20 @@ def cmd_train(args):
     from .config import build_model
     backbone, head = build_model(config, ctx, pretrained=args.pretrained)
 
+    model = _Networks(backbone, head)
+    last = {}       # the newest recall evaluation, reused when it is the final one
+
+    def evaluate_now(epoch):
+        tic = time.time()
+        result, recall = _evaluate(model, config, val_iter, ctx)
+        result["seconds"] = time.time() - tic
+        last.update(epoch=epoch, result=result, recall=recall)
+        return result
+
     def recall_at_epoch_end(epoch):
         if args.eval_every and ((epoch + 1) % args.eval_every == 0
                                 or epoch + 1 == config.epochs):
-            return evaluate_proposals(backbone, head, val_iter, config.anchor_fn,
-                                      nms_threshold=config.nms_threshold, ks=_KS, ctx=ctx)
+            return {k: v for k, v in evaluate_now(epoch).items() if k != "seconds"}
         return {}
 
     bar = _ProgressBar(config.epochs * len(train_iter), disable=args.quiet or rank > 0)
@@ -342,10 +350,9 @@ def cmd_train(args):
         print(json.dumps({"rank": rank, "epochs": len(history),
                           "loss": history[-1]["loss"] if history else None}))
         return 0
-    model = _Networks(backbone, head)
-    tic = time.time()
-    final, recall = _evaluate(model, config, val_iter, ctx)
-    final["seconds"] = time.time() - tic
+    if last.get("epoch") != config.epochs - 1:
+        evaluate_now(config.epochs - 1)
+    final, recall = last["result"], last["recall"]
     _write_json(os.path.join(args.out, "metrics.json"),
                 {"history": history, "final": final, "config": config.to_dict()})
     _plot_curves(history, os.path.join(args.out, "curves.png"))

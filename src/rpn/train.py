@@ -110,6 +110,13 @@ def _losses(loss, parts):
             for preds, labels in parts]
 
 
+def _metric_sums(evaluator, preds, labels, home):
+    """The evaluator's four sums of one part as a (4,) float32 array on
+    ``home``."""
+    return np.stack([v.astype("float32") for v in evaluator(*preds, *labels)]) \
+        .as_in_context(home)
+
+
 def _summary(sums):
     """Metric sums -> class error and box MAE (None when undefined)."""
     correct, abs_err, labelled, positive = sums
@@ -130,8 +137,7 @@ def evaluate_detection(backbone, output_model, batch_fn, data_iter, ctx=None):
     for X, Y in data_iter:
         for Xd, Yd in zip(_split(X, ctxs, strict=False), _split(Y, ctxs, strict=False)):
             preds, labels = cache.run(batch_fn, Yd, backbone(Xd), output_model)
-            values = np.stack([v.as_in_context(ctxs[0]).astype("float32")
-                               for v in evaluator(*preds, *labels)])
+            values = _metric_sums(evaluator, preds, labels, ctxs[0])
             sums = values if sums is None else sums + values
         images += X.shape[0]
     if sums is None:
@@ -373,17 +379,14 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
             # average over devices (other losses) and synchronous workers
             scale = len(ctxs) if not isinstance(loss, DetectionLoss) else 1
             trainer.step(scale * sync_workers)
-            step = [sum(l.sum().as_in_context(home) for l in losses)]
-            for preds, labels in parts:
-                values = evaluator(*preds, *labels)
-                step.append(np.stack([v.astype("float32") for v in values])
-                            .as_in_context(home))
-            step_values = np.concatenate([step[0].reshape(1),
-                                          sum(step[1:])])       # (5,)
-            sums = sums + step_values
+            loss_sum = sum(l.sum().as_in_context(home) for l in losses).reshape(1)
+            metrics = sum(_metric_sums(evaluator, preds, labels, home)
+                          for preds, labels in parts)
+            sums = sums + np.concatenate([loss_sum, metrics])          # (5,)
             images += X.shape[0]
-            host = sums.asnumpy().tolist()       # one read a step, for progress
-            step_loss = float(step_values[0].item())
+            # one read a step, for progress: this step's loss, then the sums
+            host = np.concatenate([loss_sum, sums]).asnumpy().tolist()
+            step_loss, host = host[0], host[1:]
             if not math.isfinite(step_loss):
                 raise FloatingPointError(
                     f"the loss became {step_loss} at epoch {epoch + 1}, step "

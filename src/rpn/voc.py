@@ -102,16 +102,22 @@ def _number(node, tag, path):
         raise ValueError(f"{path}: <{tag}> is {value!r}, not a number") from None
 
 
-def _parse_annotation(path, classes, keep_difficult):
-    """(n, 5) pixel rows of the objects of ``classes`` in one XML file."""
+def _read_xml(path):
+    """The root element of an annotation file, parsed safely at a bounded
+    size, or an error that names the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation not found: {path}")
     if os.path.getsize(path) > _MAX_XML_BYTES:
         raise ValueError(f"{path}: larger than {_MAX_XML_BYTES} bytes, refused")
     try:
-        root = ElementTree.parse(path).getroot()
+        return ElementTree.parse(path).getroot()
     except Exception as error:  # ParseError and defusedxml's refusals
         raise ValueError(f"{path}: not a well-formed, safe XML file: {error}") from error
+
+
+def _parse_annotation(path, classes, keep_difficult):
+    """(n, 5) pixel rows of the objects of ``classes`` in one XML file."""
+    root = _read_xml(path)
     size = root.find("size")
     width = _number(size, "width", path) if size is not None else None
     height = _number(size, "height", path) if size is not None else None
@@ -202,13 +208,7 @@ def find_classes(voc_dir, splits=("train", "val")):
     for split in splits:
         listing = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
         for name in _read_list(listing):
-            path = os.path.join(voc_dir, "Annotations", name + ".xml")
-            if not os.path.isfile(path) or os.path.getsize(path) > _MAX_XML_BYTES:
-                raise FileNotFoundError(f"annotation missing or too large: {path}")
-            try:
-                root = ElementTree.parse(path).getroot()
-            except Exception as error:
-                raise ValueError(f"{path}: not a well-formed, safe XML file: {error}") from error
+            root = _read_xml(os.path.join(voc_dir, "Annotations", name + ".xml"))
             names.update((obj.findtext("name") or "").strip() for obj in root.iter("object"))
     names.discard("")
     if not names:
