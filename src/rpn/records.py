@@ -1,0 +1,40 @@
+"""What a data source knows about one split of a detection dataset.
+
+Every reader (VOC folders, COCO files, the synthetic set) returns an
+:class:`ImageSet`; :class:`rpn.DetectionDataset` reads the images of one.
+This is an edge of the package: boxes are pixels of the original image
+here, rows ``[class, xmin, ymin, xmax, ymax]`` in corner form; the dataset
+normalises them.
+
+Shape glossary: ``n`` rows an image.
+"""
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+__all__ = ["ImageSet", "CROWD"]
+
+#: Class code of a crowd region (COCO's ``iscrowd``): anchors that overlap
+#: it are neither positive nor negative, and it is not an object to recall.
+CROWD = -2
+
+
+class ImageSet(NamedTuple):
+    """One split of a dataset, one entry an image.
+
+    ``images``: file paths (or in-memory (h, w, 3) uint8 arrays / a lazy
+    sequence of them). ``labels``: (n, 5) float32 arrays of pixel rows
+    ``[class, xmin, ymin, xmax, ymax]`` in the original image; ``class`` is
+    an index into ``classes``, or :data:`CROWD` for a region to ignore.
+    ``ids``: the dataset's own image ids (COCO ids, VOC names). ``names``:
+    file names relative to the image folder, for reports. ``sizes``:
+    ``(height, width)`` as the annotation states it, or ``None`` where it
+    states none. ``classes``: the class names.
+    """
+    images: Sequence
+    labels: Sequence
+    ids: Sequence
+    names: Sequence[str]
+    sizes: Sequence[Optional[Tuple[int, int]]]
+    classes: Tuple[str, ...]
+
+    def __len__(self):
+        return len(self.images)
