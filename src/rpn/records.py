@@ -35,6 +35,3 @@ class ImageSet(NamedTuple):
     names: Sequence[str]
     sizes: Sequence[Optional[Tuple[int, int]]]
     classes: Tuple[str, ...]
-
-    def __len__(self):
-        return len(self.images)
