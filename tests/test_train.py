@@ -1,4 +1,5 @@
 """Model, loss, training loop and inference on CPU contexts."""
+import os
 
 import mxnet as mx
 import numpy as onp
@@ -49,10 +50,21 @@ def test_backbone_shapes_and_strides():
         rpn.detection_backbone(stride=16, top_down=True)
 
 
-def test_pretrained_without_file_or_network_says_what_to_do(tmp_path, monkeypatch):
+def test_pretrained_from_a_missing_path_is_an_error_and_creates_nothing(tmp_path):
+    missing = tmp_path / "weights"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        rpn.detection_backbone(pretrained=True, root=str(missing))
+    assert not missing.exists()
+    # an existing folder without the file: named, and nothing downloaded into it
+    with pytest.raises(FileNotFoundError, match=r"resnet18_v2-[0-9a-f]{8}\.params"):
+        rpn.detection_backbone(pretrained=True, root=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_downloading_says_what_to_do_when_it_fails(tmp_path, monkeypatch):
     monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")   # refused at once
     with pytest.raises(RuntimeError, match=r"resnet18_v2-[0-9a-f]{8}\.params.*" + str(tmp_path)):
-        rpn.detection_backbone(pretrained=True, root=str(tmp_path))
+        rpn.download_pretrained(str(tmp_path))
 
 
 def test_pretrained_from_a_params_file(tmp_path):
@@ -223,14 +235,15 @@ def test_a_run_killed_while_saving_keeps_the_previous_checkpoint(tmp_path, monke
     before = rpn.latest_checkpoint(folder)
     assert before.endswith("epoch-0001")
 
-    def killed(self, filename, *args, **kwargs):
-        with open(filename, "wb") as f:
+    def killed(trainer, folder):
+        with open(os.path.join(folder, "optimizer.params"), "wb") as f:
             f.write(b"half")
         raise KeyboardInterrupt
-    monkeypatch.setattr(gluon.Trainer, "save_states", killed)
+    monkeypatch.setattr(rpn.checkpoint, "_save_optimizer", killed)
     with pytest.raises(KeyboardInterrupt):
         train(mx.cpu(), batches, epochs=2, checkpoint_dir=folder, resume=True)
     assert rpn.latest_checkpoint(folder) == before
+    assert sorted(os.listdir(folder)) == ["epoch-0001", "latest"]     # no half folder left
     backbone, head = build_model(SMALL, [mx.cpu()])
     state = rpn.load_checkpoint(folder, backbone, head)
     assert state["epoch"] == 0

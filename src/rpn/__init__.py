@@ -24,45 +24,59 @@ from .anchors import (RPN_RATIOS, RPN_SIZES, generate_anchors,  # noqa: E402
 from .boxes import (anchor_plus_offset, anchor_to_gt_offset,  # noqa: E402
                     box_center_to_corner, box_corner_to_center, iou,
                     project_box)
+from .records import CROWD, ImageSet  # noqa: E402
 from .head import RPNOutput  # noqa: E402
 from .nms import nms  # noqa: E402
-from .backbone import detection_backbone  # noqa: E402
+from .backbone import detection_backbone, download_pretrained  # noqa: E402
 from .loss import DetectionEvaluation, DetectionLoss  # noqa: E402
 from .predict import predict_rpn, proposals_from_predictions  # noqa: E402
+from .checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from .train import (as_context_list, evaluate_detection,  # noqa: E402
-                    latest_checkpoint, load_checkpoint, rpn_batch,
-                    train_detection, try_gpu)
+                    rpn_batch, train_detection, try_gpu)
 from .evaluation import (AR_THRESHOLDS, ProposalRecall,  # noqa: E402
                          evaluate_proposals)
+from .model import RegionProposalNetwork  # noqa: E402
+from .preprocess import Resize  # noqa: E402
+from .images import BadImageError, check_images, read_image  # noqa: E402
 from .visualize import (denormalize_image, show_boxes,  # noqa: E402
                         visualize_rpn_preds)
 from .dataset import (RGB_MEAN, RGB_STD, DetectionDataset,  # noqa: E402
-                      DetectionLoader, read_image)
+                      DetectionLoader)
 from .synthetic import (SYNTHETIC_CLASSES, SyntheticImages,  # noqa: E402
                         load_data_synthetic, write_voc)
 from .voc import (VOC_CLASSES, list_voc_split,  # noqa: E402
                   load_data_voc_detection, read_voc_detection_labels,
                   read_voc_images)
+from .coco import read_coco, write_coco  # noqa: E402
 from .targets import (IGNORE, NEGATIVE, POSITIVE, label_anchors,  # noqa: E402
                       rpn_targets)
+from .run import export, load  # noqa: E402
+from .inference import evaluate, predict_images  # noqa: E402
+from .proposals import (load_proposals, proposals_to_rois,  # noqa: E402
+                        propose, roi_align)
+from .fit import fit  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "RGB_MEAN", "RGB_STD", "RPN_SIZES", "RPN_RATIOS",
     "box_corner_to_center", "box_center_to_corner", "iou",
     "anchor_to_gt_offset", "anchor_plus_offset", "project_box",
     "generate_anchors", "rpn_anchors", "num_anchors", "nms", "RPNOutput",
-    "POSITIVE", "NEGATIVE", "IGNORE", "label_anchors", "rpn_targets",
-    "detection_backbone", "DetectionLoss", "DetectionEvaluation",
+    "POSITIVE", "NEGATIVE", "IGNORE", "CROWD", "label_anchors", "rpn_targets",
+    "detection_backbone", "download_pretrained", "DetectionLoss", "DetectionEvaluation",
     "predict_rpn", "proposals_from_predictions", "rpn_batch",
     "train_detection", "evaluate_detection", "try_gpu", "as_context_list",
     "load_checkpoint", "latest_checkpoint", "show_boxes",
     "visualize_rpn_preds", "denormalize_image",
-    "DetectionDataset", "DetectionLoader", "read_image", "SYNTHETIC_CLASSES",
-    "SyntheticImages", "load_data_synthetic", "write_voc", "VOC_CLASSES",
-    "list_voc_split", "load_data_voc_detection", "read_voc_detection_labels",
+    "DetectionDataset", "DetectionLoader", "read_image", "check_images",
+    "BadImageError", "Resize", "ImageSet", "SYNTHETIC_CLASSES",
+    "SyntheticImages", "load_data_synthetic", "write_voc", "write_coco", "read_coco",
+    "VOC_CLASSES", "list_voc_split", "load_data_voc_detection", "read_voc_detection_labels",
     "read_voc_images", "AR_THRESHOLDS", "ProposalRecall", "evaluate_proposals",
+    # the proposal model and what the command line does, for Python users
+    "RegionProposalNetwork", "fit", "load", "export", "evaluate", "predict_images",
+    "propose", "load_proposals", "proposals_to_rois", "roi_align",
     # d2l's helpers the chapter calls, re-exported on first use
     "Animator", "Accumulator", "set_figsize", "show_images",
 ]

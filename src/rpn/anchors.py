@@ -17,7 +17,7 @@ import math
 import mxnet as mx
 from mxnet import np
 
-__all__ = ["generate_anchors", "rpn_anchors", "num_anchors",
+__all__ = ["generate_anchors", "rpn_anchors", "num_anchors", "anchor_shapes",
            "RPN_SIZES", "RPN_RATIOS"]
 
 #: The chapter's anchor sizes (fractions of the image's shorter side).
@@ -32,16 +32,38 @@ def num_anchors(sizes=RPN_SIZES, ratios=RPN_RATIOS, *, product=False):
     return len(sizes) * len(ratios) if product else len(sizes) + len(ratios) - 1
 
 
-def _anchor_shapes(height, width, sizes, ratios, product):
-    """The ``A`` (width, height) pairs: SSD order ``(s1, r1) ... (s1, rm),
+def _pairs(sizes, ratios, product):
+    """The ``A`` (size, ratio) pairs: SSD order ``(s1, r1) ... (s1, rm),
     (s2, r1) ... (sn, r1)``, or every size with every ratio (size-major)."""
     if product:
-        pairs = [(s, r) for s in sizes for r in ratios]
-    else:
-        pairs = [(sizes[0], r) for r in ratios] + [(s, ratios[0]) for s in sizes[1:]]
+        return [(s, r) for s in sizes for r in ratios]
+    return [(sizes[0], r) for r in ratios] + [(s, ratios[0]) for s in sizes[1:]]
+
+
+def _check_shapes(sizes, ratios):
+    if not sizes or not ratios or min(sizes) <= 0 or min(ratios) <= 0:
+        raise ValueError(f"sizes and ratios must be non-empty and positive, "
+                         f"got sizes={sizes}, ratios={ratios}")
+
+
+def _anchor_shapes(height, width, sizes, ratios, product):
+    """The ``A`` (width, height) pairs, normalised by a ``height x width``
+    map: a ratio-1 anchor is square in pixels."""
     short = min(height, width)
     return [(short / width * s * math.sqrt(r), short / height * s / math.sqrt(r))
-            for s, r in pairs]
+            for s, r in _pairs(sizes, ratios, product)]
+
+
+def anchor_shapes(sizes, ratios, base_size, *, product=False):
+    """The ``A`` anchor shapes of a pixel, ``[(width, height), ...]`` in
+    pixels: size ``s`` and ratio ``r`` give ``s * base_size * sqrt(r)`` by
+    ``s * base_size / sqrt(r)``. With ``base_size`` the side of a square
+    image these are :func:`generate_anchors`' anchors in pixels; the
+    proposal model uses them so that an anchor keeps its size in pixels
+    whatever the shape of the padded batch."""
+    _check_shapes(sizes, ratios)
+    return [(s * base_size * math.sqrt(r), s * base_size / math.sqrt(r))
+            for s, r in _pairs(sizes, ratios, product)]
 
 
 def generate_anchors(height, width, sizes, ratios, *, product=False, ctx=None):
@@ -62,9 +84,7 @@ def generate_anchors(height, width, sizes, ratios, *, product=False, ctx=None):
     if int(height) <= 0 or int(width) <= 0:
         raise ValueError(f"height and width must be positive, got "
                          f"{height} x {width}")
-    if not sizes or not ratios or min(sizes) <= 0 or min(ratios) <= 0:
-        raise ValueError(f"sizes and ratios must be non-empty and positive, "
-                         f"got sizes={sizes}, ratios={ratios}")
+    _check_shapes(sizes, ratios)
     ctx = ctx or mx.current_context()
     shapes = _anchor_shapes(height, width, sizes, ratios, product)
     aw = np.array([w for w, _ in shapes], ctx=ctx)                  # (A,)

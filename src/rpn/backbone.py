@@ -13,7 +13,7 @@ from mxnet import base, init
 from mxnet.gluon import nn
 from mxnet.gluon.model_zoo import model_store, vision
 
-__all__ = ["detection_backbone"]
+__all__ = ["detection_backbone", "download_pretrained", "pretrained_file_name"]
 
 _MODEL = "resnet18_v2"
 # resnet18_v2's features: 0 BatchNorm, 1 Conv, 2 BatchNorm, 3 ReLU, 4 MaxPool,
@@ -26,25 +26,49 @@ def _default_root():
     return os.path.join(base.data_dir(), "models")
 
 
-def _pretrained_resnet(root):
-    """ResNet-18 v2 with ImageNet weights from ``root`` (a model-store folder
-    or a ``.params`` file), downloading into the folder when it allows."""
+def pretrained_file_name():
+    """The file name of ResNet-18 v2's ImageNet weights in MXNet's model store."""
+    return f"{_MODEL}-{model_store.short_hash(_MODEL)}.params"
+
+
+def download_pretrained(root=None):
+    """Download ResNet-18 v2's ImageNet weights into MXNet's model store
+    (``root``, default ``~/.mxnet/models``, or ``$MXNET_HOME/models``) unless
+    they are there, and return the file's path."""
     root = os.path.expanduser(root or _default_root())
-    file_name = f"{_MODEL}-{model_store.short_hash(_MODEL)}.params"
-    if os.path.isfile(root):
-        net = vision.resnet18_v2()
-        net.load_parameters(root)
-        return net
     try:
-        return vision.resnet18_v2(pretrained=True, root=root)
+        return model_store.get_model_file(_MODEL, root=root)
     except Exception as error:  # the model store raises many kinds
+        file_name = pretrained_file_name()
         raise RuntimeError(
-            f"could not load the ImageNet weights of {_MODEL}: {error}. Put "
-            f"the file {file_name} (from MXNet's model store, e.g. "
-            f"{model_store.apache_repo_url}gluon/models/{file_name[:-7]}.zip, "
-            f"unzipped) into {root}, or pass root= the folder or file that "
-            "holds it; pretrained=False trains from scratch as the chapter "
-            "does") from error
+            f"could not download the ImageNet weights of {_MODEL} into {root}: {error}. "
+            f"Put the file {file_name} (from MXNet's model store, e.g. "
+            f"{model_store.apache_repo_url}gluon/models/{file_name[:-7]}.zip, unzipped) "
+            f"into {root}, or pass its path") from error
+
+
+def _pretrained_resnet(root):
+    """ResNet-18 v2 with ImageNet weights from ``root``: a ``.params`` file,
+    or a folder holding the model store's file. ``None``: MXNet's model
+    store, downloading the file when it is absent (an explicit request).
+    A path that does not exist is an error naming it: nothing is created
+    or downloaded there."""
+    net = vision.resnet18_v2()
+    if root is None:
+        path = download_pretrained()
+    else:
+        root = os.path.expanduser(os.fspath(root))
+        path = root if os.path.isfile(root) else os.path.join(root, pretrained_file_name())
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"no ImageNet weights at {root}: expected a .params file, or a folder "
+                f"holding {pretrained_file_name()} (download them with --pretrained "
+                "imagenet, or rpn.download_pretrained())")
+    try:
+        net.load_parameters(path)
+    except Exception as error:  # MXNet raises several kinds for a wrong file
+        raise ValueError(f"{path} does not hold the weights of {_MODEL}: {error}") from None
+    return net
 
 
 class _TopDown(nn.HybridBlock):
@@ -85,11 +109,12 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
     to compute, at a smaller receptive field; a BatchNorm and ReLU of its
     own close a truncated network, as ResNet v2 units are pre-activation.
 
-    ``pretrained=True`` loads ImageNet weights from ``root`` (a folder in
-    MXNet's model-store layout, default ``~/.mxnet/models``, or a
-    ``.params`` file), downloading them when the file is absent and the
-    network allows; otherwise it raises a ``RuntimeError`` that names the
-    file and where to put it. The chapter trains from scratch, so ``False``
+    ``pretrained=True`` loads ImageNet weights from ``root`` (a ``.params``
+    file, or a folder holding the model store's file; a path that does not
+    exist is a ``FileNotFoundError`` naming it), or, with ``root=None``,
+    from MXNet's model store (``~/.mxnet/models``), downloading them there
+    when absent (a ``RuntimeError`` says where to put the file when that
+    fails). The chapter trains from scratch, so ``False``
     is the default; the network is then initialised (Xavier, current
     context) so that it runs at once, as the chapter's pretrained one does
     before its ``initialize(..., force_reinit=True)``.

@@ -37,16 +37,22 @@ def _check_coord_major(name, boxes):
             f"got shape {boxes.shape}")
 
 
-def _corner_to_center(boxes):
-    """(..., 4) corner boxes -> (..., 4) ``(cx, cy, w, h)``."""
-    x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
-    return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
+def _split4(boxes, xp):
+    """(..., 4) -> four (..., 1) arrays; works on arrays and graph symbols."""
+    return xp.split(boxes, 4, axis=-1)
 
 
-def _center_to_corner(boxes):
+def _corner_to_center(boxes, xp=np):
+    """(..., 4) corner boxes -> (..., 4) ``(cx, cy, w, h)``. ``xp`` is
+    ``mxnet.np`` or a HybridBlock's ``F.np``."""
+    x1, y1, x2, y2 = _split4(boxes, xp)
+    return xp.concatenate([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
+
+
+def _center_to_corner(boxes, xp=np):
     """(..., 4) ``(cx, cy, w, h)`` boxes -> (..., 4) corner boxes."""
-    cx, cy, w, h = (boxes[..., i] for i in range(4))
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+    cx, cy, w, h = _split4(boxes, xp)
+    return xp.concatenate([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
 
 
 def box_corner_to_center(boxes):
@@ -114,37 +120,30 @@ def iou(boxes1, boxes2):
 def _encode(anchors, boxes, weights=OFFSET_WEIGHTS):
     """Offsets from ``anchors`` to ``boxes``, both (..., 4) corner form;
     returns (..., 4) ``(dx, dy, dw, dh)``."""
-    a = _corner_to_center(anchors)
-    g = _corner_to_center(boxes)
+    ax, ay, aw, ah = _split4(_corner_to_center(anchors), np)
+    gx, gy, gw, gh = _split4(_corner_to_center(boxes), np)
     wx, wy, ww, wh = weights
-    return np.stack([
-        wx * (g[..., 0] - a[..., 0]) / a[..., 2],
-        wy * (g[..., 1] - a[..., 1]) / a[..., 3],
-        ww * np.log(g[..., 2] / a[..., 2]),
-        wh * np.log(g[..., 3] / a[..., 3]),
-    ], axis=-1)
+    return np.concatenate([wx * (gx - ax) / aw, wy * (gy - ay) / ah,
+                           ww * np.log(gw / aw), wh * np.log(gh / ah)], axis=-1)
 
 
 def _decode(anchors, offsets, weights=OFFSET_WEIGHTS,
-            max_log_scale=MAX_LOG_SCALE):
+            max_log_scale=MAX_LOG_SCALE, xp=np):
     """Apply (..., 4) ``offsets`` to (..., 4) corner ``anchors``; returns
     (..., 4) corner boxes. The log-size terms are clamped to
     ``max_log_scale`` (and the centre shift to the same bound) so the result
-    is always finite."""
-    a = _corner_to_center(anchors)
+    is always finite. ``xp``: ``mxnet.np``, or ``F.np`` inside a graph."""
+    ax, ay, aw, ah = _split4(_corner_to_center(anchors, xp), xp)
+    dx, dy, dw, dh = _split4(offsets, xp)
     wx, wy, ww, wh = weights
     bound = math.exp(max_log_scale)
-    dx = np.clip(offsets[..., 0] / wx, -bound, bound)
-    dy = np.clip(offsets[..., 1] / wy, -bound, bound)
-    dw = np.clip(offsets[..., 2] / ww, -max_log_scale, max_log_scale)
-    dh = np.clip(offsets[..., 3] / wh, -max_log_scale, max_log_scale)
-    center = np.stack([
-        a[..., 0] + dx * a[..., 2],
-        a[..., 1] + dy * a[..., 3],
-        a[..., 2] * np.exp(dw),
-        a[..., 3] * np.exp(dh),
-    ], axis=-1)
-    return _center_to_corner(center)
+    dx = xp.clip(dx / wx, -bound, bound)
+    dy = xp.clip(dy / wy, -bound, bound)
+    dw = xp.clip(dw / ww, -max_log_scale, max_log_scale)
+    dh = xp.clip(dh / wh, -max_log_scale, max_log_scale)
+    center = xp.concatenate([ax + dx * aw, ay + dy * ah, aw * xp.exp(dw),
+                             ah * xp.exp(dh)], axis=-1)
+    return _center_to_corner(center, xp)
 
 
 def anchor_to_gt_offset(anchors, ground_truths, *, weights=OFFSET_WEIGHTS):

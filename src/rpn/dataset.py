@@ -5,46 +5,70 @@ The chapter's companion section "The VOC detection dataset"
 cropping, which this module does.
 
 This is an edge of the package: labels come in as pixels ``(n, 5)`` rows
-``[class, xmin, ymin, xmax, ymax]`` and leave normalised to ``[0, 1]``.
+``[class, xmin, ymin, xmax, ymax]`` and leave normalised to ``[0, 1]`` by
+each image's own width and height. Every image goes through
+:mod:`rpn.preprocess` (decode, resize, normalise, pad).
 
 Shape glossary: ``B`` images a batch, ``G`` object rows an image (padded
 with class ``-1`` to the dataset's largest count), images ``(3, h, w)``
-normalised with ``RGB_MEAN``/``RGB_STD``.
+normalised with ``RGB_MEAN``/``RGB_STD``, a batch ``(B, 3, H, W)`` padded
+to a common canvas. ``info`` (B, 5) int64 rows ``[height, width,
+original_height, original_width, index]``: the image's size in the batch
+(its top-left part), its size as read, and its index in the dataset; a
+row of height 0 marks an image that could not be read (skipped).
 """
+import functools
 import math
 import os
 
+import mxnet as mx
 import numpy as onp
 from mxnet import gluon, np
-from PIL import Image
+
+from ._proc import die_with_parent
+from .images import BadImageError, read_image
+from .preprocess import MEAN, STD, Resize, pad_batch, preprocess_image, SIZE_DIVISOR
+from .records import CROWD
 
 __all__ = ["DetectionDataset", "DetectionLoader", "RGB_MEAN", "RGB_STD",
-           "read_image"]
+           "read_image", "check_labels"]
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 #: Per-channel mean and standard deviation of ImageNet, used to normalise
 #: images (chapter section "The VOC detection dataset"); MXNet arrays (3,)
 #: on the CPU, so that ``img * RGB_STD + RGB_MEAN`` works as in the chapter.
-RGB_MEAN = np.array(_MEAN)
-RGB_STD = np.array(_STD)
+RGB_MEAN = np.array(MEAN)
+RGB_STD = np.array(STD)
 
-_MAX_PIXELS = 64_000_000     # refuse decompression bombs beyond this
+_READ_ERRORS = (BadImageError, FileNotFoundError, OSError)
 
 
-def read_image(path):
-    """Decode an image file to an (h, w, 3) uint8 RGB array, or raise a
-    ``ValueError``/``FileNotFoundError`` that names the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > _MAX_PIXELS:
-                raise ValueError(f"{img.width}x{img.height} pixels is more "
-                                 f"than the {_MAX_PIXELS} allowed")
-            return onp.asarray(img.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
+def check_labels(labels, names=None):
+    """Raise one ``ValueError`` listing every malformed label array: each
+    must be (n, 5) pixel rows ``[class, xmin, ymin, xmax, ymax]`` with finite
+    values, a class >= 0 (or ``CROWD``) and ``xmin < xmax``, ``ymin < ymax``.
+    Ground truth is checked here once, on the host, so that training never
+    waits for the device to check it again."""
+    problems = []
+    for i, label in enumerate(labels):
+        name = names[i] if names is not None else f"image {i}"
+        rows = onp.asarray(label, dtype="float64")
+        if rows.size == 0:
+            continue
+        if rows.ndim != 2 or rows.shape[1] != 5:
+            problems.append(f"{name}: expected (n, 5) rows, got shape {rows.shape}")
+            continue
+        bad = ~onp.isfinite(rows).all(axis=1)
+        bad |= ~((rows[:, 0] >= 0) | (rows[:, 0] == CROWD))
+        bad |= ~((rows[:, 1] < rows[:, 3]) & (rows[:, 2] < rows[:, 4]))
+        for row in rows[bad]:
+            problems.append(f"{name}: row {row.tolist()}")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ValueError(
+            f"{len(problems)} malformed label row(s); expected [class >= 0 (or "
+            f"{CROWD} for a crowd region), xmin, ymin, xmax, ymax] with finite "
+            f"values, xmin < xmax and ymin < ymax:\n  {shown}{more}")
 
 
 def _random_crop(rng, boxes, width, height, min_scale, tries=30):
@@ -73,11 +97,15 @@ class DetectionDataset(gluon.data.Dataset):
     ``images``: a sequence of file paths or (h, w, 3) uint8 arrays (any
     object with ``len`` and indexing, so images may also be made on
     demand). ``labels``: a sequence of (n, 5) pixel rows ``[class, xmin,
-    ymin, xmax, ymax]``. Each item is resized to ``height x width``,
+    ymin, xmax, ymax]`` (class :data:`rpn.CROWD` marks a region to ignore),
+    checked once here (:func:`check_labels`). Each item is resized to
+    ``height x width`` (the chapter's) or by ``resize`` (a
+    :class:`rpn.preprocess.Resize`, e.g. keeping the aspect ratio),
     normalised with ``RGB_MEAN``/``RGB_STD``, and returned as ``(image (3,
-    height, width) float32, label (G, 5) float32)`` with boxes normalised to
-    ``[0, 1]`` and padded with class ``-1`` rows to the largest object
-    count ``G`` of the dataset.
+    h, w) float32, label (G, 5) float32)`` with boxes normalised by the
+    image's own size and padded with class ``-1`` rows to the largest object
+    count ``G``; with ``with_info`` a third item ``info`` (5,) int64 (see
+    the module).
 
     ``augment=True`` (training) flips horizontally with probability 1/2 and,
     with probability ``crop_prob``, crops a random window first (at least
@@ -87,25 +115,52 @@ class DetectionDataset(gluon.data.Dataset):
     by ``(seed, epoch, index)``: index the dataset with ``(index, epoch)``
     (as :class:`DetectionLoader` does) for a new draw every epoch.
 
+    ``sizes``: each image's ``(height, width)`` as its annotation states it
+    (or ``None``), checked when the image is read. ``on_error="skip"``
+    turns an image that cannot be read into an empty item whose ``info``
+    height is 0 (training gives it no label, evaluation leaves it out, and
+    both count it) instead of raising the error that names the file.
+
     Departs from the chapter's draft, which resized every image up front
     and kept the whole set in memory, and only flipped.
     """
 
-    def __init__(self, images, labels, height, width, *, augment=False,
-                 crop_prob=0.5, min_crop_scale=0.3, seed=0, max_objects=None):
+    def __init__(self, images, labels, height=None, width=None, *, resize=None,
+                 augment=False, crop_prob=0.5, min_crop_scale=0.3, seed=0,
+                 max_objects=None, sizes=None, with_info=False, on_error="raise"):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} label "
                              "arrays; expected one label array an image")
-        if height <= 0 or width <= 0:
-            raise ValueError(f"height and width must be positive, got "
-                             f"{height} x {width}")
-        self.images, self.labels = images, labels
-        self.height, self.width = int(height), int(width)
+        if (resize is None) == (height is None or width is None):
+            raise ValueError("give either height and width or resize=, not both")
+        self.resize = resize if resize is not None else Resize.fixed_size(height, width)
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if sizes is not None and len(sizes) != len(images):
+            raise ValueError(f"{len(sizes)} sizes for {len(images)} images")
+        check_labels(labels, [self._name(images, i) for i in range(len(images))]
+                     if isinstance(images, (list, tuple)) else None)
+        self.images, self.labels, self.sizes = images, labels, sizes
         self.augment, self.crop_prob = augment, crop_prob
         self.min_crop_scale, self.seed = min_crop_scale, seed
+        self.with_info = with_info or self.resize.fixed is None
+        self.on_error = on_error
         counts = [len(label) for label in labels]
         self.max_objects = max(max(counts, default=0), 1) \
             if max_objects is None else max_objects
+
+    @property
+    def height(self):
+        return self.resize.fixed[0] if self.resize.fixed else None
+
+    @property
+    def width(self):
+        return self.resize.fixed[1] if self.resize.fixed else None
+
+    @staticmethod
+    def _name(images, index):
+        image = images[index]
+        return os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"image {index}"
 
     def __len__(self):
         return len(self.images)
@@ -113,26 +168,40 @@ class DetectionDataset(gluon.data.Dataset):
     def _load(self, index):
         image = self.images[index]
         if isinstance(image, (str, os.PathLike)):
-            return read_image(os.fspath(image)), os.fspath(image)
+            expected = self.sizes[index] if self.sizes is not None else None
+            return read_image(os.fspath(image), expected_size=expected), os.fspath(image)
         image = onp.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image {index} must be (h, w, 3), got shape "
-                             f"{image.shape}")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != onp.uint8:
+            raise ValueError(f"image {index} must be (h, w, 3) uint8, got shape "
+                             f"{image.shape} and dtype {image.dtype}")
         return image, f"image {index}"
 
+    def _blank(self, index):
+        """The item of an image that could not be read: no pixels, no object."""
+        height, width = self.resize.fixed or (SIZE_DIVISOR, SIZE_DIVISOR)
+        pixels = onp.zeros((3, height, width), dtype="float32")
+        label = onp.full((self.max_objects, 5), -1.0, dtype="float32")
+        info = onp.array([0, 0, 0, 0, index], dtype="int64")
+        return (pixels, label, info) if self.with_info else (pixels, label)
+
     def __getitem__(self, key):
+        die_with_parent()
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        image, name = self._load(index)
+        try:
+            image, name = self._load(index)
+        except _READ_ERRORS:
+            if self.on_error == "raise":
+                raise
+            return self._blank(index)
         label = onp.asarray(self.labels[index], dtype="float32").reshape(-1, 5)
-        height, width = image.shape[:2]
+        height, width = original = image.shape[:2]
         boxes = label[:, 1:].copy()
-        if len(boxes) and (boxes.min() < -1 or (boxes[:, 2] > width).any()
-                           or (boxes[:, 3] > height).any()
-                           or (boxes[:, 2] <= boxes[:, 0]).any()
-                           or (boxes[:, 3] <= boxes[:, 1]).any()):
+        if len(boxes) and (boxes.min() < -1 or (boxes[:, 2] > width + 1).any()
+                           or (boxes[:, 3] > height + 1).any()):
             raise ValueError(
-                f"{name}: a box lies outside its {width}x{height} image or is "
-                f"empty: {label.tolist()}")
+                f"{name}: a box lies outside its {width}x{height} image: "
+                f"{label.tolist()}")
+        boxes = onp.clip(boxes, 0, [width, height, width, height])
         classes = label[:, 0]
         if self.augment:
             rng = onp.random.default_rng([self.seed, epoch, index])
@@ -150,81 +219,129 @@ class DetectionDataset(gluon.data.Dataset):
                 image = image[:, ::-1]
                 boxes = onp.stack([width - boxes[:, 2], boxes[:, 1],
                                    width - boxes[:, 0], boxes[:, 3]], axis=1)
-        resized = Image.fromarray(onp.ascontiguousarray(image)).resize(
-            (self.width, self.height), Image.BILINEAR)
-        pixels = onp.asarray(resized, dtype="float32") / 255
-        pixels = (pixels - _MEAN) / _STD
+            # a crop may leave a sliver of a box: keep only boxes with area
+            kept = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            boxes, classes = boxes[kept], classes[kept]
+        pixels = preprocess_image(image, self.resize)
         out = onp.full((self.max_objects, 5), -1.0, dtype="float32")
         count = min(len(boxes), self.max_objects)
         out[:count, 0] = classes[:count]
         out[:count, 1:] = boxes[:count] / [width, height, width, height]
-        # (h, w, 3) -> (3, h, w)
-        return pixels.transpose(2, 0, 1).astype("float32"), out
+        if not self.with_info:
+            return pixels, out
+        info = onp.array([pixels.shape[1], pixels.shape[2], original[0], original[1], index],
+                         dtype="int64")
+        return pixels, out, info
 
 
-class _EpochSampler(gluon.data.Sampler):
-    """Yields ``(index, epoch)``: a permutation drawn from ``(seed, epoch)``
-    when shuffling, the plain order otherwise."""
+def _batchify(items, *, divisor, shared):
+    """Items -> ``(X (B, 3, H, W), Y (B, G, 5))`` MXNet arrays, plus ``info``
+    (B, 5) as a NumPy array (host metadata) when the items carry it."""
+    ctx = mx.Context("cpu_shared", 0) if shared else None
+    X = pad_batch([item[0] for item in items], divisor)
+    Y = onp.stack([item[1] for item in items])
+    batch = (np.array(X, ctx=ctx), np.array(Y, ctx=ctx))
+    if len(items[0]) == 3:
+        batch += (onp.stack([item[2] for item in items]),)
+    return batch
 
-    def __init__(self, length, shuffle, seed):
-        self.length, self.shuffle, self.seed, self.epoch = length, shuffle, seed, 0
+
+class _EpochBatches(gluon.data.Sampler):
+    """Batches of ``(index, epoch)`` keys over ``indices``: in a permutation
+    drawn from ``(seed, epoch)`` when shuffling, in order otherwise. With
+    ``groups`` (0 or 1 an index, e.g. landscape or portrait) batches are
+    made within a group first, so that images of one shape share a canvas;
+    the leftovers of both groups form the last batches."""
+
+    def __init__(self, indices, batch_size, *, shuffle, last_batch, seed, groups=None):
+        self.indices, self.batch_size = list(indices), int(batch_size)
+        self.shuffle, self.last_batch, self.seed = shuffle, last_batch, seed
+        self.groups, self.epoch = groups, 0
+
+    def _chunks(self, members, keep_partial):
+        size = self.batch_size
+        whole = len(members) // size * size
+        batches = [members[i:i + size] for i in range(0, whole, size)]
+        rest = members[whole:]
+        if rest and keep_partial:
+            batches.append(rest)
+        return batches, rest
+
+    def _batches(self):
+        rng = onp.random.default_rng([self.seed, self.epoch])
+        order = ([self.indices[i] for i in rng.permutation(len(self.indices))]
+                 if self.shuffle else list(self.indices))
+        keep = self.last_batch == "keep"
+        if self.groups is None:
+            return self._chunks(order, keep)[0]
+        batches, rest = [], []
+        for group in (0, 1):
+            full, left = self._chunks([i for i in order if self.groups[i] == group], False)
+            batches += full
+            rest += left
+        batches += self._chunks(rest, keep)[0]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
 
     def __iter__(self):
-        order = (onp.random.default_rng([self.seed, self.epoch]).permutation(self.length)
-                 if self.shuffle else range(self.length))
-        return ((int(i), self.epoch) for i in order)
+        return iter([[(int(i), self.epoch) for i in batch] for batch in self._batches()])
 
     def __len__(self):
-        return self.length
+        return len(self._batches())
 
 
 class DetectionLoader:
     """A Gluon ``DataLoader`` over a :class:`DetectionDataset` whose order
     and augmentation follow ``seed`` and the epoch set by
     :meth:`set_epoch` (``train_detection`` calls it). Yields ``(X (B, 3, h,
-    w), Y (B, G, 5))``. ``num_workers`` processes decode images; at most
-    ``2 * num_workers`` batches are prepared ahead (Gluon's default).
-    ``shard=(rank, parts)`` keeps every ``parts``-th image from ``rank`` on,
-    for distributed training.
+    w), Y (B, G, 5))``, plus ``info`` (B, 5) (a NumPy array) when the
+    dataset gives it. Images that keep their aspect ratio are padded into
+    one canvas a batch, and with ``group_by_aspect`` (default: when they
+    keep it and their sizes are known) landscape and portrait images are
+    batched apart so the canvas wastes little. ``num_workers`` processes
+    decode images; at most ``2 * num_workers`` batches are prepared ahead
+    (Gluon's default). ``shard=(rank, parts)`` keeps every ``parts``-th
+    image from ``rank`` on, for distributed training.
     """
 
-    def __init__(self, dataset, batch_size, *, shuffle=False,
-                 last_batch="keep", num_workers=0, seed=0, shard=None):
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+    def __init__(self, dataset, batch_size, *, shuffle=False, last_batch="keep",
+                 num_workers=0, seed=0, shard=None, group_by_aspect=None):
+        if int(batch_size) != batch_size or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        indices = range(len(dataset))
         if shard is not None:
             rank, parts = shard
             if not 0 <= rank < parts:
                 raise ValueError(f"shard must be (rank, parts) with 0 <= rank "
                                  f"< parts, got {shard}")
-            dataset = _Subset(dataset, range(rank, len(dataset), parts))
-        self.dataset = dataset
-        if last_batch == "discard" and len(dataset) < batch_size:
-            raise ValueError(f"{len(dataset)} images are fewer than one batch of "
+            indices = range(rank, len(dataset), parts)
+        if last_batch == "discard" and len(indices) < batch_size:
+            raise ValueError(f"{len(indices)} images are fewer than one batch of "
                              f"{batch_size}; lower the batch size")
-        self.sampler = _EpochSampler(len(dataset), shuffle, seed)
-        batches = gluon.data.BatchSampler(self.sampler, batch_size, last_batch)
+        self.dataset, self.indices = dataset, list(indices)
+        resize = getattr(dataset, "resize", None)
+        keeps_ratio = resize is not None and resize.fixed is None
+        sizes = getattr(dataset, "sizes", None)
+        if group_by_aspect is None:
+            group_by_aspect = keeps_ratio and sizes is not None
+        groups = None
+        if group_by_aspect and sizes is not None:
+            groups = {i: int(sizes[i] is not None and sizes[i][0] > sizes[i][1])
+                      for i in self.indices}
+        self.batch_sampler = _EpochBatches(self.indices, batch_size, shuffle=shuffle,
+                                           last_batch=last_batch, seed=seed, groups=groups)
+        divisor = SIZE_DIVISOR if keeps_ratio else 1
+        batchify = functools.partial(_batchify, divisor=divisor, shared=num_workers > 0)
         self._loader = gluon.data.DataLoader(
-            dataset, batch_sampler=batches, num_workers=num_workers,
-            thread_pool=False)
+            dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,
+            batchify_fn=batchify, thread_pool=False)
 
     def set_epoch(self, epoch):
-        self.sampler.epoch = int(epoch)
+        self.batch_sampler.epoch = int(epoch)
 
     def __iter__(self):
         return iter(self._loader)
 
     def __len__(self):
-        return len(self._loader)
-
-
-class _Subset(gluon.data.Dataset):
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, key):
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
-        return self.dataset[(self.indices[index], epoch)]
+        return len(self.batch_sampler)

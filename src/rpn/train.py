@@ -8,21 +8,21 @@ Shape glossary: ``B`` images a batch, split over ``D`` devices; ``N =
 H * W * A`` anchors an image; features ``(B, C, H, W)``; ground truth
 ``(B, G, 5)``.
 """
-import json
+import inspect
 import math
-import os
-import shutil
 import time
 
 import mxnet as mx
 from mxnet import autograd, gluon, np
 
 from .anchors import rpn_anchors
+from .checkpoint import latest_checkpoint, load_checkpoint, load_optimizer_states, \
+    write_checkpoint
 from .loss import DetectionEvaluation, DetectionLoss
 from .targets import rpn_targets
 
 __all__ = ["rpn_batch", "train_detection", "evaluate_detection", "try_gpu",
-           "as_context_list", "load_checkpoint", "latest_checkpoint"]
+           "as_context_list", "unpack_batch"]
 
 _METRICS = ("correct", "abs_err", "labelled", "positive")
 
@@ -72,13 +72,53 @@ class _AnchorCache:
     def __init__(self):
         self._anchors = {}
 
-    def run(self, batch_fn, Y, features, output_model):
+    def run(self, batch_fn, Y, features, output_model, image_sizes=None):
         key = (features.ctx, tuple(features.shape[2:]))
-        preds, labels, anchors = batch_fn(Y, features, output_model,
-                                          self._anchors.get(key))
+        if image_sizes is None:
+            preds, labels, anchors = batch_fn(Y, features, output_model,
+                                              self._anchors.get(key))
+        else:
+            _check_takes_sizes(batch_fn)
+            preds, labels, anchors = batch_fn(Y, features, output_model,
+                                              self._anchors.get(key), image_sizes)
+        if len(self._anchors) >= 32 and key not in self._anchors:
+            self._anchors.clear()
         self._anchors[key] = anchors
         labels = [y.as_in_context(features.ctx) for y in labels]
         return preds, labels
+
+
+def _check_takes_sizes(batch_fn):
+    try:
+        takes = len(inspect.signature(batch_fn).parameters) >= 5
+    except (TypeError, ValueError):
+        takes = True
+    if not takes:
+        raise TypeError(
+            "the batches carry image sizes (images keep their aspect ratio), but "
+            "batch_fn takes no image_sizes argument; use the proposal model's "
+            "batch_fn (rpn.RegionProposalNetwork.batch_fn) or fixed-size images")
+
+
+def unpack_batch(batch):
+    """A loader's batch -> ``(X, Y, info)``: ``(X, Y)`` as the chapter's
+    loaders yield, or ``(X, Y, info)`` with ``info`` (B, 5) rows ``[height,
+    width, original_height, original_width, index]`` (``info`` is ``None``
+    for the former)."""
+    if len(batch) == 2:
+        return batch[0], batch[1], None
+    if len(batch) == 3:
+        return batch
+    raise ValueError(f"a batch must be (X, Y) or (X, Y, info), got {len(batch)} items")
+
+
+def _sizes_of(info, ctxs, strict=True):
+    """``info`` (B, 5) -> per-device (B_d, 2) float32 image sizes, split as
+    the images are; ``None``s without ``info``."""
+    if info is None:
+        return [None] * len(ctxs)
+    sizes = np.array(info[:, :2], dtype="float32", ctx=mx.cpu())
+    return _split(sizes, ctxs, strict=strict)
 
 
 def _split(batch, ctxs, *, strict=True):
@@ -134,9 +174,11 @@ def evaluate_detection(backbone, output_model, batch_fn, data_iter, ctx=None):
     ctxs = as_context_list(ctx)
     evaluator, cache = DetectionEvaluation(), _AnchorCache()
     sums, images = None, 0
-    for X, Y in data_iter:
-        for Xd, Yd in zip(_split(X, ctxs, strict=False), _split(Y, ctxs, strict=False)):
-            preds, labels = cache.run(batch_fn, Yd, backbone(Xd), output_model)
+    for batch in data_iter:
+        X, Y, info = unpack_batch(batch)
+        for Xd, Yd, Sd in zip(_split(X, ctxs, strict=False), _split(Y, ctxs, strict=False),
+                              _sizes_of(info, ctxs, strict=False)):
+            preds, labels = cache.run(batch_fn, Yd, backbone(Xd), output_model, Sd)
             values = _metric_sums(evaluator, preds, labels, ctxs[0])
             sums = values if sums is None else sums + values
         images += X.shape[0]
@@ -173,7 +215,11 @@ def _make_trainer(backbone, output_model, backbone_lr, output_lr, optimizer,
     params = gluon.ParameterDict()
     params.update(output_model.collect_params())
     params.update(backbone.collect_params())
-    return gluon.Trainer(params, optimizer, options, kvstore=kvstore)
+    # the optimizer runs here (not in the KVStore), so that its state can be
+    # saved without pickle; dist_async allows nothing else
+    on_kvstore = "async" in getattr(kvstore, "type", str(kvstore))
+    return gluon.Trainer(params, optimizer, options, kvstore=kvstore,
+                         update_on_kvstore=True if on_kvstore else False)
 
 
 def _in_notebook():
@@ -186,8 +232,8 @@ def _in_notebook():
 
 
 class _AnimatorCallback:
-    """The chapter's curves: d2l's Animator, fed every 4 steps and at the
-    end of every epoch."""
+    """The chapter's curves: d2l's Animator, fed at every logged step and at
+    the end of every epoch."""
 
     def __init__(self, num_epochs):
         from d2l import mxnet as d2l
@@ -197,80 +243,13 @@ class _AnimatorCallback:
                     "test class err", "test box mae"])
 
     def __call__(self, event):
-        if event["kind"] == "step" and (event["step"] + 1) % 4 == 0:
+        if event["kind"] == "step":
             self.animator.add(event["epoch"] + event["step"] / event["steps"],
                               (event["class_err"], event["box_mae"], None, None))
         elif event["kind"] == "epoch":
             self.animator.add(event["epoch"] + 1,
                               (None, None, event["test_class_err"],
                                event["test_box_mae"]))
-
-
-# ---- checkpoints -----------------------------------------------------------
-
-_LATEST = "latest"
-
-
-def latest_checkpoint(checkpoint_dir):
-    """The folder of the newest complete checkpoint in ``checkpoint_dir``,
-    or ``None``."""
-    pointer = os.path.join(checkpoint_dir, _LATEST)
-    if not os.path.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        name = f.read().strip()
-    path = os.path.join(checkpoint_dir, name)
-    return path if os.path.isfile(os.path.join(path, "state.json")) else None
-
-
-def _write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainer,
-                      state):
-    """Write a checkpoint next to the previous one, then switch the
-    ``latest`` pointer with an atomic rename: a run killed while saving
-    leaves the previous checkpoint in force."""
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    name = f"epoch-{epoch + 1:04d}"
-    tmp = os.path.join(checkpoint_dir, name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    backbone.save_parameters(os.path.join(tmp, "backbone.params"))
-    output_model.save_parameters(os.path.join(tmp, "output.params"))
-    trainer.save_states(os.path.join(tmp, "trainer.states"))
-    with open(os.path.join(tmp, "state.json"), "w") as f:
-        json.dump(state, f, indent=1)
-    final = os.path.join(checkpoint_dir, name)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    pointer_tmp = os.path.join(checkpoint_dir, _LATEST + ".tmp")
-    with open(pointer_tmp, "w") as f:
-        f.write(name)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(pointer_tmp, os.path.join(checkpoint_dir, _LATEST))
-    for entry in os.listdir(checkpoint_dir):
-        if entry.startswith("epoch-") and entry != name:
-            shutil.rmtree(os.path.join(checkpoint_dir, entry), ignore_errors=True)
-
-
-def load_checkpoint(checkpoint_dir, backbone, output_model, ctx=None):
-    """Load the newest checkpoint's parameters into ``backbone`` and
-    ``output_model`` (on ``ctx``) and return its ``state.json`` dict
-    (epoch, history, seed, config)."""
-    path = latest_checkpoint(checkpoint_dir)
-    if path is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {checkpoint_dir!r}: expected a 'latest' file "
-            "naming an epoch-NNNN folder, as train_detection writes")
-    ctxs = as_context_list(ctx)
-    try:
-        backbone.load_parameters(os.path.join(path, "backbone.params"), ctx=ctxs)
-        output_model.load_parameters(os.path.join(path, "output.params"), ctx=ctxs)
-    except (AssertionError, mx.MXNetError, ValueError) as error:
-        raise ValueError(
-            f"the checkpoint in {path} does not fit this model (another "
-            f"backbone, anchors or head width?): {error}") from error
-    with open(os.path.join(path, "state.json")) as f:
-        return json.load(f)
 
 
 # ---- training ----------------------------------------------------------------
@@ -281,22 +260,26 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
                     lr_schedule="constant", warmup_steps=0, hybridize=True,
                     kvstore=None, callback=None, checkpoint_dir=None,
                     resume=False, seed=None, config=None, epoch_end=None,
-                    verbose=True):
+                    log_interval=10, max_loss=1e4, verbose=True):
     """Train a detection model (chapter section "Training").
 
     ``backbone``, ``output_model``: initialised networks, trained at
     ``backbone_lr`` and ``output_lr`` (SGD, weight decay 1e-4, as the
     chapter; one ``gluon.Trainer`` whose backbone parameters get ``lr_mult
     = backbone_lr / max(lrs)``, which updates exactly as the chapter's two
-    trainers and lets one KVStore serve both). ``batch_fn(Y, features, output_model,
-    anchors) -> (preds, labels, anchors)``, e.g. :func:`rpn_batch`.
-    ``train_iter``, ``test_iter`` yield ``(X (B, 3, h, w), Y (B, G, 5))``;
+    trainers and lets one KVStore serve both). ``batch_fn(Y, features,
+    output_model, anchors) -> (preds, labels, anchors)``, e.g.
+    :func:`rpn_batch`. ``train_iter``, ``test_iter`` yield ``(X (B, 3, h,
+    w), Y (B, G, 5))``, or ``(X, Y, info)`` when images keep their aspect
+    ratio (then ``batch_fn`` also gets each image's ``(height, width)`` as a
+    fifth argument, e.g. :meth:`rpn.RegionProposalNetwork.batch_fn`);
     ``test_iter`` may be ``None``. ``loss`` e.g. ``DetectionLoss(1)``.
 
     Returns the history: one dict an epoch with ``epoch``, ``loss``,
     ``train_class_err``, ``train_box_mae``, ``test_class_err``,
-    ``test_box_mae``, ``time`` (seconds), ``images_per_sec``, plus what
-    ``epoch_end`` adds.
+    ``test_box_mae``, ``time`` (seconds), ``images_per_sec``,
+    ``skipped_images`` (images that could not be read, see
+    :class:`rpn.DetectionDataset`), plus what ``epoch_end`` adds.
 
     Departs from and extends the chapter (its behaviour is the default):
 
@@ -312,22 +295,28 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
       ``dist_sync``/``dist_device_sync`` each worker trains on its own
       ``train_iter`` (give it its shard, e.g. ``shard=(kv.rank,
       kv.num_workers)``) and the update is the *average* of the workers'
-      gradients: the learning rate is not scaled, so a step equals one
-      machine's step on the workers' combined batch (raise the learning rate
-      yourself for the linear-scaling rule). Under ``dist_async`` each
-      worker's gradient updates the weights as it arrives. Only rank 0 writes
-      checkpoints; BatchNorm running statistics stay each worker's own;
-    * ``hybridize`` (default on) compiles both networks, with static memory
-      (about 6% faster a step on a 2-core CPU);
+      gradients: the learning rate is not scaled. The optimizer runs on each
+      worker (``update_on_kvstore=False``), so its state can be saved; under
+      ``dist_async`` it runs on the servers and a checkpoint holds none.
+      Only rank 0 writes checkpoints; BatchNorm running statistics stay each
+      worker's own;
+    * ``hybridize`` (default on) compiles both networks, with static memory;
     * ``optimizer``/``optimizer_params`` (merged over ``{"wd": 1e-4}``),
       ``lr_schedule`` (``"constant"`` or ``"cosine"``, with
       ``warmup_steps``);
-    * ``callback(event)`` gets a dict after every step (``kind="step"``) and
-      epoch (``kind="epoch"``); by default the chapter's d2l Animator draws
-      the curves inside a notebook, and nothing draws elsewhere;
-    * ``checkpoint_dir``: a checkpoint after every epoch (parameters, trainer
-      states, epoch, history, seed), written atomically; ``resume=True``
-      continues from it, ending where an uninterrupted run ends;
+    * the device is read (which makes the host wait for it) only every
+      ``log_interval`` steps and at the end of an epoch: then ``callback``
+      gets a ``kind="step"`` event (mean loss since the last one, running
+      class error and box MAE, ``advance`` steps done), and a loss that is
+      not finite or above ``max_loss`` (the RPN loss starts near 1; ten
+      thousand means the weights blew up; ``None``: no bound) stops training
+      with a ``FloatingPointError`` (the last checkpoint is kept). ``callback`` also gets a ``kind="epoch"`` event
+      after every epoch; by default the chapter's d2l Animator draws the
+      curves inside a notebook, and nothing draws elsewhere;
+    * ``checkpoint_dir``: a checkpoint after every epoch (parameters,
+      optimizer state, epoch, history, seed), written atomically with a
+      manifest (see :mod:`rpn.checkpoint`); ``resume=True`` continues from
+      it, ending where an uninterrupted run ends;
     * ``seed``: every epoch reseeds MXNet with ``seed + epoch`` and tells a
       loader with ``set_epoch`` its epoch, so a run is repeatable and a
       resumed run replays the same draws. ``None`` draws the seed from
@@ -336,6 +325,8 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
       proposal recall); ``config`` (JSON-able) is stored in checkpoints.
     """
     ctxs = as_context_list(ctx)
+    if int(log_interval) != log_interval or log_interval < 1:
+        raise ValueError(f"log_interval must be a positive integer, got {log_interval!r}")
     for net in (backbone, output_model):
         net.collect_params().reset_ctx(ctxs)
         if hybridize:
@@ -352,10 +343,10 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
                             optimizer, optimizer_params, kvstore, lr_schedule,
                             num_epochs * steps_per_epoch, warmup_steps)
     history, start = [], 0
-    if resume and checkpoint_dir and latest_checkpoint(checkpoint_dir):
+    last = latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir else None
+    if last is not None:
         state = load_checkpoint(checkpoint_dir, backbone, output_model, ctxs)
-        trainer.load_states(os.path.join(latest_checkpoint(checkpoint_dir),
-                                         "trainer.states"))
+        load_optimizer_states(trainer, last)
         history, start, seed = state["history"], state["epoch"] + 1, state["seed"]
     if seed is None:
         seed = int(np.random.randint(0, 2 ** 30, ctx=mx.cpu()).item())
@@ -363,48 +354,44 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
         callback = _AnimatorCallback(num_epochs)
     evaluator, cache = DetectionEvaluation(), _AnchorCache()
     home = ctxs[0]
+    # average over devices (other losses) and synchronous workers
+    scale = (len(ctxs) if not isinstance(loss, DetectionLoss) else 1) * sync_workers
 
     for epoch in range(start, num_epochs):
         mx.random.seed(seed + epoch)
         if hasattr(train_iter, "set_epoch"):
             train_iter.set_epoch(epoch)
-        sums, images, tic = np.zeros(5, ctx=home), 0, time.time()
-        for i, (X, Y) in enumerate(train_iter):
-            Xs, Ys = _split(X, ctxs), _split(Y, ctxs)
+        sums, images, skipped, tic = np.zeros(5, ctx=home), 0, 0, time.time()
+        logged = {"step": 0, "loss": 0.0, "host": [0.0] * 5}
+        for i, batch in enumerate(train_iter):
+            X, Y, info = unpack_batch(batch)
             with autograd.record():
-                parts = [cache.run(batch_fn, Yd, backbone(Xd), output_model)
-                         for Xd, Yd in zip(Xs, Ys)]
+                parts = [cache.run(batch_fn, Yd, backbone(Xd), output_model, Sd)
+                         for Xd, Yd, Sd in zip(_split(X, ctxs), _split(Y, ctxs),
+                                               _sizes_of(info, ctxs))]
                 losses = _losses(loss, parts)
             autograd.backward(losses)
-            # average over devices (other losses) and synchronous workers
-            scale = len(ctxs) if not isinstance(loss, DetectionLoss) else 1
-            trainer.step(scale * sync_workers)
+            trainer.step(scale)
             loss_sum = sum(l.sum().as_in_context(home) for l in losses).reshape(1)
             metrics = sum(_metric_sums(evaluator, preds, labels, home)
                           for preds, labels in parts)
             sums = sums + np.concatenate([loss_sum, metrics])          # (5,)
             images += X.shape[0]
-            # one read a step, for progress: this step's loss, then the sums
-            host = np.concatenate([loss_sum, sums]).asnumpy().tolist()
-            step_loss, host = host[0], host[1:]
-            if not math.isfinite(step_loss):
-                raise FloatingPointError(
-                    f"the loss became {step_loss} at epoch {epoch + 1}, step "
-                    f"{i + 1}; lower the learning rates ({backbone_lr}, "
-                    f"{output_lr}) or add warm-up")
-            class_err, box_mae = _summary(host[1:])
-            if callback is not None:
-                callback({"kind": "step", "epoch": epoch, "step": i,
-                          "steps": steps_per_epoch, "loss": step_loss,
-                          "class_err": class_err, "box_mae": box_mae,
-                          "images_per_sec": images / (time.time() - tic)})
+            if info is not None:
+                skipped += int((info[:, 0] == 0).sum())                 # host array
+            if (i + 1) % log_interval == 0 or i + 1 == steps_per_epoch:
+                _log_step(logged, sums, epoch, i, steps_per_epoch, images, tic,
+                          callback, (backbone_lr, output_lr), checkpoint_dir, max_loss)
         elapsed = time.time() - tic
         if images == 0:
             raise ValueError("train_iter yielded no batch")
+        host = logged["host"]
+        class_err, box_mae = _summary(host[1:])
         record = {"epoch": epoch + 1, "loss": host[0] / (i + 1),
                   "train_class_err": class_err, "train_box_mae": box_mae,
                   "time": elapsed, "images_per_sec": images / elapsed,
-                  "test_class_err": None, "test_box_mae": None}
+                  "test_class_err": None, "test_box_mae": None,
+                  "skipped_images": skipped}
         if test_iter is not None:
             test = evaluate_detection(backbone, output_model, batch_fn,
                                       test_iter, ctxs)
@@ -414,9 +401,9 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
             record.update(epoch_end(epoch))
         history.append(record)
         if checkpoint_dir and rank == 0:
-            _write_checkpoint(checkpoint_dir, epoch, backbone, output_model,
-                              trainer, {"epoch": epoch, "seed": seed,
-                                        "history": history, "config": config})
+            write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainer,
+                             {"epoch": epoch, "seed": seed, "history": history,
+                              "config": config})
         if callback is not None:
             callback(dict(record, kind="epoch", epoch=epoch))
     if verbose and history:
@@ -425,6 +412,30 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
               % tuple(_fmt(last[k]) for k in ("train_class_err", "train_box_mae",
                                                "test_class_err", "test_box_mae")))
     return history
+
+
+def _log_step(logged, sums, epoch, i, steps, images, tic, callback, lrs, checkpoint_dir,
+              max_loss):
+    """Read the running sums from the device (the one host read of
+    ``log_interval`` steps), stop on a loss that is not finite, and tell the
+    callback."""
+    host = sums.asnumpy().tolist()
+    advance = i + 1 - logged["step"]
+    window_loss = (host[0] - logged["loss"]) / advance
+    if not all(math.isfinite(v) for v in host) or (max_loss is not None
+                                                    and window_loss > max_loss):
+        kept = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+        raise FloatingPointError(
+            f"the loss became {window_loss} at epoch {epoch + 1}, steps "
+            f"{logged['step'] + 1}-{i + 1}: training diverged. Lower the learning "
+            f"rates ({lrs[0]}, {lrs[1]}) or add warm-up"
+            + (f"; the last good checkpoint is kept: {kept}" if kept else ""))
+    logged.update(step=i + 1, loss=host[0], host=host)
+    if callback is not None:
+        class_err, box_mae = _summary(host[1:])
+        callback({"kind": "step", "epoch": epoch, "step": i, "steps": steps,
+                  "advance": advance, "loss": window_loss, "class_err": class_err,
+                  "box_mae": box_mae, "images_per_sec": images / (time.time() - tic)})
 
 
 def _fmt(value):

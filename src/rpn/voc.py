@@ -23,9 +23,10 @@ import numpy as onp
 from defusedxml import ElementTree
 
 from .dataset import DetectionDataset, DetectionLoader, read_image
+from .records import ImageSet
 
 __all__ = ["read_voc_images", "read_voc_detection_labels", "list_voc_split",
-           "find_classes",
+           "read_voc_split", "find_classes",
            "load_data_voc_detection", "VOC_CLASSES", "VOC_DEFAULT_DIR"]
 
 VOC_CLASSES = (
@@ -51,16 +52,24 @@ def _read_list(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image set list not found: {path}")
     names = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) > 2 or (len(fields) == 2 and fields[1] not in ("1", "0", "-1")):
-                raise ValueError(f"{path}, line {number}: expected 'name' or "
-                                 f"'name 1|0|-1', got {line.strip()!r}")
-            if len(fields) == 1 or fields[1] == "1":
-                names.append(_check_name(fields[0], f"{path}, line {number}"))
+    with open(path, "rb") as f:
+        raw = f.read(_MAX_XML_BYTES * 64 + 1)
+    if len(raw) > _MAX_XML_BYTES * 64:
+        raise ValueError(f"{path}: larger than {_MAX_XML_BYTES * 64} bytes, refused")
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not UTF-8 text ({error.reason} "
+                             f"at byte {error.start}); save the list as UTF-8") from None
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2 or (len(fields) == 2 and fields[1] not in ("1", "0", "-1")):
+            raise ValueError(f"{path}, line {number}: expected 'name' or "
+                             f"'name 1|0|-1', got {line.strip()!r}")
+        if len(fields) == 1 or fields[1] == "1":
+            names.append(_check_name(fields[0], f"{path}, line {number}"))
     return names
 
 
@@ -115,12 +124,24 @@ def _read_xml(path):
         raise ValueError(f"{path}: not a well-formed, safe XML file: {error}") from error
 
 
-def _parse_annotation(path, classes, keep_difficult):
-    """(n, 5) pixel rows of the objects of ``classes`` in one XML file."""
-    root = _read_xml(path)
+def _size(root, path):
+    """``(height, width)`` stated by ``<size>``, or ``None`` (absent or 0,
+    which some tools write for "unknown")."""
     size = root.find("size")
-    width = _number(size, "width", path) if size is not None else None
-    height = _number(size, "height", path) if size is not None else None
+    if size is None:
+        return None
+    width, height = _number(size, "width", path), _number(size, "height", path)
+    if width <= 0 or height <= 0:
+        return None
+    return int(round(height)), int(round(width))
+
+
+def _parse_annotation(path, classes, keep_difficult):
+    """(n, 5) pixel rows of the objects of ``classes`` in one XML file, and
+    the image size it states."""
+    root = _read_xml(path)
+    size = _size(root, path)
+    height, width = size or (None, None)
     rows = []
     for obj in root.iter("object"):
         name = _text(obj, "name", path)
@@ -133,14 +154,42 @@ def _parse_annotation(path, classes, keep_difficult):
         if box is None:
             raise ValueError(f"{path}: an object {name!r} has no <bndbox>")
         x0, y0, x1, y1 = (_number(box, t, path) for t in ("xmin", "ymin", "xmax", "ymax"))
-        if not (x0 < x1 and y0 < y1):
-            raise ValueError(f"{path}: object {name!r} has an empty box "
+        if not all(map(onp.isfinite, (x0, y0, x1, y1))) or not (x0 < x1 and y0 < y1):
+            raise ValueError(f"{path}: object {name!r} has an empty or non-finite box "
                              f"({x0}, {y0}, {x1}, {y1})")
         if x0 < 0 or y0 < 0 or (width and x1 > width + 1) or (height and y1 > height + 1):
             raise ValueError(f"{path}: object {name!r} box ({x0}, {y0}, {x1}, {y1}) "
                              f"lies outside its {width}x{height} image")
         rows.append([classes.index(name), x0 - 1, y0 - 1, x1 - 1, y1 - 1])
-    return onp.array(rows, dtype="float32").reshape(-1, 5)
+    return onp.array(rows, dtype="float32").reshape(-1, 5), size
+
+
+def _read_labels(voc_dir, names, classes, keep_difficult):
+    """Labels (``None`` where bad), stated sizes and the problems found."""
+    labels, sizes, problems = [], [], []
+    for name in names:
+        path = os.path.join(voc_dir, "Annotations", _check_name(name, "image_fns") + ".xml")
+        try:
+            label, size = _parse_annotation(path, classes, keep_difficult)
+        except (ValueError, FileNotFoundError) as error:
+            labels.append(None)
+            sizes.append(None)
+            problems.append((name, str(error)))
+            continue
+        labels.append(label)
+        sizes.append(size)
+    return labels, sizes, problems
+
+
+def _report(problems, skip_bad, what):
+    """One error listing every problem, or (``skip_bad``) one warning."""
+    if not problems:
+        return
+    listing = "\n  ".join(f"{name}: {reason}" for name, reason in problems)
+    if not skip_bad:
+        raise ValueError(f"{len(problems)} bad {what}:\n  {listing}\n"
+                         "Fix or remove them, or skip them (skip_bad=True, --skip-bad)")
+    warnings.warn(f"skipping {len(problems)} bad {what}:\n  {listing}")
 
 
 def read_voc_detection_labels(voc_dir, image_fns, classes, *, keep_difficult=True,
@@ -150,54 +199,61 @@ def read_voc_detection_labels(voc_dir, image_fns, classes, *, keep_difficult=Tru
     Keeps objects whose name is in ``classes``; returns one (n, 5) float32
     array an image, rows ``[class_index, xmin - 1, ymin - 1, xmax - 1,
     ymax - 1]`` in pixels. ``keep_difficult=False`` drops objects marked
-    ``difficult``. A missing, malformed or incomplete file, or a box outside
-    its image, raises a ``ValueError``/``FileNotFoundError`` naming the file;
-    with ``skip_bad=True`` it warns and gives that image ``None`` instead.
+    ``difficult``. Missing, malformed or incomplete files, or boxes outside
+    their image, raise one ``ValueError`` that lists every bad file; with
+    ``skip_bad=True`` one warning lists them and those images get ``None``.
+    """
+    labels, _, problems = _read_labels(voc_dir, image_fns, list(classes), keep_difficult)
+    _report(problems, skip_bad, "annotation file(s)")
+    return labels
+
+
+def _split_lists(voc_dir, split, classes):
+    main = os.path.join(voc_dir, "ImageSets", "Main")
+    per_class = [os.path.join("Main", f"{c}_{split}.txt") for c in classes]
+    if classes and all(os.path.isfile(os.path.join(voc_dir, "ImageSets", p))
+                       for p in per_class):
+        return per_class
+    if os.path.isfile(os.path.join(main, f"{split}.txt")):
+        return [os.path.join("Main", f"{split}.txt")]
+    raise FileNotFoundError(
+        f"no list for split {split!r} in {main}: expected {split}.txt or "
+        f"<class>_{split}.txt for each of {list(classes)}")
+
+
+def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False):
+    """One split of a VOC-layout folder as an :class:`rpn.ImageSet`: image
+    paths, pixel labels, names as ids, and the sizes the annotations state.
+
+    Reads the per-class lists ``<class>_<split>.txt`` (positives only) when
+    every class has one, otherwise the plain ``<split>.txt``. Bad annotation
+    files raise one error listing them all, or are left out with a warning
+    (``skip_bad``). Images without objects stay (see :func:`list_voc_split`).
     """
     classes = list(classes)
-    labels = []
-    for name in image_fns:
-        path = os.path.join(voc_dir, "Annotations", _check_name(name, "image_fns") + ".xml")
-        try:
-            labels.append(_parse_annotation(path, classes, keep_difficult))
-        except (ValueError, FileNotFoundError) as error:
-            if not skip_bad:
-                raise
-            warnings.warn(f"skipping {name}: {error}")
-            labels.append(None)
-    return labels
+    paths, names = read_voc_images(voc_dir, _split_lists(voc_dir, split, classes), lazy=True)
+    labels, sizes, problems = _read_labels(voc_dir, names, classes, keep_difficult)
+    _report(problems, skip_bad, "annotation file(s)")
+    keep = [i for i, label in enumerate(labels) if label is not None]
+    return ImageSet([paths[i] for i in keep], [labels[i] for i in keep],
+                    [names[i] for i in keep], [os.path.basename(paths[i]) for i in keep],
+                    [sizes[i] for i in keep], tuple(classes))
 
 
 def list_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False,
                    drop_empty=False):
-    """Image paths and pixel labels of one split of a VOC-layout folder.
-
-    Reads the per-class lists ``<class>_<split>.txt`` (positives only) when
-    every class has one, otherwise the plain ``<split>.txt``. Images that a
-    keyword asks to skip (bad files, or no object of ``classes`` when
-    ``drop_empty``) are left out with a warning that counts them.
-    """
-    main = os.path.join(voc_dir, "ImageSets", "Main")
-    per_class = [os.path.join("Main", f"{c}_{split}.txt") for c in classes]
-    if all(os.path.isfile(os.path.join(voc_dir, "ImageSets", p)) for p in per_class):
-        sets = per_class
-    elif os.path.isfile(os.path.join(main, f"{split}.txt")):
-        sets = [os.path.join("Main", f"{split}.txt")]
-    else:
-        raise FileNotFoundError(
-            f"no list for split {split!r} in {main}: expected {split}.txt or "
-            f"<class>_{split}.txt for each of {list(classes)}")
-    paths, names = read_voc_images(voc_dir, sets, lazy=True)
-    labels = read_voc_detection_labels(voc_dir, names, classes,
-                                       keep_difficult=keep_difficult, skip_bad=skip_bad)
-    kept = [(p, lab) for p, lab in zip(paths, labels)
-            if lab is not None and (len(lab) or not drop_empty)]
-    skipped_bad = sum(lab is None for lab in labels)
-    dropped = sum(lab is not None and not len(lab) for lab in labels) if drop_empty else 0
-    if skipped_bad or dropped:
-        warnings.warn(f"{split}: kept {len(kept)} of {len(paths)} images "
-                      f"({dropped} without objects of {list(classes)}, "
-                      f"{skipped_bad} unreadable)")
+    """Image paths and pixel labels of one split of a VOC-layout folder
+    (:func:`read_voc_split`'s ``images`` and ``labels``). Images without an
+    object of ``classes`` are left out with a warning that counts them when
+    ``drop_empty``."""
+    found = read_voc_split(voc_dir, split, classes, keep_difficult=keep_difficult,
+                           skip_bad=skip_bad)
+    kept = [(p, lab) for p, lab in zip(found.images, found.labels)
+            if len(lab) or not drop_empty]
+    dropped = len(found.images) - len(kept)
+    if dropped:
+        warnings.warn(f"{split}: kept {len(kept)} of {len(found.images)} images "
+                      f"({dropped} without objects of {list(classes)})")
     return [p for p, _ in kept], [lab for _, lab in kept]
 
 
