@@ -13,6 +13,8 @@ from mxnet import base, init
 from mxnet.gluon import nn
 from mxnet.gluon.model_zoo import model_store, vision
 
+from ._guards import EmptyBatchSafe
+
 __all__ = ["detection_backbone", "download_pretrained", "pretrained_file_name"]
 
 _MODEL = "resnet18_v2"
@@ -71,7 +73,12 @@ def _pretrained_resnet(root):
     return net
 
 
-class _TopDown(nn.HybridBlock):
+class _Features(EmptyBatchSafe, nn.HybridSequential):
+    """A sequence of layers that answers a batch of zero images with empty
+    features (see :mod:`rpn._guards`)."""
+
+
+class _TopDown(EmptyBatchSafe, nn.HybridBlock):
     """A stride-8 map enriched by the stride-16 stage above it, as one level
     of a feature pyramid (Lin et al., 2017): ``lateral(C3) + up2(top(C4))``,
     then a 3x3 convolution. ``bottom``: images -> C3 (B, 128, h/8, w/8);
@@ -134,15 +141,17 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
     net = _pretrained_resnet(root) if pretrained else vision.resnet18_v2()
     added = []      # blocks of this package's, which ImageNet weights do not cover
     if top_down:
-        bottom = nn.HybridSequential(prefix="bottom_")
+        bottom = _Features(prefix="bottom_")
         bottom.add(*net.features[:_STAGE_END[8]])
         features = _TopDown(bottom, net.features[_STAGE_END[8]], prefix="topdown_")
         added = [features.c3_out, features.c4_out, features.lateral, features.top,
                  features.smooth]
     elif stride == 32:
-        features = net.features[:-2]
+        features = _Features(prefix=net.features.prefix)
+        with features.name_scope():
+            features.add(*list(net.features._children.values())[:-2])
     else:
-        features = nn.HybridSequential(prefix=f"stride{stride}_")
+        features = _Features(prefix=f"stride{stride}_")
         features.add(*net.features[:_STAGE_END[stride]])
         with features.name_scope():
             closing = nn.HybridSequential()

@@ -33,7 +33,7 @@ from mxnet import np
 from .fileio import make_dir, private_dir, read_json, sha256_of, write_bytes, write_json
 
 __all__ = ["write_checkpoint", "latest_checkpoint", "load_checkpoint",
-           "load_optimizer_states", "write_manifest", "verify_manifest",
+           "load_optimizer_states", "write_manifest", "verify_manifest", "remove_stale",
            "CorruptCheckpointError"]
 
 _LATEST = "latest"
@@ -186,6 +186,19 @@ def write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainer, sta
         if entry != name and (_NAME.match(entry) or entry.startswith(".epoch-")):
             _remove(os.path.join(checkpoint_dir, entry))
     return final
+
+
+def remove_stale(checkpoint_dir):
+    """Remove what a killed writer left under private names: ``.epoch-*``
+    folders of unfinished checkpoints and ``.*.tmp`` files. Returns their
+    names."""
+    if not _is_real_dir(checkpoint_dir):
+        return []
+    stale = [e for e in os.listdir(checkpoint_dir)
+             if e.startswith(".epoch-") or (e.startswith(".") and e.endswith(".tmp"))]
+    for entry in stale:
+        _remove(os.path.join(checkpoint_dir, entry))
+    return stale
 
 
 def latest_checkpoint(checkpoint_dir):

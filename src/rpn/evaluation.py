@@ -29,7 +29,7 @@ import numpy as onp
 
 from .predict import predict_rpn
 from .records import CROWD
-from .train import _split, as_context_list, unpack_batch
+from .batching import as_context_list, split_batch, unpack_batch
 
 __all__ = ["ProposalRecall", "evaluate_proposals", "AR_THRESHOLDS", "AREA_RANGES",
            "DEFAULT_KS"]
@@ -218,7 +218,7 @@ def evaluate_proposals(backbone, output_model, data_iter, anchor_fn, *,
         if info is not None:
             raise ValueError("evaluate_proposals takes fixed-size batches (X, Y); for "
                              "images that keep their aspect ratio use rpn.evaluate")
-        for Xd, Yd in zip(_split(X, ctxs, strict=False), _split(Y, ctxs, strict=False)):
+        for Xd, Yd in zip(split_batch(X, ctxs, strict=False), split_batch(Y, ctxs, strict=False)):
             preds = predict_rpn(backbone(Xd), output_model, anchor_fn, nms_threshold,
                                 pre_nms_top_n=pre_nms_top_n,
                                 post_nms_top_n=max(recall.ks), min_size=min_size)

@@ -16,11 +16,13 @@ import warnings
 import mxnet as mx
 
 from .config import PRESETS, ConfigError, build_proposal_model
+from .checkpoint import remove_stale
 from .fileio import UnsafePathError
 from .inference import evaluate_loader
 from .run import RunError, RunFolder
 from .sources import check_split, data_classes, make_loader, open_split
-from .train import as_context_list, train_detection
+from .batching import as_context_list
+from .train import train_detection
 from .visualize import draw_proposals, plot_curves, plot_recall
 
 __all__ = ["fit", "resolve_config", "FINAL_KEYS"]
@@ -245,4 +247,7 @@ def _check_folder(folder, config, resume):
     except OSError as error:
         raise UnsafePathError(error.errno, f"cannot create the run folder: {error.strerror}",
                               folder.path) from None
+    # what a killed run left under private names
+    remove_stale(folder.path)
+    remove_stale(folder.checkpoint_dir)
 

@@ -8,10 +8,12 @@ size, ``A`` anchors a pixel, ``N = H * W * A``.
 """
 from mxnet.gluon import nn
 
+from ._guards import EmptyBatchSafe
+
 __all__ = ["RPNOutput"]
 
 
-class RPNOutput(nn.HybridBlock):
+class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     """Class and box-offset predictions for every anchor.
 
     A 3x3 convolution (``channels`` outputs, ReLU, padding 1, so the map
@@ -24,8 +26,9 @@ class RPNOutput(nn.HybridBlock):
     anchor: the order of :func:`rpn.generate_anchors`.
 
     Departs from the chapter only in being a ``HybridBlock`` (so it can be
-    hybridized and exported) and in the ``channels`` keyword (the chapter's
-    128 by default; Faster R-CNN used 256 or 512).
+    hybridized and exported), in the ``channels`` keyword (the chapter's
+    128 by default; Faster R-CNN used 256 or 512), and in answering a batch
+    of zero feature maps with empty outputs (see :mod:`rpn._guards`).
     """
 
     def __init__(self, num_anchors=5, *, channels=128, **kwargs):

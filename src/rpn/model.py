@@ -207,6 +207,13 @@ class RegionProposalNetwork(nn.HybridBlock):
 
     def forward(self, X, image_sizes):
         self._follow(X.ctx)
+        if X.shape[0] == 0:
+            raise ValueError("the proposal model needs at least one image, got a batch of 0 "
+                             f"(X {X.shape})")
+        if image_sizes.shape[0] != X.shape[0] or image_sizes.ndim != 2 \
+                or image_sizes.shape[1] < 2:
+            raise ValueError(f"image_sizes must be (B, 2) [height, width] rows, one an "
+                             f"image of X {X.shape}; got {image_sizes.shape}")
         if not autograd.is_training():
             return super().forward(X, image_sizes)
         # training: the children run (hybridized or not) and the proposals

@@ -32,6 +32,10 @@ def _batched_nms(scores, boxes, iou_threshold, topk=-1):
     """
     _check_threshold(iou_threshold)
     batch, num = scores.shape
+    if batch == 0 or num == 0:
+        # box_nms on an empty input breaks every later call of it in the
+        # process ("delay_alloc"): answer without it
+        return np.full((batch, num, 6), -1.0, ctx=scores.ctx)
     index = np.broadcast_to(np.arange(num, ctx=scores.ctx)[None], (batch, num))
     # (B, N), (B, N, 4), (B, N) -> (B, N, 6)
     data = np.concatenate([scores[..., None], boxes, index[..., None]], axis=-1)

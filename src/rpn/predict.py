@@ -35,6 +35,10 @@ def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
             f"for {num} anchors, got {cls_preds.shape} and {box_preds.shape}")
     ctx = anchors.ctx
     batch = cls_preds.shape[0] // num
+    if batch == 0:
+        # MXNet's box_nms on an empty batch breaks every later call of it
+        # in the process ("delay_alloc"): never call it with nothing
+        return []
     # (B * N, 2) -> object probability (B * N,) -> (B, N)
     scores = npx.softmax(cls_preds.as_in_context(ctx), axis=-1)[:, 1].reshape(batch, num)
     # (B * N, 4) -> (B, N, 4); anchors (4, N) -> (1, N, 4)

@@ -31,7 +31,7 @@ from mxnet import gluon
 from .checkpoint import load_checkpoint, verify_manifest, write_manifest
 from .config import RunConfig, build_proposal_model
 from .fileio import make_dir, private_dir, read_json, write_json
-from .train import as_context_list
+from .batching import as_context_list
 
 __all__ = ["RunFolder", "load", "export", "ExportedModel", "RunError"]
 

@@ -8,7 +8,6 @@ Shape glossary: ``B`` images a batch, split over ``D`` devices; ``N =
 H * W * A`` anchors an image; features ``(B, C, H, W)``; ground truth
 ``(B, G, 5)``.
 """
-import inspect
 import math
 import time
 
@@ -16,31 +15,17 @@ import mxnet as mx
 from mxnet import autograd, gluon, np
 
 from .anchors import rpn_anchors
+from .batching import _check_takes_sizes, _sizes_of, as_context_list, split_batch, \
+    try_gpu, unpack_batch
 from .checkpoint import latest_checkpoint, load_checkpoint, load_optimizer_states, \
     write_checkpoint
 from .loss import DetectionEvaluation, DetectionLoss
 from .targets import rpn_targets
 
 __all__ = ["rpn_batch", "train_detection", "evaluate_detection", "try_gpu",
-           "as_context_list", "unpack_batch"]
+           "as_context_list", "unpack_batch"]   # the last three from rpn.batching
 
 _METRICS = ("correct", "abs_err", "labelled", "positive")
-
-
-def try_gpu(i=0):
-    """``mx.gpu(i)`` when MXNet sees that GPU, else ``mx.cpu()`` (as d2l)."""
-    return mx.gpu(i) if mx.context.num_gpus() > i else mx.cpu()
-
-
-def as_context_list(ctx):
-    """One context, a list of them, or ``None`` (:func:`try_gpu`) -> list."""
-    if ctx is None:
-        return [try_gpu()]
-    ctxs = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-    if not ctxs or not all(isinstance(c, mx.Context) for c in ctxs):
-        raise ValueError(f"ctx must be an mx.Context or a non-empty list of "
-                         f"them, got {ctx!r}")
-    return ctxs
 
 
 def rpn_batch(Y, backbone_features, output_model, anchors, *,
@@ -88,53 +73,6 @@ class _AnchorCache:
         return preds, labels
 
 
-def _check_takes_sizes(batch_fn):
-    try:
-        takes = len(inspect.signature(batch_fn).parameters) >= 5
-    except (TypeError, ValueError):
-        takes = True
-    if not takes:
-        raise TypeError(
-            "the batches carry image sizes (images keep their aspect ratio), but "
-            "batch_fn takes no image_sizes argument; use the proposal model's "
-            "batch_fn (rpn.RegionProposalNetwork.batch_fn) or fixed-size images")
-
-
-def unpack_batch(batch):
-    """A loader's batch -> ``(X, Y, info)``: ``(X, Y)`` as the chapter's
-    loaders yield, or ``(X, Y, info)`` with ``info`` (B, 5) rows ``[height,
-    width, original_height, original_width, index]`` (``info`` is ``None``
-    for the former)."""
-    if len(batch) == 2:
-        return batch[0], batch[1], None
-    if len(batch) == 3:
-        return batch
-    raise ValueError(f"a batch must be (X, Y) or (X, Y, info), got {len(batch)} items")
-
-
-def _sizes_of(info, ctxs, strict=True):
-    """``info`` (B, 5) -> per-device (B_d, 2) float32 image sizes, split as
-    the images are; ``None``s without ``info``."""
-    if info is None:
-        return [None] * len(ctxs)
-    sizes = np.array(info[:, :2], dtype="float32", ctx=mx.cpu())
-    return _split(sizes, ctxs, strict=strict)
-
-
-def _split(batch, ctxs, *, strict=True):
-    """Split a batch over the devices along its first axis. A batch smaller
-    than the device count is an error in training (every device must take
-    part in a step) and uses the first devices otherwise."""
-    if batch.shape[0] < len(ctxs) and not strict:
-        ctxs = ctxs[:batch.shape[0]]
-    if batch.shape[0] < len(ctxs):
-        raise ValueError(
-            f"a batch of {batch.shape[0]} images cannot be split over "
-            f"{len(ctxs)} devices; use a batch size of at least {len(ctxs)} "
-            "and drop the last incomplete batch")
-    return gluon.utils.split_and_load(batch, ctxs, even_split=False)
-
-
 def _losses(loss, parts):
     """One loss per device. A :class:`DetectionLoss` normalises every part
     by the counts of the whole batch, so the summed gradient equals that of
@@ -176,7 +114,7 @@ def evaluate_detection(backbone, output_model, batch_fn, data_iter, ctx=None):
     sums, images = None, 0
     for batch in data_iter:
         X, Y, info = unpack_batch(batch)
-        for Xd, Yd, Sd in zip(_split(X, ctxs, strict=False), _split(Y, ctxs, strict=False),
+        for Xd, Yd, Sd in zip(split_batch(X, ctxs, strict=False), split_batch(Y, ctxs, strict=False),
                               _sizes_of(info, ctxs, strict=False)):
             preds, labels = cache.run(batch_fn, Yd, backbone(Xd), output_model, Sd)
             values = _metric_sums(evaluator, preds, labels, ctxs[0])
@@ -367,7 +305,7 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
             X, Y, info = unpack_batch(batch)
             with autograd.record():
                 parts = [cache.run(batch_fn, Yd, backbone(Xd), output_model, Sd)
-                         for Xd, Yd, Sd in zip(_split(X, ctxs), _split(Y, ctxs),
+                         for Xd, Yd, Sd in zip(split_batch(X, ctxs), split_batch(Y, ctxs),
                                                _sizes_of(info, ctxs))]
                 losses = _losses(loss, parts)
             autograd.backward(losses)

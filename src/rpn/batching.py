@@ -1,0 +1,76 @@
+"""Devices and batches: which contexts to use, and how a batch is split
+over them.
+
+Shape glossary: ``B`` images a batch, split over ``D`` devices; ``info``
+(B, 5) rows ``[height, width, original_height, original_width, index]``
+as :class:`rpn.DetectionLoader` gives them.
+"""
+import inspect
+
+import mxnet as mx
+from mxnet import gluon, np
+
+__all__ = ["try_gpu", "as_context_list", "unpack_batch", "split_batch"]
+
+
+def try_gpu(i=0):
+    """``mx.gpu(i)`` when MXNet sees that GPU, else ``mx.cpu()`` (as d2l)."""
+    return mx.gpu(i) if mx.context.num_gpus() > i else mx.cpu()
+
+
+def as_context_list(ctx):
+    """One context, a list of them, or ``None`` (:func:`try_gpu`) -> list."""
+    if ctx is None:
+        return [try_gpu()]
+    ctxs = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+    if not ctxs or not all(isinstance(c, mx.Context) for c in ctxs):
+        raise ValueError(f"ctx must be an mx.Context or a non-empty list of "
+                         f"them, got {ctx!r}")
+    return ctxs
+
+
+def _check_takes_sizes(batch_fn):
+    try:
+        takes = len(inspect.signature(batch_fn).parameters) >= 5
+    except (TypeError, ValueError):
+        takes = True
+    if not takes:
+        raise TypeError(
+            "the batches carry image sizes (images keep their aspect ratio), but "
+            "batch_fn takes no image_sizes argument; use the proposal model's "
+            "batch_fn (rpn.RegionProposalNetwork.batch_fn) or fixed-size images")
+
+
+def unpack_batch(batch):
+    """A loader's batch -> ``(X, Y, info)``: ``(X, Y)`` as the chapter's
+    loaders yield, or ``(X, Y, info)`` with ``info`` (B, 5) rows ``[height,
+    width, original_height, original_width, index]`` (``info`` is ``None``
+    for the former)."""
+    if len(batch) == 2:
+        return batch[0], batch[1], None
+    if len(batch) == 3:
+        return batch
+    raise ValueError(f"a batch must be (X, Y) or (X, Y, info), got {len(batch)} items")
+
+
+def _sizes_of(info, ctxs, strict=True):
+    """``info`` (B, 5) -> per-device (B_d, 2) float32 image sizes, split as
+    the images are; ``None``s without ``info``."""
+    if info is None:
+        return [None] * len(ctxs)
+    sizes = np.array(info[:, :2], dtype="float32", ctx=mx.cpu())
+    return split_batch(sizes, ctxs, strict=strict)
+
+
+def split_batch(batch, ctxs, *, strict=True):
+    """Split a batch over the devices along its first axis. A batch smaller
+    than the device count is an error in training (every device must take
+    part in a step) and uses the first devices otherwise."""
+    if batch.shape[0] < len(ctxs) and not strict:
+        ctxs = ctxs[:batch.shape[0]]
+    if batch.shape[0] < len(ctxs):
+        raise ValueError(
+            f"a batch of {batch.shape[0]} images cannot be split over "
+            f"{len(ctxs)} devices; use a batch size of at least {len(ctxs)} "
+            "and drop the last incomplete batch")
+    return gluon.utils.split_and_load(batch, ctxs, even_split=False)

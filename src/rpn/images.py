@@ -1,0 +1,445 @@
+"""Reading image files into RGB arrays, and checking a whole folder first.
+
+This is an edge of the package: files come from users' photo folders and
+may be truncated, odd or broken. Nothing passes silently; the rules:
+
+* A missing file raises ``FileNotFoundError``; a file that cannot be
+  opened (a folder, no permission) the ``OSError`` of ``open``; anything
+  else that does not decode raises :class:`BadImageError` (a
+  ``ValueError``) naming the file and the reason: empty file, not an image
+  (HEIC, HTML, a Git LFS pointer and other text are named as such), a zero
+  width or height in the header, more than 64 million pixels (a
+  decompression bomb), undecodable data, an unconvertible mode.
+* A JPEG or PNG that lacks its last bytes is decoded as far as it goes,
+  as image viewers do (the decoder fills the rest: grey for JPEG, black for
+  PNG), with one :class:`TruncatedImageWarning` naming the file. Only that
+  file is read again with Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES``,
+  which is restored at once (other reads by this module wait meanwhile).
+  A file cut inside its header is a :class:`BadImageError`. A PNG whose
+  pixel data is complete but that lacks its closing ``IEND`` chunk reads
+  without a warning: its image is whole. A program that switches
+  ``LOAD_TRUNCATED_IMAGES`` on for good reads truncated files silently.
+* Modes: ``1``, ``L``, ``P``, ``RGB``, ``RGBX``, ``CMYK``, ``YCbCr``,
+  ``LAB``, ``HSV`` take Pillow's conversion to RGB (no ICC profile is
+  applied); ``LA``, ``La``, ``PA``, ``RGBA``, ``RGBa`` and images with a
+  ``transparency`` entry (``P``, ``L``, ``RGB``) are composited over white
+  (``(c * a + 255 * (255 - a) + 127) // 255``); ``I;16`` (any byte order)
+  and ``I`` (32-bit) are 16-bit scale: ``value / 257`` rounded and
+  clipped to [0, 255] (a 16-bit pixel equal to its ``transparency`` value
+  becomes white); ``F``: values times 255 when the image's largest finite
+  value is at most 1, then (all) rounded and clipped to [0, 255], NaN as
+  0. Grey results are repeated in three channels. A file of several frames
+  (GIF, TIFF pages, APNG, MPO) gives its first.
+* EXIF orientation (phone photos; read from the header, for a PNG only
+  from an ``eXIf`` chunk before its pixel data; values outside 1..8 or an
+  unreadable EXIF block count as 1). Without ``expected_size`` the
+  transpose is applied, as viewers do. With ``expected_size=(height,
+  width)`` (what the annotation states) it is applied when the transposed
+  size matches, the raw pixels are kept when the raw size matches, and
+  otherwise :class:`BadImageError` says ``annotation says WxH, image is
+  W'xH'``.
+
+:func:`check_images` decodes every image once before training (JPEGs at
+1/8 scale with Pillow's ``draft``, which still reads and entropy-decodes
+the whole bitstream, so truncated and broken data is found), in worker
+processes that die with their parent, and lists every bad file.
+"""
+import contextlib
+import errno
+import multiprocessing
+import os
+import signal
+import struct
+import sys
+import threading
+import warnings
+from typing import List, NamedTuple, Optional, Tuple
+
+import numpy as onp
+from PIL import Image, ImageFile
+from tqdm import tqdm
+
+from ._proc import die_with_parent
+
+__all__ = ["read_image", "image_size", "check_images", "ImageCheck", "BadImageError",
+           "TruncatedImageWarning"]
+
+_MAX_PIXELS = 64_000_000     # refuse decompression bombs beyond this
+_ORIENTATION = 0x0112        # the EXIF tag
+_CONVERTED = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+_ALPHA = {"LA", "La", "PA", "RGBA", "RGBa"}
+_INTEGER = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used; ``path`` and ``reason`` (the
+    message is ``"<path>: <reason>"``)."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
+
+
+class TruncatedImageWarning(UserWarning):
+    """An image file ends early; the part that is there was decoded."""
+
+
+class ImageCheck(NamedTuple):
+    """What :func:`check_images` found, in the order of its ``paths``.
+
+    ``sizes``: ``(height, width)`` an image after the orientation rule, or
+    ``None`` if it is bad. ``bad``: ``(path, reason)`` for every bad file.
+    ``truncated``: the paths readable only as truncated (they have sizes).
+    """
+    sizes: List[Optional[Tuple[int, int]]]
+    bad: List[Tuple[str, str]]
+    truncated: List[str]
+
+
+class _Truncated(Exception):
+    """Internal: Pillow said the file ends early; read it again."""
+
+
+class _FlagGuard:
+    """Readers share; a truncated retry switches Pillow's global flag on
+    alone, so that no concurrent read in this process sees it on."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = self._waiting = 0
+        self._writing = False
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and not self._waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def truncated_allowed(self):
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._writing and not self._readers)
+            self._waiting -= 1
+            self._writing = True
+        saved, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, True
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+_guard = _FlagGuard()
+
+
+def _is_truncation(error):
+    return "truncated" in str(error).lower()
+
+
+_SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _stated_size(head):
+    """``(width, height)`` that a PNG, BMP or JPEG header states, or None."""
+    if head.startswith(b"\x89PNG") and head[12:16] == b"IHDR" and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if head.startswith(b"BM") and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        return width, abs(height)
+    at = 2 if head.startswith(b"\xff\xd8") else len(head)
+    while at + 9 <= len(head) and head[at] == 0xFF:
+        marker = head[at + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # a SOF
+            height, width = struct.unpack(">HH", head[at + 5:at + 9])
+            return width, height
+        at += 2 + int.from_bytes(head[at + 2:at + 4], "big")
+    return None
+
+
+def _not_an_image(fp):
+    """The reason for a file Pillow does not recognise, from its first bytes."""
+    fp.seek(0)
+    head, size = fp.read(1 << 16), os.fstat(fp.fileno()).st_size
+    stated = _stated_size(head)
+    if stated and min(stated) <= 0:
+        return f"its header says {stated[0]}x{stated[1]} pixels; expected a width and " \
+               "height of at least 1"
+    known = [name for magic, name in _SIGNATURES if head.startswith(magic)]
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        known = ["WebP"]
+    if known:
+        return f"starts like a {known[0]} file but Pillow cannot read its header " \
+               f"(damaged, or truncated: the file has {size} bytes)"
+    if head[4:8] == b"ftyp":
+        kind = "an ISO media file (a HEIC/HEIF/AVIF photo or a video) Pillow cannot read"
+    elif head.startswith(b"version https://git-lfs"):
+        kind = "a Git LFS pointer, not the image (run 'git lfs pull')"
+    elif head.lstrip()[:1] == b"<":
+        kind = "text (HTML, XML or SVG), not a raster image"
+    else:
+        kind = "not an image format Pillow can read"
+    return f"{kind}; the file starts with {head[:16]!r}; expected JPEG, PNG or another " \
+           "format Pillow opens"
+
+
+def _orientation(img):
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1            # getexif() would decode the whole PNG to look further
+    try:
+        value = img.getexif().get(_ORIENTATION, 1)
+    except Exception:       # a broken EXIF block: viewers ignore it too
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _oriented(path, raw, orientation, expected):
+    """``(orientation to apply, (height, width) after it)`` by the rule."""
+    turned = raw[::-1] if orientation >= 5 else raw
+    if expected is None or expected == turned:
+        return orientation, turned
+    if expected == raw:
+        return 1, raw
+    note = f" ({turned[1]}x{turned[0]} with its EXIF orientation {orientation} " \
+           "applied)" if turned != raw else ""
+    raise BadImageError(path, f"annotation says {expected[1]}x{expected[0]}, image is "
+                              f"{raw[1]}x{raw[0]}{note}")
+
+
+def _transpose(rgb, orientation):
+    """EXIF orientation 1..8 applied to an (h, w, 3) array, as Pillow's
+    ``ImageOps.exif_transpose``."""
+    if orientation in (5, 6, 7, 8):
+        rgb = {5: rgb, 6: rgb[::-1], 7: rgb[::-1, ::-1], 8: rgb[:, ::-1]}[orientation]
+        return onp.ascontiguousarray(rgb.transpose(1, 0, 2))
+    return onp.ascontiguousarray({1: rgb, 2: rgb[:, ::-1], 3: rgb[::-1, ::-1],
+                                  4: rgb[::-1]}[orientation])
+
+
+def _grey(values):
+    return onp.repeat(values.astype(onp.uint8)[:, :, None], 3, axis=2)
+
+
+def _to_rgb(img, path):
+    """The decoded image as (h, w, 3) uint8 by the module's mode rules."""
+    mode, info = img.mode, img.info
+    try:
+        if mode in _INTEGER:
+            values = onp.asarray(img).astype(onp.int64)
+            grey = onp.clip(onp.rint(values / 257.0), 0, 255)
+            if isinstance(info.get("transparency"), int):
+                grey[values == info["transparency"]] = 255
+            return _grey(grey)
+        if mode == "F":
+            values = onp.asarray(img).astype(onp.float64)
+            finite = values[onp.isfinite(values)]
+            if finite.size == 0 or finite.max() <= 1:
+                values = values * 255
+            return _grey(onp.clip(onp.rint(onp.nan_to_num(values, nan=0.0)), 0, 255))
+        palette_alpha = mode == "P" and getattr(img.palette, "mode", "") == "RGBA"
+        if mode in _ALPHA or "transparency" in info or palette_alpha:
+            rgba = onp.asarray((img.convert("LA") if mode == "La" else img).convert("RGBA"))
+            alpha = rgba[:, :, 3:].astype(onp.uint32)
+            rgb = rgba[:, :, :3].astype(onp.uint32)
+            return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(onp.uint8)
+        if mode in _CONVERTED:
+            return onp.array(img.convert("RGB"), dtype=onp.uint8)
+    except Exception as error:
+        raise BadImageError(path, f"cannot convert image mode {mode} to RGB: "
+                                  f"{error}") from error
+    raise BadImageError(path, f"image mode {mode} is not supported; expected one of "
+                              f"{', '.join(sorted(_CONVERTED | _ALPHA | _INTEGER | {'F'}))}")
+
+
+def _attempt(path, expected, what, retrying):
+    """One read of ``path``: ``(pixels or None, (height, width))``. ``what``
+    is ``"size"`` (header only), ``"check"`` (JPEGs at 1/8 scale, not
+    turned) or ``"pixels"``. Raises :class:`_Truncated` when Pillow says
+    the file ends early and this is not yet the retry."""
+    try:
+        fp = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "image file not found", path) from None
+    with fp:
+        if not fp.read(1):
+            raise BadImageError(path, "empty file (0 bytes); expected an image")
+        fp.seek(0)
+
+        def failed(error, doing):
+            if _is_truncation(error) and not retrying:
+                return _Truncated()
+            if _is_truncation(error):
+                return BadImageError(path, f"the file ends early (truncated, "
+                                           f"{os.fstat(fp.fileno()).st_size} bytes) and "
+                                           f"even its start cannot be decoded: {error}")
+            return BadImageError(path, f"cannot {doing}: {type(error).__name__}: {error}")
+
+        try:
+            img = Image.open(fp)
+        except Image.UnidentifiedImageError:
+            raise BadImageError(path, _not_an_image(fp)) from None
+        except Image.DecompressionBombError as error:
+            raise BadImageError(path, f"refused as a decompression bomb: {error}") from None
+        except Exception as error:
+            raise failed(error, "read its header") from error
+        with img:
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise BadImageError(path, f"its header says {width}x{height} pixels; "
+                                          "expected a width and height of at least 1")
+            if width * height > _MAX_PIXELS:
+                raise BadImageError(path, f"{width}x{height} = {width * height} pixels, "
+                                          f"more than the {_MAX_PIXELS} allowed "
+                                          "(refused as a possible decompression bomb)")
+            orientation, size = _oriented(path, (height, width), _orientation(img),
+                                          expected)
+            if what == "size":
+                return None, size
+            try:
+                if what == "check" and img.format in ("JPEG", "MPO"):
+                    img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                img.load()
+            except Exception as error:
+                raise failed(error, "decode its pixels") from error
+            rgb = _to_rgb(img, path)
+    return (rgb if what == "check" else _transpose(rgb, orientation)), size
+
+
+def _read(path, expected, what):
+    """``(pixels or None, (height, width), truncated)``, retrying a file
+    that ends early with Pillow's truncated-images flag on."""
+    path = os.fspath(path)
+    try:
+        with _guard.shared():
+            return _attempt(path, expected, what, False) + (False,)
+    except _Truncated:
+        pass
+    with _guard.truncated_allowed():
+        return _attempt(path, expected, what, True) + (True,)
+
+
+def _expected(size, where="expected_size"):
+    if size is None:
+        return None
+    try:
+        height, width = size
+        if int(height) == height > 0 and int(width) == width > 0:
+            return int(height), int(width)
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"{where} must be None or (height, width) positive integers, "
+                     f"got {size!r}")
+
+
+def _warn_truncated(paths, stacklevel):
+    warnings.warn(TruncatedImageWarning(
+        f"{', '.join(paths)}: the file ends early (truncated); decoded the part that is "
+        "there, the rest is filled by the decoder (as image viewers show it)"),
+        stacklevel=stacklevel + 1)
+
+
+def read_image(path, *, expected_size=None):
+    """Decode an image file to an (h, w, 3) uint8 RGB array by the module's
+    rules (modes, truncation, EXIF orientation against ``expected_size``
+    ``(height, width)``). Raises ``FileNotFoundError``, the ``OSError`` of
+    opening the file, or :class:`BadImageError`, each naming the file."""
+    rgb, _, truncated = _read(path, _expected(expected_size), "pixels")
+    if truncated:
+        _warn_truncated([os.fspath(path)], 2)
+    return rgb
+
+
+def image_size(path, *, expected_size=None):
+    """``(height, width)`` of an image from its header (nothing is
+    decoded), after the EXIF orientation rule of :func:`read_image`."""
+    _, size, truncated = _read(path, _expected(expected_size), "size")
+    if truncated:
+        _warn_truncated([os.fspath(path)], 2)
+    return size
+
+
+def _check_one(job):
+    """Worker: ``(size or None, reason or None, truncated)`` of one file."""
+    path, expected = job
+    try:
+        _, size, truncated = _read(path, expected, "check")
+        return size, None, truncated
+    except BadImageError as error:
+        return None, error.reason, False
+    except FileNotFoundError:
+        return None, "file not found", False
+    except OSError as error:
+        return None, f"cannot open the file: {error.strerror or error}", False
+    except Exception as error:   # anything a broken file makes a decoder raise
+        return None, f"cannot read: {type(error).__name__}: {error}", False
+
+
+def _init_worker():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent handles Ctrl-C
+    die_with_parent()
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def check_images(paths, expected_sizes=None, *, num_workers=None, progress=True,
+                 desc="checking images"):
+    """Decode every image of ``paths`` once (JPEGs at 1/8 scale) and compare
+    it with ``expected_sizes[i]`` (``(height, width)`` or ``None``) by the
+    orientation rule of :func:`read_image`. ``num_workers`` processes
+    (``None``: the cores this process may use; 0: in this process) share
+    the work; a tqdm bar on stderr shows it unless ``progress=False``.
+    Returns an :class:`ImageCheck` in the order of ``paths``; one
+    :class:`TruncatedImageWarning` names every truncated file."""
+    paths = [os.fspath(p) for p in paths]
+    if expected_sizes is None:
+        expected_sizes = [None] * len(paths)
+    if len(expected_sizes) != len(paths):
+        raise ValueError(f"{len(expected_sizes)} expected sizes for {len(paths)} paths; "
+                         "expected one (or None) a path")
+    jobs = [(p, _expected(s, f"expected_sizes[{i}] ({p})"))
+            for i, (p, s) in enumerate(zip(paths, expected_sizes))]
+    workers = _cores() if num_workers is None else int(num_workers)
+    if workers < 0:
+        raise ValueError(f"num_workers must be None or >= 0, got {num_workers}")
+    workers = min(workers, len(jobs))
+    results = []
+    with tqdm(total=len(jobs), desc=desc, unit="img", file=sys.stderr,
+              disable=not progress) as bar:
+        if workers == 0:
+            for job in jobs:
+                results.append(_check_one(job))
+                bar.update()
+        else:
+            pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker)
+            try:
+                chunk = max(1, min(8, len(jobs) // (workers * 16)))
+                for result in pool.imap(_check_one, jobs, chunksize=chunk):
+                    results.append(result)
+                    bar.update()
+                pool.close()
+            finally:
+                pool.terminate()    # also on Ctrl-C: workers ignore SIGINT
+                pool.join()
+    check = ImageCheck([size for size, _, _ in results],
+                       [(p, reason) for p, (_, reason, _) in zip(paths, results) if reason],
+                       [p for p, (_, _, cut) in zip(paths, results) if cut])
+    if check.truncated:
+        _warn_truncated(check.truncated, 2)
+    return check

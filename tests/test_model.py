@@ -1,0 +1,197 @@
+"""The proposal model: the chapter's functions put together, in a graph and
+out of it, on padded batches of images of several shapes."""
+import os
+import warnings
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import autograd, gluon, np
+
+import rpn
+from rpn.config import PRESETS, build_proposal_model
+from rpn.model import RegionProposalNetwork
+
+SMALL = PRESETS["default"].replace(size=64, max_size=96)
+
+
+@pytest.fixture(scope="module")
+def model():
+    mx.random.seed(3)
+    return build_proposal_model(SMALL, [mx.cpu()])
+
+
+def test_square_images_give_predict_rpns_proposals(model):
+    X = np.random.normal(size=(3, 3, 64, 64))
+    scores, boxes = model(X, np.full((3, 2), 64.0))
+    chapter = rpn.predict_rpn(model.backbone(X), model.head, SMALL.anchor_fn,
+                              SMALL.nms_threshold, pre_nms_top_n=SMALL.pre_nms_top_n_test,
+                              post_nms_top_n=SMALL.post_nms_top_n_test)
+    for b, (want_scores, want_boxes) in enumerate(chapter):
+        kept = want_scores.shape[0]
+        onp.testing.assert_allclose(scores[b, :kept].asnumpy(), want_scores.asnumpy(),
+                                    atol=1e-6)
+        onp.testing.assert_allclose(boxes[b, :kept].asnumpy(), want_boxes.T.asnumpy(),
+                                    atol=1e-6)
+        assert (scores[b, kept:].asnumpy() == -1).all()          # padding rows
+    features = model.backbone(X)
+    onp.testing.assert_allclose(model.anchors(features).asnumpy(),
+                                SMALL.anchor_fn(features).asnumpy(), atol=1e-6)
+
+
+def test_hybridized_and_exported_graphs_give_the_same_proposals(tmp_path):
+    mx.random.seed(4)
+    net = build_proposal_model(SMALL, [mx.cpu()])
+    X = np.random.normal(size=(2, 3, 64, 96))
+    sizes = np.array([[64, 96], [50, 70]])
+    eager = [a.asnumpy() for a in net(X, sizes)]
+    net.hybridize()
+    compiled = [a.asnumpy() for a in net(X, sizes)]
+    net.export(str(tmp_path / "rpn"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = gluon.SymbolBlock.imports(str(tmp_path / "rpn-symbol.json"),
+                                           ["data0", "data1"],
+                                           str(tmp_path / "rpn-0000.params"))
+    exported = [a.asnumpy() for a in loaded(X, sizes.astype("float32"))]
+    for a, b, c in zip(eager, compiled, exported):
+        onp.testing.assert_allclose(a, b, atol=1e-5)
+        onp.testing.assert_allclose(a, c, atol=1e-5)
+
+
+def test_each_image_keeps_to_its_own_part_of_the_canvas(model):
+    X = np.random.normal(size=(2, 3, 96, 128))
+    sizes = onp.array([[96, 128], [40, 60]], dtype="float32")
+    scores, boxes = (a.asnumpy() for a in model(X, np.array(sizes)))
+    for b in range(2):
+        kept = boxes[b][scores[b] >= 0]
+        assert len(kept) > 0
+        assert kept.min() >= 0 and kept.max() <= 1        # each image's own frame
+        assert ((kept[:, 2] > kept[:, 0]) | (kept[:, 3] > kept[:, 1])).all()
+    # anchors centred in the padding of the small image are never used
+    features = model.backbone(X)
+    anchors = model.anchors(features).asnumpy()                       # (4, N)
+    valid = model.valid_anchors(model.anchors(features), features,
+                                np.array(sizes)).asnumpy()
+    cx = (anchors[0] + anchors[2]) / 2 * 128
+    cy = (anchors[1] + anchors[3]) / 2 * 96
+    onp.testing.assert_array_equal(valid[1] > 0, (cx < 60) & (cy < 40))
+    assert valid[0].all()
+
+
+@pytest.mark.parametrize("border", [0.0, 8.0])
+def test_allowed_border_against_a_per_anchor_reference(border):
+    mx.random.seed(5)
+    net = build_proposal_model(SMALL.replace(allowed_border=border), [mx.cpu()])
+    X = np.zeros((2, 3, 64, 96))
+    sizes = onp.array([[64, 96], [64, 48]], dtype="float32")
+    features = net.backbone(X)
+    anchors = net.anchors(features).asnumpy().T * [96, 64, 96, 64]    # canvas pixels
+    valid = net.valid_anchors(net.anchors(features), features, np.array(sizes)).asnumpy()
+    for b, (h, w) in enumerate(sizes):
+        for n, (x0, y0, x1, y1) in enumerate(anchors):
+            inside = ((x0 + x1) / 2 < w and (y0 + y1) / 2 < h and x0 >= -border - 1e-3
+                      and y0 >= -border - 1e-3 and x1 <= w + border + 1e-3
+                      and y1 <= h + border + 1e-3)
+            assert bool(valid[b, n]) == inside, (b, n)
+
+
+def test_labels_do_not_depend_on_padding(model):
+    """An image alone and the same image padded into a larger canvas get
+    the same labels for the anchors they share (IoU and offsets do not
+    change from the image's frame to the canvas's)."""
+    Y = np.array([[[0, 0.1, 0.2, 0.6, 0.9], [1, 0.5, 0.1, 0.95, 0.5]]])
+    alone = model.targets(Y, np.zeros((1, 3, 64, 64)), np.array([[64, 64]]),
+                          validate=True)
+    padded = model.targets(Y, np.zeros((1, 3, 96, 128)), np.array([[64, 64]]))
+    A = SMALL.num_anchors
+    # (64 / 8)^2 cells alone; in the padded canvas the same cells sit in the
+    # first 8 rows and columns of a 12 x 16 grid
+    a_cls = alone[0].asnumpy().reshape(8, 8, A)
+    p_cls = padded[0].asnumpy().reshape(12, 16, A)[:8, :8]
+    a_box = alone[1].asnumpy().reshape(8, 8, A, 4)
+    p_box = padded[1].asnumpy().reshape(12, 16, A, 4)[:8, :8]
+    positive = a_cls > 0
+    assert positive.any()
+    onp.testing.assert_array_equal(positive, p_cls > 0)
+    onp.testing.assert_allclose(a_box[positive], p_box[positive], rtol=1e-4, atol=1e-4)
+    # padding anchors are ignored
+    assert (padded[0].asnumpy().reshape(12, 16, A)[8:] == rpn.IGNORE).all()
+
+
+def test_training_mode_returns_what_the_loss_needs(model):
+    X = np.random.normal(size=(2, 3, 64, 96))
+    sizes = np.array([[64, 96], [64, 64]])
+    Y = np.array([[[0, 0.1, 0.1, 0.5, 0.5]], [[2, 0.2, 0.3, 0.9, 0.8]]])
+    loss_fn = rpn.DetectionLoss(1)
+    with autograd.record():
+        scores, boxes, cls_preds, box_preds, anchors = model(X, sizes)
+        cls_labels, box_labels = model.targets(Y, X, sizes)
+        loss = loss_fn(cls_preds, box_preds, cls_labels, box_labels).sum()
+    loss.backward()
+    N = anchors.shape[1]
+    assert cls_preds.shape == (2 * N, 2) and box_preds.shape == (2 * N, 4)
+    assert cls_labels.shape == (2 * N,) and box_labels.shape == (2 * N, 4)
+    assert scores.shape[1] == min(N, SMALL.post_nms_top_n_train) and boxes.shape[2] == 4
+    assert onp.isfinite(float(loss))
+    grad = model.head.collect_params()
+    assert any(abs(p.grad().asnumpy()).sum() > 0 for p in grad.values())
+
+
+def test_the_model_follows_the_context_of_its_inputs():
+    mx.random.seed(6)
+    net = build_proposal_model(SMALL, [mx.cpu(1)])
+    X = np.random.normal(size=(1, 3, 64, 64), ctx=mx.cpu(1))
+    scores, boxes = net(X, np.array([[64, 64]], ctx=mx.cpu(1)))
+    assert scores.ctx == mx.cpu(1) and boxes.ctx == mx.cpu(1)
+
+
+def test_bad_inputs_are_named(model):
+    with pytest.raises(ValueError, match="at least one image"):
+        model(np.zeros((0, 3, 64, 64)), np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="image_sizes"):
+        model(np.zeros((2, 3, 64, 64)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="anchors a pixel"):
+        RegionProposalNetwork(model.backbone, rpn.RPNOutput(3), stride=8, base_size=64)
+    with pytest.raises(ValueError, match="post_nms_top_n_test"):
+        RegionProposalNetwork(model.backbone, model.head, stride=8, base_size=64,
+                              anchor_sizes=SMALL.anchor_sizes,
+                              anchor_ratios=SMALL.anchor_ratios, anchor_product=True,
+                              post_nms_top_n_test=0)
+
+
+def test_an_empty_batch_leaves_native_operators_working():
+    """MKL-DNN's convolution over zero images broke every later box_nms in
+    the process; the backbone and head answer it without running."""
+    mx.random.seed(7)
+    backbone, head = rpn.config.build_model(SMALL, [mx.cpu()])
+    features = backbone(np.zeros((0, 3, 64, 64)))
+    assert features.shape == (0, 128, 8, 8)
+    assert rpn.predict_rpn(features, head, SMALL.anchor_fn, 0.7) == []
+    kept = rpn.nms(np.array([0.9, 0.8, 0.1]),
+                   np.array([[0, 0, 1, 1], [0, 0, 1, 0.95], [0.5, 0.5, 0.6, 0.6]]).T, 0.5)
+    assert kept.asnumpy().tolist() == [0, 2]
+
+
+def test_load_gives_the_run_and_the_export_as_proposal_models(tmp_path):
+    out = str(tmp_path / "run")
+    rpn.fit("synthetic", out, size=64, batch_size=4, epochs=1,
+            settings={"num_train": 8, "num_val": 4}, quiet=True)
+    run_model = rpn.load(out)
+    assert isinstance(run_model, RegionProposalNetwork)
+    assert run_model.classes == tuple(rpn.SYNTHETIC_CLASSES)
+    rpn.export(out, str(tmp_path / "exp"))
+    exported = rpn.load(str(tmp_path / "exp"))
+    X = np.random.normal(size=(2, 3, 64, 96))
+    sizes = np.array([[64, 96], [64, 64]])
+    for a, b in zip(run_model(X, sizes), exported(X, sizes)):
+        onp.testing.assert_allclose(a.asnumpy(), b.asnumpy(), atol=1e-5)
+    assert exported.resize == run_model.resize
+    # an altered export is refused, naming the file
+    params = tmp_path / "exp" / "rpn-0000.params"
+    data = bytearray(params.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    params.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="rpn-0000.params is corrupt"):
+        rpn.load(str(tmp_path / "exp"))
+    assert os.path.isfile(tmp_path / "exp" / "config.json")
