@@ -158,7 +158,7 @@ def test_missing_folder_split_and_image(tmp_path):
         rpn.load_data_voc_detection(2, 32, 32, voc_dir=str(bare))
 
 
-def test_unreadable_image_names_its_file(tmp_path):
+def test_unreadable_image_names_its_file_or_is_skipped(tmp_path):
     root = make_voc(tmp_path, {"a": [("cat", 1, 1, 9, 9, 0)]})
     with open(os.path.join(root, "JPEGImages", "a.jpg"), "wb") as f:
         f.write(b"not a jpeg")
@@ -166,6 +166,9 @@ def test_unreadable_image_names_its_file(tmp_path):
     dataset = rpn.DetectionDataset(paths, labels, 16, 16)
     with pytest.raises(ValueError, match="a.jpg"):
         dataset[0]
+    skipping = rpn.DetectionDataset(paths, labels, 16, 16, on_error="skip", with_info=True)
+    pixels, label, info = skipping[0]
+    assert info.tolist() == [0, 0, 0, 0, 0] and (label == -1).all() and pixels.shape == (3, 16, 16)
 
 
 @pytest.mark.parametrize("xml, match", [
@@ -183,11 +186,30 @@ def test_bad_annotations_name_their_file(tmp_path, xml, match):
     root = make_voc(tmp_path, {"a": [("cat", 1, 1, 9, 9, 0)], "b": [("cat", 1, 1, 9, 9, 0)]})
     with open(os.path.join(root, "Annotations", "b.xml"), "w") as f:
         f.write(xml)
-    with pytest.raises(ValueError, match=match + ".*|.*b.xml"):
+    with pytest.raises(ValueError, match="1 bad annotation") as error:
         rpn.read_voc_detection_labels(root, ["a", "b"], ["cat"])
-    with pytest.warns(UserWarning, match="skipping b"):
+    assert "b.xml" in str(error.value) and match in str(error.value)
+    with pytest.warns(UserWarning, match="skipping 1 bad annotation"):
         labels = rpn.read_voc_detection_labels(root, ["a", "b"], ["cat"], skip_bad=True)
     assert labels[1] is None and len(labels[0]) == 1
+
+
+def test_one_error_lists_every_bad_annotation(tmp_path):
+    root = make_voc(tmp_path, {n: [("cat", 1, 1, 9, 9, 0)] for n in "abcd"})
+    for name in "bd":
+        with open(os.path.join(root, "Annotations", name + ".xml"), "w") as f:
+            f.write("<annotation><object><name>cat</name>")
+    with pytest.raises(ValueError, match="2 bad annotation") as error:
+        rpn.list_voc_split(root, "train", ["cat"])
+    assert "b.xml" in str(error.value) and "d.xml" in str(error.value)
+
+
+def test_an_image_list_that_is_not_utf8_names_file_and_line(tmp_path):
+    root = make_voc(tmp_path, {"a": [("cat", 1, 1, 9, 9, 0)]})
+    with open(os.path.join(root, "ImageSets", "Main", "train.txt"), "wb") as f:
+        f.write(b"a\n\xff\xfe\xe9t\xe9\n")
+    with pytest.raises(ValueError, match=r"train.txt, line 2: not UTF-8"):
+        rpn.list_voc_split(root, "train", ["cat"])
 
 
 def test_unknown_class_and_escaping_names_are_refused(tmp_path):
@@ -213,3 +235,50 @@ def test_images_without_objects_are_padded_rows():
                                    16, 16)
     _, Y = dataset[0]
     assert Y.shape == (1, 5) and (Y == -1).all()
+
+
+def test_malformed_labels_are_found_when_the_dataset_is_built():
+    image = onp.zeros((20, 20, 3), dtype="uint8")
+    labels = [onp.array([[0, 1, 1, 5, 5]]), onp.array([[0, 5, 5, 2, 9], [onp.nan, 1, 1, 2, 2]]),
+              onp.array([[-3, 1, 1, 4, 4]])]
+    with pytest.raises(ValueError, match="3 malformed label row") as error:
+        rpn.DetectionDataset([image] * 3, labels, 16, 16)
+    assert "image 1" in str(error.value) and "image 2" in str(error.value)
+
+
+def test_keeping_the_aspect_ratio_pads_a_batch_and_carries_each_size():
+    images = [onp.zeros((60, 120, 3), "uint8"), onp.zeros((90, 45, 3), "uint8"),
+              onp.zeros((50, 50, 3), "uint8")]
+    labels = [onp.array([[0, 10, 10, 60, 40]]), onp.array([[1, 5, 5, 40, 80]]),
+              onp.zeros((0, 5))]
+    dataset = rpn.DetectionDataset(images, labels, resize=rpn.Resize.keep_ratio(32, 48),
+                                   sizes=[(60, 120), (90, 45), (50, 50)])
+    pixels, label, info = dataset[0]
+    assert pixels.shape == (3, 24, 48)                    # longer side capped at 48
+    assert info.tolist() == [24, 48, 60, 120, 0]
+    onp.testing.assert_allclose(label[0], [0, 10 / 120, 10 / 60, 60 / 120, 40 / 60], rtol=1e-6)
+    assert dataset[1][2].tolist() == [48, 24, 90, 45, 1]
+    loader = rpn.DetectionLoader(dataset, 3)
+    X, Y, info = next(iter(loader))
+    assert X.shape == (3, 3, 64, 64)                      # padded to multiples of 32
+    # grouped by shape (landscape and square first), each row naming its image
+    assert info[:, 4].tolist() == [0, 2, 1]
+    assert info[:, :2].tolist() == [[24, 48], [32, 32], [48, 24]]
+    onp.testing.assert_array_equal(X.asnumpy()[0, :, 24:], 0)         # padding
+    assert onp.abs(X.asnumpy()[0, :, :24, :48]).sum() > 0
+
+
+def test_landscape_and_portrait_images_are_batched_apart():
+    shapes = [(40, 80), (80, 40)] * 6
+    images = [onp.zeros(s + (3,), "uint8") for s in shapes]
+    labels = [onp.array([[0, 1, 1, 20, 20]])] * 12
+    dataset = rpn.DetectionDataset(images, labels, resize=rpn.Resize.keep_ratio(32, 64),
+                                   sizes=shapes)
+    loader = rpn.DetectionLoader(dataset, 3, shuffle=True, seed=1)
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for X, _, info in loader:
+            tall = info[:, 0] > info[:, 1]
+            assert tall.all() or not tall.any()
+            assert X.shape[2:] in ((32, 64), (64, 32))
+    assert len(loader) == 4

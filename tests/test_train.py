@@ -277,3 +277,30 @@ def test_batch_too_small_for_the_devices_is_a_clear_error_in_training_only():
     result = rpn.evaluate_detection(backbone, head, SMALL.batch_fn, [(X, Y)],
                                     [mx.cpu(0), mx.cpu(1)])
     assert result["images"] == 1
+
+
+def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
+    """Every host read makes Python wait for the device (a GPU then idles):
+    the training loop of the proposal model reads the running sums every
+    ``log_interval`` steps and nothing else."""
+    import functools
+    from rpn.config import build_proposal_model
+    from rpn.sources import make_loader, open_split
+    config = SMALL.replace(resize="keep_ratio", max_size=96, batch_size=2)
+    found = open_split("synthetic", "train", synthetic=dict(size=64, num_train=16,
+                                                              num_val=4, seed=0))
+    loader = make_loader(found, config.resize_rule(), 2, train=True)
+    mx.random.seed(0)
+    model = build_proposal_model(config, [mx.cpu()])
+    batches = list(loader)                                  # decoding reads nothing
+    assert len(batches) == 8
+    reads = []
+    for cls in (np.ndarray, mx.nd.NDArray):
+        original = cls.asnumpy
+        monkeypatch.setattr(cls, "asnumpy",
+                            lambda self, _o=original: reads.append(1) or _o(self))
+    rpn.train_detection(model.backbone, model.head,
+                        functools.partial(model.batch_fn, validate=False), batches, None,
+                        config.loss(), 1, 0.001, 0.001, mx.cpu(), optimizer="adam", seed=1,
+                        log_interval=4, verbose=False)
+    assert len(reads) == 2

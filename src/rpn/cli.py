@@ -183,7 +183,7 @@ def cmd_export(args):
 
 def cmd_env(args):
     from .env import main as env_main
-    return env_main(["--check"] if args.check else [])
+    return env_main((["--check"] if args.check else []) + (["--json"] if args.json else []))
 
 
 def _classes(text):
@@ -260,7 +260,9 @@ def build_parser():
     export.add_argument("--out", required=True)
 
     env = sub.add_parser("env", help="Python, MXNet and devices; --check trains and times")
-    env.add_argument("--check", action="store_true")
+    env.add_argument("--check", action="store_true",
+                     help="train and propose on every visible device, with timings")
+    env.add_argument("--json", action="store_true", help="print one JSON object")
     env.set_defaults(func=cmd_env)
     return parser
 

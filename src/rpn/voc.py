@@ -263,6 +263,8 @@ def find_classes(voc_dir, splits=("train", "val")):
     names = set()
     for split in splits:
         listing = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
+        if not os.path.isfile(listing):
+            continue
         for name in _read_list(listing):
             root = _read_xml(os.path.join(voc_dir, "Annotations", name + ".xml"))
             names.update((obj.findtext("name") or "").strip() for obj in root.iter("object"))

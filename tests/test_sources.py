@@ -1,0 +1,112 @@
+"""Opening data by name, checking every image before training, and a run
+that survives its data: bad files found first, listed together, skipped
+on request, and files that turn bad mid-run skipped and counted."""
+import json
+import os
+import shutil
+
+import numpy as onp
+import pytest
+
+import rpn
+from rpn.cli import main
+from rpn.sources import DataError, check_split, open_split
+
+TINY = ["--size", "64", "--batch-size", "2", "--epochs", "1", "--quiet", "--workers", "0"]
+
+
+@pytest.fixture
+def voc(tmp_path):
+    return rpn.write_voc(str(tmp_path / "voc"), num_train=6, num_val=3, height=64, width=96)
+
+
+def break_images(root, names, how=b"not an image"):
+    for name in names:
+        with open(os.path.join(root, "JPEGImages", name + ".jpg"), "wb") as f:
+            f.write(how)
+
+
+def test_open_split_reads_each_kind_of_data(voc):
+    found = open_split(voc, "train")
+    assert len(found.images) == 6 and set(found.classes) == set(rpn.SYNTHETIC_CLASSES)
+    assert found.sizes[0] == (64, 96) and found.ids[0] == "train_00000"
+    synthetic = open_split("synthetic", "val", synthetic=dict(size=48, num_train=4,
+                                                              num_val=2, seed=0))
+    assert len(synthetic.images) == 2 and synthetic.images[0].shape == (48, 48, 3)
+    with pytest.raises(DataError, match="no such file or folder"):
+        open_split("/nonexistent/data", "train")
+    with pytest.raises(DataError, match="'train' and 'val'"):
+        open_split("synthetic", "test")
+
+
+def test_every_bad_image_is_listed_before_training(voc, capsys):
+    break_images(voc, ["train_00001", "train_00004"])
+    with pytest.raises(DataError, match="2 of 6 images cannot be used") as error:
+        check_split(open_split(voc, "train"), progress=False)
+    assert "train_00001.jpg" in str(error.value) and "train_00004.jpg" in str(error.value)
+    with pytest.warns(UserWarning, match="leaving out 2 of 6"):
+        kept = check_split(open_split(voc, "train"), skip_bad=True, progress=False)
+    assert sorted(os.path.basename(p) for p in kept.images) == [
+        "train_00000.jpg", "train_00002.jpg", "train_00003.jpg", "train_00005.jpg"]
+    assert len(kept.labels) == len(kept.sizes) == len(kept.ids) == 4
+
+
+def test_the_command_line_stops_before_training_or_skips_with_a_list(voc, tmp_path, capsys):
+    break_images(voc, ["train_00002", "val_00001"])
+    out = tmp_path / "run"
+    assert main(["train", "--data", voc, "--out", str(out)] + TINY) == 1
+    err = capsys.readouterr().err
+    assert "train_00002.jpg" in err and "Traceback" not in err
+    assert not (out / "checkpoint").exists()                   # nothing was trained
+    assert main(["train", "--data", voc, "--out", str(out), "--skip-bad"] + TINY) == 0
+    captured = capsys.readouterr()
+    assert "train_00002.jpg" in captured.err and "val_00001.jpg" in captured.err
+    final = json.loads(captured.out.strip().splitlines()[-1])
+    assert final["images"] == 2
+
+
+def test_an_image_size_that_disagrees_with_its_annotation_is_bad(voc):
+    path = os.path.join(voc, "Annotations", "train_00003.xml")
+    text = open(path).read().replace("<width>96</width>", "<width>90</width>")
+    open(path, "w").write(text)
+    with pytest.raises(DataError, match="train_00003"):
+        check_split(open_split(voc, "train"), progress=False)
+
+
+def test_a_file_that_turns_bad_during_training_is_skipped_and_counted(voc, tmp_path):
+    found = check_split(open_split(voc, "train"), progress=False)
+    break_images(voc, ["train_00003"])                         # after the check
+    config = rpn.config.PRESETS["default"].replace(size=64, max_size=96, batch_size=2)
+    loader = rpn.sources.make_loader(found, config.resize_rule(), 2, train=True)
+    import functools
+    import mxnet as mx
+    model = rpn.config.build_proposal_model(config, [mx.cpu()])
+    history = rpn.train_detection(
+        model.backbone, model.head, functools.partial(model.batch_fn, validate=False),
+        loader, None, config.loss(), 2, 0.001, 0.001, mx.cpu(), optimizer="adam", seed=0,
+        verbose=False)
+    assert [h["skipped_images"] for h in history] == [1, 1]
+    assert all(onp.isfinite(h["loss"]) for h in history)
+
+
+def test_an_empty_validation_split_trains_without_validation(voc, tmp_path, capsys):
+    open(os.path.join(voc, "ImageSets", "Main", "val.txt"), "w").close()
+    for name in os.listdir(os.path.join(voc, "ImageSets", "Main")):
+        if name.endswith("_val.txt"):
+            os.remove(os.path.join(voc, "ImageSets", "Main", name))
+    out = tmp_path / "run"
+    assert main(["train", "--data", voc, "--out", str(out)] + TINY) == 0
+    captured = capsys.readouterr()
+    assert "training without validation" in captured.err and captured.out == ""
+    metrics = json.load(open(out / "metrics.json"))
+    assert metrics["final"] is None and len(metrics["history"]) == 1
+    assert not (out / "recall_iou.png").exists()
+
+
+def test_a_missing_validation_list_is_named(voc, tmp_path, capsys):
+    shutil.rmtree(os.path.join(voc, "ImageSets"))
+    os.makedirs(os.path.join(voc, "ImageSets", "Main"))
+    open(os.path.join(voc, "ImageSets", "Main", "train.txt"), "w").write(
+        "".join(f"train_{i:05d}\n" for i in range(6)))
+    assert main(["train", "--data", voc, "--out", str(tmp_path / "r")] + TINY) == 0
+    assert "training without validation" in capsys.readouterr().err
