@@ -18,7 +18,6 @@ from rpn.images import (BadImageError, ImageCheck, TruncatedImageWarning, check_
                         image_size, read_image)
 from rpn import images as images_module
 
-GRADIENT = onp.stack(onp.mgrid[0:48, 0:32], -1).sum(-1) * 2     # smooth, JPEG-friendly
 
 
 def rgb_array(height=48, width=32):
@@ -180,15 +179,15 @@ def test_file_cut_inside_its_header_is_bad(tmp_path):
 
 
 def test_corrupt_jpeg_data_is_bad_and_not_read_as_truncated(tmp_path):
-    data = bytearray(jpeg_bytes(onp.random.default_rng(1).integers(
-        0, 256, (64, 64, 3), dtype=onp.uint8)))
+    data = jpeg_bytes(onp.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=onp.uint8))
     middle = len(data) // 2
-    data[middle:middle + 64] = onp.random.default_rng(2).integers(
-        0, 256, 64, dtype=onp.uint8).tobytes()
     path = tmp_path / "scrambled.jpg"
-    path.write_bytes(bytes(data))
-    with pytest.raises(BadImageError, match=r"scrambled\.jpg: cannot decode its pixels"):
-        read_image(path)
+    path.write_bytes(data[:middle] + b"\xff\xd8" + data[middle:])    # a stray SOI marker
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BadImageError, match=r"scrambled\.jpg: cannot decode its pixels: "
+                                                "OSError: broken data stream"):
+            read_image(path)
 
 
 @pytest.mark.parametrize("width,height", [(0, 5), (5, 0)])
@@ -316,8 +315,10 @@ def test_float_images(tmp_path):
     # otherwise values are pixels: rounded and clipped
     assert one_row("F", [-3.0, 0.4, 100.4, 300.0], tmp_path, "TIFF").tolist() == \
         [grey(0, 0, 100, 255)]
-    assert one_row("F", [float("nan"), 0.5, float("inf")], tmp_path, "TIFF").tolist() == \
+    # NaN is 0 and does not count for the maximum; infinity does
+    assert one_row("F", [float("nan"), 1.4, float("inf")], tmp_path, "TIFF").tolist() == \
         [grey(0, 1, 255)]
+    assert one_row("F", [float("nan"), 0.4], tmp_path, "TIFF").tolist() == [grey(0, 102)]
 
 
 def test_lab_takes_pillows_conversion(tmp_path):
@@ -391,6 +392,14 @@ def test_every_orientation_matches_pillows_exif_transpose(tmp_path, orientation)
     out = read_image(path)
     onp.testing.assert_array_equal(out, expected)
     assert image_size(path) == expected.shape[:2]
+
+
+def test_square_photo_with_orientation_6_is_turned(tmp_path):
+    """Both sizes match a square annotation: the transpose wins."""
+    array = rgb_array(8, 8)
+    path = oriented_png(tmp_path, 6, array)
+    onp.testing.assert_array_equal(read_image(path, expected_size=(8, 8)),
+                                   onp.rot90(array, -1))
 
 
 def test_same_size_mismatch_without_orientation(tmp_path):
@@ -521,7 +530,80 @@ def test_truncated_switch_left_as_it_was(tmp_path):
             ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+def test_threads_never_read_a_truncated_file_silently(tmp_path):
+    """One thread's retry switches Pillow's flag on; no other read in the
+    process may see it on (it would take a truncated file for a whole one)."""
+    import threading
+    data = jpeg_bytes(onp.random.default_rng(3).integers(0, 256, (256, 256, 3),
+                                                         dtype=onp.uint8))
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"cut{i}.jpg"
+        path.write_bytes(data[:len(data) // 2 + i])
+        paths.append(str(path))
+    verdicts = []
+
+    def read_many(path):
+        for _ in range(40):
+            verdicts.append(images_module._read(path, None, "pixels")[2])
+
+    threads = [threading.Thread(target=read_many, args=(p,)) for p in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(verdicts) == 160 and all(verdicts)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_child_forked_during_a_retry_starts_clean(tmp_path):
+    """A process forked while another thread retries a truncated file
+    (flag on, guard held) gets the flag as it was and a free guard."""
+    data = jpeg_bytes(rgb_array(64, 64))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[:len(data) // 2])
+    with images_module._guard.truncated_allowed():
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+        pid = os.fork()
+        if pid == 0:    # the child: report by exit code, never return into pytest
+            code = 3
+            try:
+                clean = ImageFile.LOAD_TRUNCATED_IMAGES is False
+                code = 0 if clean and images_module._read(str(cut), None, "pixels")[2] else 2
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the image guard")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 # --- worker processes --------------------------------------------------------
+
+def _worker_state(_):
+    """In a pool worker: its parent-death signal (Linux) and SIGINT handler."""
+    import ctypes
+    sig = ctypes.c_int(-1)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)   # PR_GET_PDEATHSIG
+    return sig.value, signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_pool_initializer_sets_up_workers():
+    import multiprocessing
+    with multiprocessing.get_context().Pool(1, initializer=images_module._init_worker) as pool:
+        pdeathsig, ignores_sigint = pool.map(_worker_state, [0])[0]
+    assert ignores_sigint
+    if sys.platform.startswith("linux"):
+        assert pdeathsig == signal.SIGKILL
+
 
 _CHILD = """
 import sys
@@ -565,7 +647,9 @@ def test_ctrl_c_stops_the_check_and_its_workers(tmp_path):
         child.wait(timeout=20)
     finally:
         child.kill()
-    assert b"KeyboardInterrupt" in child.stderr.read()
+    stderr = child.stderr.read()
+    # the parent's traceback only: the workers ignore the signal
+    assert b"KeyboardInterrupt" in stderr and b"PoolWorker" not in stderr, stderr
     deadline = time.monotonic() + 10
     while not all(_gone(psutil, w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -25,6 +25,7 @@ def test_notebook_executes_with_small_parameters(tmp_path):
                       for o in c.get("outputs", []))
     assert "using the synthetic set" in outputs
     assert "positive:" in outputs and "train class err" in outputs
+    assert "pooled features: (" in outputs
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors

@@ -75,7 +75,8 @@ def generate_anchors(height, width, sizes, ratios, *, product=False, ctx=None):
     ``min(w, h) / h * s / sqrt(r)`` high, so a ratio-1 anchor is square in
     pixels. Returns ``(4, height * width * A)`` corner boxes, normalised,
     in pixel row-major then anchor order, on ``ctx`` (default: the current
-    context).
+    context). The same arguments give the same (cached) array: do not
+    modify it in place.
 
     ``product=True`` pairs every size with every ratio, as Faster R-CNN's
     3 scales x 3 ratios do, instead of the chapter's ``n + m - 1``
@@ -86,6 +87,20 @@ def generate_anchors(height, width, sizes, ratios, *, product=False, ctx=None):
                          f"{height} x {width}")
     _check_shapes(sizes, ratios)
     ctx = ctx or mx.current_context()
+    key = (int(height), int(width), tuple(sizes), tuple(ratios), bool(product), ctx)
+    if key not in _CACHE:
+        if len(_CACHE) >= 64:
+            _CACHE.clear()
+        _CACHE[key] = _generate(int(height), int(width), sizes, ratios, product, ctx)
+    return _CACHE[key]
+
+
+# anchors depend only on the grid and the settings: made once, as the
+# chapter makes them once per data shape (callers must not modify them)
+_CACHE = {}
+
+
+def _generate(height, width, sizes, ratios, product, ctx):
     shapes = _anchor_shapes(height, width, sizes, ratios, product)
     aw = np.array([w for w, _ in shapes], ctx=ctx)                  # (A,)
     ah = np.array([h for _, h in shapes], ctx=ctx)                  # (A,)

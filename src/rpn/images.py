@@ -1,51 +1,48 @@
 """Reading image files into RGB arrays, and checking a whole folder first.
 
-This is an edge of the package: files come from users' photo folders and
-may be truncated, odd or broken. Nothing passes silently; the rules:
+An edge of the package: files come from users' photo folders and may be
+truncated, odd or broken. Nothing passes silently; the rules:
 
-* A missing file raises ``FileNotFoundError``; a file that cannot be
-  opened (a folder, no permission) the ``OSError`` of ``open``; anything
-  else that does not decode raises :class:`BadImageError` (a
-  ``ValueError``) naming the file and the reason: empty file, not an image
-  (HEIC, HTML, a Git LFS pointer and other text are named as such), a zero
-  width or height in the header, more than 64 million pixels (a
-  decompression bomb), undecodable data, an unconvertible mode.
-* A JPEG or PNG that lacks its last bytes is decoded as far as it goes,
-  as image viewers do (the decoder fills the rest: grey for JPEG, black for
-  PNG), with one :class:`TruncatedImageWarning` naming the file. Only that
-  file is read again with Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES``,
-  which is restored at once (other reads by this module wait meanwhile).
-  A file cut inside its header is a :class:`BadImageError`. A PNG whose
-  pixel data is complete but that lacks its closing ``IEND`` chunk reads
-  without a warning: its image is whole. A program that switches
-  ``LOAD_TRUNCATED_IMAGES`` on for good reads truncated files silently.
+* A missing file raises ``FileNotFoundError``, one that cannot be opened
+  (a folder, no permission) the ``OSError`` of ``open``; anything else that
+  does not decode raises :class:`BadImageError` (a ``ValueError``) naming
+  the file and the reason: empty, not an image (HEIC, HTML, a Git LFS
+  pointer named as such), a zero width or height in the header, more than
+  64 million pixels (a decompression bomb), broken data, an unknown mode.
+* A JPEG or PNG that lacks its last bytes is decoded as far as it goes, as
+  viewers do (the decoder fills the rest: grey for JPEG, black for PNG),
+  with one :class:`TruncatedImageWarning` naming the file: that file alone
+  is read again with Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` on, which
+  is restored at once (other reads by this module wait meanwhile). A file
+  cut inside its header is bad. A PNG whose pixel data is whole but that
+  lacks its closing ``IEND`` chunk reads without a warning. (A program that
+  keeps ``LOAD_TRUNCATED_IMAGES`` on itself reads truncated files silently.)
 * Modes: ``1``, ``L``, ``P``, ``RGB``, ``RGBX``, ``CMYK``, ``YCbCr``,
-  ``LAB``, ``HSV`` take Pillow's conversion to RGB (no ICC profile is
-  applied); ``LA``, ``La``, ``PA``, ``RGBA``, ``RGBa`` and images with a
-  ``transparency`` entry (``P``, ``L``, ``RGB``) are composited over white
-  (``(c * a + 255 * (255 - a) + 127) // 255``); ``I;16`` (any byte order)
-  and ``I`` (32-bit) are 16-bit scale: ``value / 257`` rounded and
-  clipped to [0, 255] (a 16-bit pixel equal to its ``transparency`` value
-  becomes white); ``F``: values times 255 when the image's largest finite
-  value is at most 1, then (all) rounded and clipped to [0, 255], NaN as
-  0. Grey results are repeated in three channels. A file of several frames
-  (GIF, TIFF pages, APNG, MPO) gives its first.
-* EXIF orientation (phone photos; read from the header, for a PNG only
-  from an ``eXIf`` chunk before its pixel data; values outside 1..8 or an
-  unreadable EXIF block count as 1). Without ``expected_size`` the
-  transpose is applied, as viewers do. With ``expected_size=(height,
-  width)`` (what the annotation states) it is applied when the transposed
-  size matches, the raw pixels are kept when the raw size matches, and
-  otherwise :class:`BadImageError` says ``annotation says WxH, image is
-  W'xH'``.
+  ``LAB``, ``HSV`` take Pillow's conversion (no ICC profile is applied);
+  ``LA``, ``La``, ``PA``, ``RGBA``, ``RGBa`` and images with a
+  ``transparency`` entry (``P``, ``L``, ``RGB``) are composited over white,
+  ``(c * a + 255 * (255 - a) + 127) // 255``; ``I;16`` (any byte order) and
+  ``I`` (32-bit) are 16-bit scale, ``value / 257`` rounded and clipped to
+  [0, 255] (a pixel equal to a ``transparency`` value is white); ``F`` is
+  multiplied by 255 when its largest value (NaN aside) is at most 1, then
+  rounded and clipped to [0, 255], NaN as 0. Grey becomes three equal
+  channels. A file of several frames (GIF, TIFF, APNG, MPO) gives its first.
+* EXIF orientation (read from the header; in a PNG only from an ``eXIf``
+  chunk before the pixels; other values than 1..8 and an unreadable EXIF
+  block count as 1): without ``expected_size`` the transpose is applied, as
+  viewers do; with ``expected_size=(height, width)`` (the annotation's) it
+  is applied when the transposed size matches, the raw pixels are kept
+  when the raw size matches, and otherwise :class:`BadImageError` says
+  ``annotation says WxH, image is W'xH'``.
 
 :func:`check_images` decodes every image once before training (JPEGs at
 1/8 scale with Pillow's ``draft``, which still reads and entropy-decodes
-the whole bitstream, so truncated and broken data is found), in worker
-processes that die with their parent, and lists every bad file.
+the whole bitstream, so it finds truncated and broken data as a full
+decode does), in worker processes that die with their parent.
 """
 import contextlib
 import errno
+import functools
 import multiprocessing
 import os
 import signal
@@ -69,6 +66,7 @@ _ORIENTATION = 0x0112        # the EXIF tag
 _CONVERTED = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 _ALPHA = {"LA", "La", "PA", "RGBA", "RGBa"}
 _INTEGER = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_ZERO = "its header says {}x{} pixels; expected a width and height of at least 1"
 
 
 class BadImageError(ValueError):
@@ -88,77 +86,77 @@ class TruncatedImageWarning(UserWarning):
 
 
 class ImageCheck(NamedTuple):
-    """What :func:`check_images` found, in the order of its ``paths``.
-
-    ``sizes``: ``(height, width)`` an image after the orientation rule, or
-    ``None`` if it is bad. ``bad``: ``(path, reason)`` for every bad file.
-    ``truncated``: the paths readable only as truncated (they have sizes).
-    """
+    """What :func:`check_images` found, in the order of its ``paths``:
+    ``sizes`` ``(height, width)`` after the orientation rule (``None`` if
+    bad); ``bad`` ``(path, reason)`` for every bad file; ``truncated`` the
+    paths readable only as truncated (they have sizes)."""
     sizes: List[Optional[Tuple[int, int]]]
     bad: List[Tuple[str, str]]
     truncated: List[str]
 
 
 class _Truncated(Exception):
-    """Internal: Pillow said the file ends early; read it again."""
+    """Pillow said the file ends early: read it again."""
 
 
 class _FlagGuard:
-    """Readers share; a truncated retry switches Pillow's global flag on
-    alone, so that no concurrent read in this process sees it on."""
+    """A readers-writer lock: reads share it; a truncated retry holds it
+    alone while Pillow's global flag is on, so no other read by this
+    module in this process sees the flag on."""
 
     def __init__(self):
-        self._cond = threading.Condition()
-        self._readers = self._waiting = 0
-        self._writing = False
+        self.cond, self.readers, self.waiting, self.saved = threading.Condition(), 0, 0, None
 
     @contextlib.contextmanager
     def shared(self):
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writing and not self._waiting)
-            self._readers += 1
+        with self.cond:
+            self.cond.wait_for(lambda: self.saved is None and not self.waiting)
+            self.readers += 1
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
+            with self.cond:
+                self.readers -= 1
+                self.cond.notify_all()
 
     @contextlib.contextmanager
     def truncated_allowed(self):
-        with self._cond:
-            self._waiting += 1
-            self._cond.wait_for(lambda: not self._writing and not self._readers)
-            self._waiting -= 1
-            self._writing = True
-        saved, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, True
+        with self.cond:
+            self.waiting += 1
+            self.cond.wait_for(lambda: self.saved is None and not self.readers)
+            self.waiting -= 1
+            self.saved = (ImageFile.LOAD_TRUNCATED_IMAGES,)
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
         try:
             yield
         finally:
-            ImageFile.LOAD_TRUNCATED_IMAGES = saved
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
+            with self.cond:
+                ImageFile.LOAD_TRUNCATED_IMAGES, self.saved = self.saved[0], None
+                self.cond.notify_all()
+
+
+def _after_fork():
+    """A child forked while another thread held the guard starts afresh."""
+    global _guard
+    if _guard.saved is not None:
+        ImageFile.LOAD_TRUNCATED_IMAGES = _guard.saved[0]
+    _guard = _FlagGuard()
 
 
 _guard = _FlagGuard()
-
-
-def _is_truncation(error):
-    return "truncated" in str(error).lower()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 _SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
-               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"),
+               (b"RIFF", "RIFF (WebP?)"))
 
 
 def _stated_size(head):
-    """``(width, height)`` that a PNG, BMP or JPEG header states, or None."""
+    """``(width, height)`` that a PNG or JPEG header states, or None."""
     if head.startswith(b"\x89PNG") and head[12:16] == b"IHDR" and len(head) >= 24:
         return struct.unpack(">II", head[16:24])
-    if head.startswith(b"BM") and len(head) >= 26:
-        width, height = struct.unpack("<ii", head[18:26])
-        return width, abs(height)
     at = 2 if head.startswith(b"\xff\xd8") else len(head)
     while at + 9 <= len(head) and head[at] == 0xFF:
         marker = head[at + 1]
@@ -175,11 +173,8 @@ def _not_an_image(fp):
     head, size = fp.read(1 << 16), os.fstat(fp.fileno()).st_size
     stated = _stated_size(head)
     if stated and min(stated) <= 0:
-        return f"its header says {stated[0]}x{stated[1]} pixels; expected a width and " \
-               "height of at least 1"
+        return _ZERO.format(*stated)
     known = [name for magic, name in _SIGNATURES if head.startswith(magic)]
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        known = ["WebP"]
     if known:
         return f"starts like a {known[0]} file but Pillow cannot read its header " \
                f"(damaged, or truncated: the file has {size} bytes)"
@@ -244,8 +239,8 @@ def _to_rgb(img, path):
             return _grey(grey)
         if mode == "F":
             values = onp.asarray(img).astype(onp.float64)
-            finite = values[onp.isfinite(values)]
-            if finite.size == 0 or finite.max() <= 1:
+            numbers = values[~onp.isnan(values)]
+            if numbers.size == 0 or numbers.max() <= 1:
                 values = values * 255
             return _grey(onp.clip(onp.rint(onp.nan_to_num(values, nan=0.0)), 0, 255))
         palette_alpha = mode == "P" and getattr(img.palette, "mode", "") == "RGBA"
@@ -255,7 +250,7 @@ def _to_rgb(img, path):
             rgb = rgba[:, :, :3].astype(onp.uint32)
             return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(onp.uint8)
         if mode in _CONVERTED:
-            return onp.array(img.convert("RGB"), dtype=onp.uint8)
+            return onp.array(img if mode == "RGB" else img.convert("RGB"), dtype=onp.uint8)
     except Exception as error:
         raise BadImageError(path, f"cannot convert image mode {mode} to RGB: "
                                   f"{error}") from error
@@ -278,9 +273,10 @@ def _attempt(path, expected, what, retrying):
         fp.seek(0)
 
         def failed(error, doing):
-            if _is_truncation(error) and not retrying:
+            truncated = "truncated" in str(error).lower()
+            if truncated and not retrying:
                 return _Truncated()
-            if _is_truncation(error):
+            if truncated:
                 return BadImageError(path, f"the file ends early (truncated, "
                                            f"{os.fstat(fp.fileno()).st_size} bytes) and "
                                            f"even its start cannot be decoded: {error}")
@@ -297,8 +293,7 @@ def _attempt(path, expected, what, retrying):
         with img:
             width, height = img.size
             if width <= 0 or height <= 0:
-                raise BadImageError(path, f"its header says {width}x{height} pixels; "
-                                          "expected a width and height of at least 1")
+                raise BadImageError(path, _ZERO.format(width, height))
             if width * height > _MAX_PIXELS:
                 raise BadImageError(path, f"{width}x{height} = {width * height} pixels, "
                                           f"more than the {_MAX_PIXELS} allowed "
@@ -344,9 +339,11 @@ def _expected(size, where="expected_size"):
 
 
 def _warn_truncated(paths, stacklevel):
+    named = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+    what = f"{named}: the file ends" if len(paths) == 1 else f"{len(paths)} files end"
     warnings.warn(TruncatedImageWarning(
-        f"{', '.join(paths)}: the file ends early (truncated); decoded the part that is "
-        "there, the rest is filled by the decoder (as image viewers show it)"),
+        f"{what} early (truncated){': ' + named if len(paths) > 1 else ''}; decoded as "
+        "far as the data goes, the rest filled by the decoder (as image viewers show it)"),
         stacklevel=stacklevel + 1)
 
 
@@ -362,8 +359,10 @@ def read_image(path, *, expected_size=None):
 
 
 def image_size(path, *, expected_size=None):
-    """``(height, width)`` of an image from its header (nothing is
-    decoded), after the EXIF orientation rule of :func:`read_image`."""
+    """``(height, width)`` of an image from its header, after the EXIF
+    orientation rule of :func:`read_image`. Nothing is decoded, so data
+    broken after the header is found only by decoding it (:func:`read_image`,
+    :func:`check_images`)."""
     _, size, truncated = _read(path, _expected(expected_size), "size")
     if truncated:
         _warn_truncated([os.fspath(path)], 2)
@@ -391,13 +390,6 @@ def _init_worker():
     die_with_parent()
 
 
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def check_images(paths, expected_sizes=None, *, num_workers=None, progress=True,
                  desc="checking images"):
     """Decode every image of ``paths`` once (JPEGs at 1/8 scale) and compare
@@ -415,28 +407,26 @@ def check_images(paths, expected_sizes=None, *, num_workers=None, progress=True,
                          "expected one (or None) a path")
     jobs = [(p, _expected(s, f"expected_sizes[{i}] ({p})"))
             for i, (p, s) in enumerate(zip(paths, expected_sizes))]
-    workers = _cores() if num_workers is None else int(num_workers)
+    if num_workers is None:     # the cores this process may run on
+        num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    workers = int(num_workers)
     if workers < 0:
         raise ValueError(f"num_workers must be None or >= 0, got {num_workers}")
-    workers = min(workers, len(jobs))
-    results = []
-    with tqdm(total=len(jobs), desc=desc, unit="img", file=sys.stderr,
-              disable=not progress) as bar:
-        if workers == 0:
-            for job in jobs:
-                results.append(_check_one(job))
-                bar.update()
-        else:
+    workers, results = min(workers, len(jobs)), []
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(jobs), desc=desc, unit="img",
+                                       file=sys.stderr, disable=not progress))
+        run = map
+        if workers:
             pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker)
-            try:
-                chunk = max(1, min(8, len(jobs) // (workers * 16)))
-                for result in pool.imap(_check_one, jobs, chunksize=chunk):
-                    results.append(result)
-                    bar.update()
-                pool.close()
-            finally:
-                pool.terminate()    # also on Ctrl-C: workers ignore SIGINT
-                pool.join()
+            stack.callback(pool.join)
+            stack.callback(pool.terminate)  # first, also on Ctrl-C (workers ignore it)
+            run = functools.partial(pool.imap, chunksize=max(1, min(8, len(jobs) // (
+                workers * 16))))
+        for result in run(_check_one, jobs):
+            results.append(result)
+            bar.update()
     check = ImageCheck([size for size, _, _ in results],
                        [(p, reason) for p, (_, reason, _) in zip(paths, results) if reason],
                        [p for p, (_, _, cut) in zip(paths, results) if cut])

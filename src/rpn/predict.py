@@ -8,6 +8,7 @@ proposals kept for an image. Boxes are corner form, normalised.
 """
 import math
 
+import numpy as onp
 from mxnet import np, npx
 
 from .boxes import OFFSET_WEIGHTS, _decode
@@ -53,9 +54,23 @@ def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
     counts = (out[..., 5] >= 0).sum(axis=1).asnumpy()          # one host read
     if post_nms_top_n is not None:
         counts = counts.clip(max=int(post_nms_top_n))
-    # (M, 4) -> (4, M), the chapter's coordinate-major box set
-    return [[out[b, :int(k), 0], out[b, :int(k), 1:5].T]
-            for b, k in enumerate(counts)]
+    return _cut(out, counts.astype("int64"))
+
+
+def _cut(out, counts):
+    """NMS output (B, N, 6), kept rows first, and each image's count (B,)
+    on the host -> the chapter's list of ``[scores (M,), boxes (4, M)]``.
+    A handful of operator calls whatever ``B``: every kept row is gathered
+    at once, then split by image."""
+    batch, num = out.shape[:2]
+    flat = onp.concatenate([b * num + onp.arange(k) for b, k in enumerate(counts)])
+    # (B, N, 6) -> (B * N, 6) -> the kept rows (M_total, 6)
+    rows = np.take(out.reshape(-1, 6), np.array(flat, dtype="int64", ctx=out.ctx), axis=0)
+    bounds = onp.cumsum(counts)[:-1].tolist()
+    scores = np.split(rows[:, 0], bounds, axis=0) if bounds else [rows[:, 0]]
+    # (M_total, 4) -> (4, M_total), the chapter's coordinate-major box set
+    boxes = np.split(rows[:, 1:5].T, bounds, axis=1) if bounds else [rows[:, 1:5].T]
+    return [[s, b] for s, b in zip(scores, boxes)]
 
 
 def predict_rpn(backbone_features, output_model, anchor_fn, nms_threshold, *,
