@@ -128,12 +128,13 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=300, help="CPU seconds a variant")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--wide", action="store_true")
+    parser.add_argument("--only-wide", action="store_true", help="measure the cropped copy only")
     parser.add_argument("--work", default="runs/resize-rule")
     parser.add_argument("--out", default="benchmarks/results/resize_rule.json")
     args = parser.parse_args(argv)
     classes = args.classes.split(",") if args.classes else None
-    sets = {"photos": args.data}
-    if args.wide:
+    sets = {} if args.only_wide else {"photos": args.data}
+    if args.wide or args.only_wide:
         sets["photos-2to1-1to2"] = write_wide(args.data, os.path.join(args.work, "wide-data"))
     results = []
     for set_name, data in sets.items():

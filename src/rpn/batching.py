@@ -10,7 +10,7 @@ import inspect
 import mxnet as mx
 from mxnet import gluon, np
 
-__all__ = ["try_gpu", "as_context_list", "unpack_batch", "split_batch"]
+__all__ = ["try_gpu", "as_context_list", "parse_context", "unpack_batch", "split_batch"]
 
 
 def try_gpu(i=0):
@@ -27,6 +27,28 @@ def as_context_list(ctx):
         raise ValueError(f"ctx must be an mx.Context or a non-empty list of "
                          f"them, got {ctx!r}")
     return ctxs
+
+
+def parse_context(text):
+    """``cpu``, ``cpu:0,1``, ``gpu:0`` or ``gpu:0,1`` -> a list of contexts;
+    a ``ValueError`` that says what was wrong otherwise (including a GPU
+    that MXNet does not see)."""
+    kind, _, ids = text.partition(":")
+    try:
+        numbers = [int(i) for i in ids.split(",")] if ids else [0]
+    except ValueError:
+        numbers = None
+    if kind not in ("cpu", "gpu") or numbers is None or min(numbers) < 0:
+        raise ValueError(f"{text!r}: expected cpu, cpu:0,1, gpu:0 or gpu:0,1 "
+                         "(device numbers >= 0)")
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"{text!r}: a device is listed twice")
+    if kind == "gpu" and max(numbers) >= mx.context.num_gpus():
+        raise ValueError(
+            f"{text}: MXNet sees {mx.context.num_gpus()} GPU(s), so gpu:{max(numbers)} "
+            "does not exist. Install a CUDA build (pip install -e '.[cu112]' or "
+            "'.[cu117]' in place of '.[cpu]'), check nvidia-smi and 'rpn env', or use cpu")
+    return [(mx.gpu if kind == "gpu" else mx.cpu)(i) for i in numbers]
 
 
 def _check_takes_sizes(batch_fn):

@@ -26,26 +26,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_ctx(text):
-    """``cpu``, ``cpu:0,1``, ``gpu:0`` or ``gpu:0,1`` -> list of contexts."""
-    import mxnet as mx
-    kind, _, ids = text.partition(":")
+    """``--ctx`` -> a list of contexts (see :func:`rpn.batching.parse_context`)."""
+    from .batching import parse_context
     try:
-        numbers = [int(i) for i in ids.split(",")] if ids else [0]
-    except ValueError:
-        numbers = None
-    if kind not in ("cpu", "gpu") or numbers is None or min(numbers) < 0:
-        raise UsageError(f"--ctx {text!r}: expected cpu, cpu:0,1, gpu:0 or gpu:0,1 "
-                         "(device numbers >= 0)")
-    if len(set(numbers)) != len(numbers):
-        raise UsageError(f"--ctx {text!r}: a device is listed twice")
-    if kind == "gpu":
-        available = mx.context.num_gpus()
-        if max(numbers) >= available:
-            raise UsageError(
-                f"--ctx {text}: MXNet sees {available} GPU(s), so gpu:{max(numbers)} does "
-                "not exist. Install a CUDA build (pip install -e '.[cu112]' or '.[cu117]' "
-                "in place of '.[cpu]'), check nvidia-smi and 'rpn env', or use --ctx cpu")
-    return [(mx.gpu if kind == "gpu" else mx.cpu)(i) for i in numbers]
+        return parse_context(text)
+    except ValueError as error:
+        raise UsageError(f"--ctx {error}") from None
 
 
 def _settings(items):
@@ -72,8 +58,7 @@ def _positive(text):
 
 
 def _count(text):
-    value = _positive(text) if text != "0" else 0
-    return value
+    return 0 if text == "0" else _positive(text)
 
 
 def _ks(text):
@@ -132,30 +117,12 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .fileio import make_dir, write_json
-    from .images import read_image
-    from .inference import describe, predict_images
-    from .visualize import draw_image_proposals
-    results, errors = predict_images(args.checkpoint, args.images, top_k=args.top_k,
-                                     ctx=parse_ctx(args.ctx)[0])
-    make_dir(args.out)
-    used = set()
-    for result in results:
-        stem = os.path.splitext(os.path.basename(result["path"]))[0]
-        name, n = stem, 1
-        while name in used:
-            n += 1
-            name = f"{stem}-{n}"
-        used.add(name)
-        result["picture"] = os.path.join(args.out, name + ".png")
-        draw_image_proposals(read_image(result["path"]), result["boxes"], result["scores"],
-                             result["picture"])
-    write_json(os.path.join(args.out, "proposals.json"), {
-        "images": [dict(describe(r), picture=r["picture"]) for r in results],
-        "errors": [{"path": p, "error": e} for p, e in errors]})
+    from .inference import save_predictions
+    summary, errors = save_predictions(args.checkpoint, args.images, args.out,
+                                       top_k=args.top_k, ctx=parse_ctx(args.ctx)[0])
     for path, error in errors:
         print(f"rpn predict: cannot read {path}: {error}", file=sys.stderr)
-    _out({"images": len(results), "errors": len(errors), "out": args.out})
+    _out(summary)
     return 1 if errors else 0
 
 

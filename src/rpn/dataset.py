@@ -111,7 +111,8 @@ class DetectionDataset(gluon.data.Dataset):
     with probability ``crop_prob``, crops a random window first (at least
     ``min_crop_scale`` of the area, aspect 1:2 to 2:1): objects whose centre
     leaves the window are dropped, the others clipped to it, and a window
-    always keeps at least one object. The draws come from a generator seeded
+    always keeps at least one object. A crop is resized to the size the
+    whole image gets, so its objects are zoomed (and its aspect jittered). The draws come from a generator seeded
     by ``(seed, epoch, index)``: index the dataset with ``(index, epoch)``
     (as :class:`DetectionLoader` does) for a new draw every epoch.
 
@@ -222,7 +223,10 @@ class DetectionDataset(gluon.data.Dataset):
             # a crop may leave a sliver of a box: keep only boxes with area
             kept = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             boxes, classes = boxes[kept], classes[kept]
-        pixels = preprocess_image(image, self.resize)
+        # every draw of an image comes out at the size the whole image gets:
+        # a crop is zoomed (and its aspect jittered, within 1:2 to 2:1), and a
+        # batch of images of one orientation keeps a tight canvas
+        pixels = preprocess_image(image, Resize.fixed_size(*self.resize.shape(*original)))
         out = onp.full((self.max_objects, 5), -1.0, dtype="float32")
         count = min(len(boxes), self.max_objects)
         out[:count, 0] = classes[:count]
@@ -274,9 +278,12 @@ class _EpochBatches(gluon.data.Sampler):
         keep = self.last_batch == "keep"
         if self.groups is None:
             return self._chunks(order, keep)[0]
+        members = [[i for i in order if self.groups[i] == group] for group in (0, 1)]
+        if not members[0] or not members[1]:
+            return self._chunks(order, keep)[0]      # one shape only: plain batches
         batches, rest = [], []
-        for group in (0, 1):
-            full, left = self._chunks([i for i in order if self.groups[i] == group], False)
+        for group in members:
+            full, left = self._chunks(group, False)
             batches += full
             rest += left
         batches += self._chunks(rest, keep)[0]

@@ -15,13 +15,14 @@ import os
 from mxnet import np
 
 from .evaluation import ProposalRecall
+from .fileio import make_dir, write_json
 from .images import BadImageError, read_image
 from .preprocess import pad_batch, preprocess_image, SIZE_DIVISOR
 from .run import load
 from .sources import check_split, make_loader, open_split
 
-__all__ = ["evaluate", "evaluate_loader", "predict_images", "describe", "model_context",
-           "IMAGE_EXTENSIONS"]
+__all__ = ["evaluate", "evaluate_loader", "predict_images", "save_predictions", "describe",
+           "model_context", "IMAGE_EXTENSIONS"]
 
 #: File endings :func:`predict_images` takes from a folder.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -147,3 +148,29 @@ def describe(result):
                            "box": [round(float(v), 2) for v in box]}
                           for s, box in zip(result["scores"], result["boxes"])]}
 
+
+
+def save_predictions(model, paths, out, *, top_k=10, ctx=None):
+    """What ``rpn predict`` writes: :func:`predict_images` for ``paths``,
+    one picture an image read (its proposals drawn; two inputs of the same
+    name get distinct pictures) and ``proposals.json`` (``images``: each
+    image's proposals in original pixels; ``errors``: the files that could
+    not be read) in the folder ``out``. Returns ``(summary, errors)``."""
+    from .visualize import draw_image_proposals
+    results, errors = predict_images(model, paths, top_k=top_k, ctx=ctx)
+    make_dir(out)
+    used, images = set(), []
+    for result in results:
+        stem = os.path.splitext(os.path.basename(result["path"]))[0]
+        name, n = stem, 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name)
+        picture = os.path.join(out, name + ".png")
+        draw_image_proposals(read_image(result["path"]), result["boxes"], result["scores"],
+                             picture)
+        images.append(dict(describe(result), picture=picture))
+    write_json(os.path.join(out, "proposals.json"), {
+        "images": images, "errors": [{"path": p, "error": e} for p, e in errors]})
+    return {"images": len(results), "errors": len(errors), "out": os.fspath(out)}, errors

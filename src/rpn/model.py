@@ -29,7 +29,7 @@ from mxnet import autograd, np
 from mxnet import ndarray as _nd
 from mxnet.gluon import nn
 
-from .anchors import RPN_RATIOS, RPN_SIZES, anchor_shapes
+from .anchors import RPN_RATIOS, RPN_SIZES, anchor_shapes, generate_anchors
 from .boxes import OFFSET_WEIGHTS, _decode
 from .targets import rpn_targets
 
@@ -147,10 +147,10 @@ class RegionProposalNetwork(nn.HybridBlock):
                                    neg_pos_ratio=neg_pos_ratio, crowd_ioa=crowd_ioa,
                                    weights=weights)
         self.weights = tuple(weights)
+        self.anchor_settings = (tuple(anchor_sizes), tuple(anchor_ratios), bool(anchor_product))
         self.anchor_shapes = self.params.get_constant(
             "anchor_shapes", onp.array(shapes, dtype="float32"))     # (A, 2) pixels
         self.anchor_shapes.initialize(ctx=mx.current_context())
-        self._anchor_cache = {}
 
     def _follow(self, ctx):
         """Keep the anchor shapes (a constant) on every context the model
@@ -236,14 +236,17 @@ class RegionProposalNetwork(nn.HybridBlock):
 
     def anchors(self, features):
         """The (4, N) canvas-frame anchors of ``features`` (B, C, h, w) on
-        its context, computed once per feature size and context."""
-        key = (features.ctx, tuple(features.shape[2:]))
-        if key not in self._anchor_cache:
-            if len(self._anchor_cache) >= 32:
-                self._anchor_cache.clear()
-            self._anchor_cache[key] = _grid_anchors(
-                _nd, features, self._shapes(features.ctx), self.stride)
-        return self._anchor_cache[key]
+        its context: the chapter's :func:`rpn.generate_anchors` with the
+        sizes rescaled from ``base_size`` pixels to the canvas (unchanged,
+        so bit for bit the chapter's, when the canvas is a ``base_size``
+        square). The graph computes the same anchors (to float rounding)."""
+        height, width = features.shape[2:]
+        sizes, ratios, product = self.anchor_settings
+        short = min(height, width) * self.stride
+        if short != self.base_size:
+            sizes = tuple(s * self.base_size / short for s in sizes)
+        return generate_anchors(height, width, sizes, ratios, product=product,
+                                ctx=features.ctx)
 
     def valid_anchors(self, anchors, features, image_sizes):
         """(B, N) float mask of the anchors each image may use (see the
