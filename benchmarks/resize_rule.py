@@ -43,7 +43,8 @@ def steps_per_cpu_second(data, classes, settings, calibration=8):
     """Training steps one CPU second buys for ``settings`` (after warm-up)."""
     config = resolve_config("default", settings=dict(settings, min_steps=0, epochs=1))
     found = check_split(open_split(data, "train", classes=classes), progress=False)
-    loader = make_loader(found, config.resize_rule(), config.batch_size, train=True)
+    loader = make_loader(found, config.resize_rule(), config.batch_size, train=True,
+                         size_divisor=config.size_divisor)
     mx.random.seed(0)
     model = rpn.config.build_proposal_model(config, [mx.cpu()])
     batches = iter(loader)

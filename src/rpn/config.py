@@ -208,6 +208,11 @@ class RunConfig:
         steps: a small dataset gets as many updates as the default one."""
         return max(self.epochs, -(-self.min_steps // max(steps_per_epoch, 1)))
 
+    @property
+    def size_divisor(self):
+        """Canvas sides must be multiples of this for the backbone."""
+        return 16 if self.top_down else self.stride
+
     def resize_rule(self):
         """The :class:`rpn.preprocess.Resize` images go through."""
         if self.resize == "fixed":

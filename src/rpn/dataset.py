@@ -306,14 +306,17 @@ class DetectionLoader:
     dataset gives it. Images that keep their aspect ratio are padded into
     one canvas a batch, and with ``group_by_aspect`` (default: when they
     keep it and their sizes are known) landscape and portrait images are
-    batched apart so the canvas wastes little. ``num_workers`` processes
+    batched apart so the canvas wastes little; a canvas's sides are
+    multiples of ``size_divisor`` (the backbone's stride is enough; 32
+    suits every backbone). ``num_workers`` processes
     decode images; at most ``2 * num_workers`` batches are prepared ahead
     (Gluon's default). ``shard=(rank, parts)`` keeps every ``parts``-th
     image from ``rank`` on, for distributed training.
     """
 
     def __init__(self, dataset, batch_size, *, shuffle=False, last_batch="keep",
-                 num_workers=0, seed=0, shard=None, group_by_aspect=None):
+                 num_workers=0, seed=0, shard=None, group_by_aspect=None,
+                 size_divisor=SIZE_DIVISOR):
         if int(batch_size) != batch_size or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         indices = range(len(dataset))
@@ -338,7 +341,7 @@ class DetectionLoader:
                       for i in self.indices}
         self.batch_sampler = _EpochBatches(self.indices, batch_size, shuffle=shuffle,
                                            last_batch=last_batch, seed=seed, groups=groups)
-        divisor = SIZE_DIVISOR if keeps_ratio else 1
+        divisor = size_divisor if keeps_ratio else 1
         batchify = functools.partial(_batchify, divisor=divisor, shared=num_workers > 0)
         self._loader = gluon.data.DataLoader(
             dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,

@@ -60,7 +60,8 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128):
     try:
         found = open_split("synthetic", "train", synthetic=dict(
             size=size, num_train=batch_size * (steps + 2), num_val=batch_size, seed=0))
-        batches = list(make_loader(found, config.resize_rule(), batch_size, train=True))
+        batches = list(make_loader(found, config.resize_rule(), batch_size, train=True,
+                                   size_divisor=config.size_divisor))
         mx.random.seed(0)
         model = build_proposal_model(config, [ctx])
         train = functools.partial(

@@ -171,10 +171,11 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     resize = config.resize_rule()
     train_iter = make_loader(train_set, resize, config.batch_size, train=True,
                              num_workers=num_workers, seed=seed, shard=shard,
-                             augment=config.augment, max_objects=most)
+                             augment=config.augment, max_objects=most,
+                             size_divisor=config.size_divisor)
     val_iter = None if val_set is None else make_loader(
         val_set, resize, config.batch_size, train=False, num_workers=num_workers,
-        max_objects=most)
+        max_objects=most, size_divisor=config.size_divisor)
     steps = len(train_iter)
     if not explicit_epochs:
         wanted = config.epochs_for(steps)

@@ -17,7 +17,7 @@ from mxnet import np
 from .evaluation import ProposalRecall
 from .fileio import make_dir, write_json
 from .images import BadImageError, read_image
-from .preprocess import pad_batch, preprocess_image, SIZE_DIVISOR
+from .preprocess import pad_batch, preprocess_image
 from .run import load
 from .sources import check_split, make_loader, open_split
 
@@ -81,7 +81,8 @@ def evaluate(model, data=None, split="val", *, classes=None, images=None, ks=Non
     found = check_split(found, skip_bad=skip_bad, num_workers=num_workers or None,
                         progress=progress, what=f"{split} images")
     loader = make_loader(found, config.resize_rule(), batch_size or config.batch_size,
-                         train=False, num_workers=num_workers)
+                         train=False, num_workers=num_workers,
+                         size_divisor=config.size_divisor)
     return evaluate_loader(model, loader, ks=ks)
 
 
@@ -114,7 +115,7 @@ def predict_images(model, paths, *, top_k=10, batch_size=8, ctx=None):
 
     def flush():
         pixels = [p for _, _, p in pending]
-        X = np.array(pad_batch(pixels, SIZE_DIVISOR), ctx=ctx)
+        X = np.array(pad_batch(pixels, model.config.size_divisor), ctx=ctx)
         sizes = np.array([p.shape[1:] for p in pixels], dtype="float32", ctx=ctx)
         scores, boxes = model(X, sizes)
         scores, boxes = scores.asnumpy(), boxes.asnumpy()          # one read a batch

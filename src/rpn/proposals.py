@@ -112,7 +112,8 @@ def propose(model, data, split, *, out, top_k=2000, classes=None, images=None,
     found = check_split(found, skip_bad=skip_bad, num_workers=num_workers or None,
                         progress=progress is not None, what=f"{split} images")
     loader = make_loader(found, config.resize_rule(), batch_size or config.batch_size,
-                         train=False, num_workers=num_workers, on_error="raise")
+                         train=False, num_workers=num_workers, on_error="raise",
+                         size_divisor=config.size_divisor)
     ctx = model_context(model)
     per_image = {}
     for X, _, info in loader:

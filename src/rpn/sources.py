@@ -163,7 +163,7 @@ def check_split(found, *, skip_bad=False, num_workers=None, progress=True, what=
 
 
 def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shard=None,
-                augment=True, max_objects=None, on_error="skip"):
+                augment=True, max_objects=None, on_error="skip", size_divisor=32):
     """A :class:`rpn.DetectionLoader` over ``found``, images resized by
     ``resize``: for training (``train``: images without objects left out,
     shuffled, augmented, last incomplete batch dropped) or for evaluation
@@ -184,4 +184,5 @@ def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shar
                                with_info=True, on_error=on_error)
     return DetectionLoader(dataset, batch_size, shuffle=train,
                            last_batch="discard" if train else "keep",
-                           num_workers=num_workers, seed=seed, shard=shard)
+                           num_workers=num_workers, seed=seed, shard=shard,
+                           size_divisor=size_divisor)
