@@ -28,6 +28,7 @@ from rpn.sources import check_split, make_loader, open_split
 
 VARIANTS = {
     "fixed-128": dict(resize="fixed", size=128, max_size=128),
+    "ratio-112": dict(resize="keep_ratio", size=112, max_size=192),
     "ratio-128": dict(resize="keep_ratio", size=128, max_size=224),
     "ratio-192": dict(resize="keep_ratio", size=192, max_size=320),
     "ratio-256": dict(resize="keep_ratio", size=256, max_size=427),

@@ -202,8 +202,10 @@ def test_anchors_of_wrong_shape_are_rejected(shape):
 @pytest.mark.parametrize("row, what", [
     ([0, 0.5, 0.1, 0.5, 0.4], "degenerate"),
     ([0, 0.1, 0.6, 0.5, 0.4], "degenerate"),
-    ([0, 0.1, float("nan"), 0.5, 0.4], "NaN coordinates"),
-    ([float("nan"), 0.1, 0.1, 0.5, 0.4], "NaN class"),
+    ([0, 0.1, float("nan"), 0.5, 0.4], "NaN or infinite coordinates"),
+    ([0, 0.1, 0.1, float("inf"), 0.4], "NaN or infinite coordinates"),
+    ([float("nan"), 0.1, 0.1, 0.5, 0.4], "class that is NaN"),
+    ([-5, 0.1, 0.1, 0.5, 0.4], "class that is NaN or below -1"),
 ])
 def test_bad_object_rows_are_rejected(row, what):
     anchors = rpn.generate_anchors(2, 2, [0.5], [1])
@@ -227,3 +229,112 @@ def test_a_zero_ratio_samples_no_negatives():
     labels, _ = rpn.label_anchors(np.array([[[0, 0.1, 0.1, 0.5, 0.5]]]), anchors, 0.7, 0.3, 0)
     assert (labels.asnumpy() == rpn.NEGATIVE).sum() == 0
     assert (labels.asnumpy() > 0).sum() >= 1
+
+
+def ref_label_with_masks(gt, anchors, pos_iou, neg_iou, valid, crowd_ioa):
+    """The rule with anchors an image may not use: those ``valid`` marks 0
+    and those a crowd region (class CROWD) covers by more than ``crowd_ioa``
+    of their own area count as overlapping nothing and are never labelled."""
+    crowds = [row[1:] for row in gt if row[0] == rpn.CROWD]
+    usable = onp.array(valid, bool).copy()
+    for i, a in enumerate(anchors):
+        area = (a[2] - a[0]) * (a[3] - a[1])
+        for c in crowds:
+            iw = max(min(a[2], c[2]) - max(a[0], c[0]), 0.0)
+            ih = max(min(a[3], c[3]) - max(a[1], c[1]), 0.0)
+            if iw * ih / area > crowd_ioa:
+                usable[i] = False
+    objects = onp.array([row for row in gt if row[0] >= 0]).reshape(-1, 5)
+    far = onp.array([[-10, -10, -9, -9]] * len(anchors), dtype=float)
+    shifted = onp.where(usable[:, None], anchors, far)      # unusable: overlaps nothing
+    labels, candidates, offsets = ref_label_image(
+        onp.concatenate([objects, onp.full((1, 5), -1.0)]), shifted, pos_iou, neg_iou)
+    # offsets are relative to the real anchors
+    for i in range(len(anchors)):
+        if labels[i] > 0:
+            obj = max(objects, key=lambda o: ref_iou(o[1:], anchors[i]))
+            aw, ah = anchors[i][2] - anchors[i][0], anchors[i][3] - anchors[i][1]
+            gw, gh = obj[3] - obj[1], obj[4] - obj[2]
+            offsets[i] = [10 * (obj[1] + gw / 2 - anchors[i][0] - aw / 2) / aw,
+                          10 * (obj[2] + gh / 2 - anchors[i][1] - ah / 2) / ah,
+                          5 * math.log(gw / aw), 5 * math.log(gh / ah)]
+    return labels, candidates & usable, offsets, usable
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_valid_masks_and_crowd_regions_match_brute_force(seed):
+    rng = onp.random.default_rng(500 + seed)
+    gt, anchors = random_case(rng, anchors=50)
+    for b in range(gt.shape[0]):                  # some object rows become crowds
+        rows = onp.flatnonzero(gt[b, :, 0] >= 0)
+        if len(rows) and rng.random() < 0.6:
+            gt[b, rows[0], 0] = rpn.CROWD
+    valid = rng.random((gt.shape[0], len(anchors))) < 0.8
+    labels, offsets = rpn.label_anchors(np.array(gt), np.array(anchors.T), 0.7, 0.3, None,
+                                        valid=np.array(valid), crowd_ioa=0.4)
+    labels, offsets = labels.asnumpy(), offsets.asnumpy()
+    for b in range(gt.shape[0]):
+        want, candidates, want_offsets, usable = ref_label_with_masks(
+            gt[b], anchors, 0.7, 0.3, valid[b], 0.4)
+        want = onp.where(candidates, 0.0, want)
+        onp.testing.assert_array_equal(labels[b], want)
+        assert (labels[b][~usable] == rpn.IGNORE).all()
+        positive = want > 0
+        onp.testing.assert_allclose(offsets[b][positive], want_offsets[positive],
+                                    rtol=1e-4, atol=1e-4)
+
+
+def test_an_anchor_on_a_crowd_is_neither_positive_nor_negative():
+    anchors = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.5, 0.0, 1.0, 0.5]]).T
+    gt = np.array([[[rpn.CROWD, 0.0, 0.0, 0.6, 0.6], [0, 0.5, 0.5, 1.0, 1.0]]])
+    labels, _ = rpn.label_anchors(gt, anchors, 0.7, 0.3, None)
+    assert labels.asnumpy().tolist() == [[rpn.IGNORE, 1.0, rpn.NEGATIVE]]
+    # crowd_ioa=None skips the pass: the crowd is then plain background
+    labels, _ = rpn.label_anchors(gt, anchors, 0.7, 0.3, None, crowd_ioa=None)
+    assert labels.asnumpy().tolist() == [[rpn.NEGATIVE, 1.0, rpn.NEGATIVE]]
+
+
+@pytest.mark.parametrize("anchor, what", [
+    ([0.1, 0.1, float("nan"), 0.5], "not finite"),
+    ([0.1, 0.1, float("inf"), 0.5], "not finite"),
+    ([0.1, 0.1, 0.1, 0.5], "no area"),
+])
+def test_bad_anchors_are_rejected(anchor, what):
+    anchors = np.array([[0, 0, 0.5, 0.5], anchor]).T
+    with pytest.raises(ValueError, match=what + r".*anchor 1"):
+        rpn.label_anchors(np.array([[[0, 0.1, 0.1, 0.4, 0.4]]]), anchors, 0.7, 0.3, 5)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(pos_iou=float("nan")), "pos_iou"), (dict(pos_iou=1.5), "pos_iou"),
+    (dict(neg_iou=-0.1), "neg_iou"), (dict(pos_iou=0.3, neg_iou=0.5), "must not exceed"),
+    (dict(neg_pos_ratio=float("nan")), "neg_pos_ratio"), (dict(neg_pos_ratio=-1), "neg_pos_ratio"),
+    (dict(crowd_ioa=2.0), "crowd_ioa"),
+])
+def test_bad_thresholds_are_rejected(kwargs, words):
+    anchors = rpn.generate_anchors(2, 2, [0.5], [1])
+    with pytest.raises(ValueError, match=words):
+        rpn.rpn_targets(np.array([[[0, 0.1, 0.1, 0.4, 0.4]]]), anchors, **kwargs)
+
+
+def test_a_batch_of_no_image_gives_empty_targets():
+    anchors = rpn.generate_anchors(2, 2, [0.5], [1])
+    labels, offsets = rpn.label_anchors(np.zeros((0, 3, 5)), anchors, 0.7, 0.3, 5)
+    assert labels.shape == (0, 4) and offsets.shape == (0, 4, 4)
+    labels, offsets = rpn.rpn_targets(np.zeros((0, 3, 5)), anchors)
+    assert labels.shape == (0,) and offsets.shape == (0, 4)
+
+
+def test_without_validation_nothing_is_read_from_the_device(monkeypatch):
+    calls = []
+    for cls in (np.ndarray, mx.nd.NDArray):
+        original = cls.asnumpy
+        monkeypatch.setattr(cls, "asnumpy",
+                            lambda self, _o=original: calls.append(1) or _o(self))
+    anchors = rpn.generate_anchors(8, 8, rpn.RPN_SIZES, rpn.RPN_RATIOS)
+    gt = np.array([[[0, 0.2, 0.2, 0.6, 0.6], [rpn.CROWD, 0, 0, 0.3, 0.3]]] * 4)
+    valid = np.ones((4, anchors.shape[1]))
+    rpn.rpn_targets(gt, anchors, valid=valid, validate=False)
+    assert calls == []
+    rpn.rpn_targets(gt, anchors, valid=valid)
+    assert len(calls) == 1

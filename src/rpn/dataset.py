@@ -240,10 +240,15 @@ class DetectionDataset(gluon.data.Dataset):
 
 def _batchify(items, *, divisor, shared):
     """Items -> ``(X (B, 3, H, W), Y (B, G, 5))`` MXNet arrays, plus ``info``
-    (B, 5) as a NumPy array (host metadata) when the items carry it."""
+    (B, 5) as a NumPy array (host metadata) when the items carry it. ``G``
+    is the largest object count of the batch's images."""
     ctx = mx.Context("cpu_shared", 0) if shared else None
     X = pad_batch([item[0] for item in items], divisor)
     Y = onp.stack([item[1] for item in items])
+    # only as many rows as this batch's most crowded image needs: labeling
+    # costs grow with them (padding rows are -1 at the end of each image)
+    rows = max(1, int((Y[..., 0] != -1).sum(axis=1).max()))
+    Y = onp.ascontiguousarray(Y[:, :rows])
     batch = (np.array(X, ctx=ctx), np.array(Y, ctx=ctx))
     if len(items[0]) == 3:
         batch += (onp.stack([item[2] for item in items]),)

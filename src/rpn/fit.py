@@ -19,6 +19,7 @@ from .config import PRESETS, ConfigError, build_proposal_model
 from .checkpoint import remove_stale
 from .fileio import UnsafePathError
 from .inference import evaluate_loader
+from .records import CROWD
 from .run import RunError, RunFolder
 from .sources import check_split, data_classes, make_loader, open_split
 from .batching import as_context_list
@@ -194,6 +195,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     mx.random.seed(seed)
     model = build_proposal_model(config, ctxs, pretrained=pretrained)
     model.config, model.saved, model.classes = config, dict(meta, config=config.to_dict()), classes
+    if not any((label[:, 0] == CROWD).any() for label in train_set.labels):
+        model.label_settings["crowd_ioa"] = None       # no crowd region: skip that pass
     last = {}
 
     def recall_at_epoch_end(epoch):

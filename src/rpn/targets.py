@@ -8,10 +8,13 @@ anchors. Ground truth is ``(B, G, 5)``: rows ``[class, xmin, ymin, xmax,
 ymax]``, normalised corner form, padded with rows whose class is ``-1``.
 Anchors are ``(4, N)``, corner form, normalised.
 """
+import math
+
 import mxnet as mx
 from mxnet import np, npx
 
 from .boxes import OFFSET_WEIGHTS, _encode
+from .records import CROWD
 
 __all__ = ["POSITIVE", "NEGATIVE", "IGNORE", "label_anchors", "rpn_targets"]
 
@@ -26,38 +29,20 @@ IGNORE = -1
 _FAR_AWAY = (-10.0, -10.0, -9.0, -9.0)
 
 
-def _check_ground_truth(ground_truth):
-    """Raise ``ValueError`` for a malformed ``(B, G, 5)`` ground truth.
-
-    Padding rows (class ``-1``) are ignored whatever their coordinates. One
-    scalar triple is fetched from the device; the detail of a failure is
-    looked up only when there is one.
-    """
-    if ground_truth.ndim != 3 or ground_truth.shape[-1] != 5:
-        raise ValueError(
-            "ground_truth must be (batch, objects, 5) with rows [class, xmin, "
-            f"ymin, xmax, ymax], got shape {ground_truth.shape}")
-    if ground_truth.shape[1] == 0:
-        return
-    cls = ground_truth[..., 0]
-    valid = cls >= 0                                           # (B, G)
-    boxes = ground_truth[..., 1:]                              # (B, G, 4)
-    nan_coord = np.isnan(boxes).sum(axis=-1) > 0
-    degenerate = (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
-    problems = [("a NaN class", np.isnan(cls)),
-                ("NaN coordinates", nan_coord & valid),
-                ("a degenerate box (xmax <= xmin or ymax <= ymin)",
-                 degenerate & valid)]
-    counts = np.stack([p.sum() for _, p in problems]).asnumpy()
-    for (what, mask), count in zip(problems, counts):
-        if count:
-            b, g = (int(i) for i in np.argwhere(mask)[0].asnumpy())
-            row = ground_truth[b, g].asnumpy().tolist()
-            raise ValueError(
-                f"ground_truth has {int(count)} object row(s) with {what}; "
-                f"the first is image {b}, row {g}: {row}. Expected rows "
-                "[class >= 0, xmin, ymin, xmax, ymax] with xmin < xmax and "
-                "ymin < ymax, or padding rows of class -1")
+def _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa):
+    """Python scalars: checked on every call (no device involved)."""
+    for name, value in (("pos_iou", pos_iou), ("neg_iou", neg_iou)) + (
+            (("crowd_ioa", crowd_ioa),) if crowd_ioa is not None else ()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    if neg_iou > pos_iou:
+        raise ValueError(f"neg_iou ({neg_iou}) must not exceed pos_iou ({pos_iou})")
+    if neg_pos_ratio is not None and (isinstance(neg_pos_ratio, bool) or not isinstance(
+            neg_pos_ratio, (int, float)) or not math.isfinite(neg_pos_ratio)
+            or neg_pos_ratio < 0):
+        raise ValueError(f"neg_pos_ratio must be a number >= 0 or None, got "
+                         f"{neg_pos_ratio!r}")
 
 
 def _check_anchors(anchors):
@@ -65,6 +50,53 @@ def _check_anchors(anchors):
         raise ValueError(
             f"anchors must be a non-empty coordinate-major set (4, N), got "
             f"shape {anchors.shape}")
+
+
+def _check_shapes(ground_truth, valid, num):
+    if ground_truth.ndim != 3 or ground_truth.shape[-1] != 5:
+        raise ValueError(
+            "ground_truth must be (batch, objects, 5) with rows [class, xmin, "
+            f"ymin, xmax, ymax], got shape {ground_truth.shape}")
+    if valid is not None and valid.shape != (ground_truth.shape[0], num):
+        raise ValueError(f"valid must be (batch, anchors) = "
+                         f"({ground_truth.shape[0]}, {num}), got {valid.shape}")
+
+
+def _check_values(ground_truth, anchors):
+    """Raise ``ValueError`` for malformed values, with ONE read from the
+    device (the counts of each kind of problem); the detail of a failure is
+    looked up only when there is one. Padding rows (class -1) are ignored
+    whatever their coordinates. Returns the number of crowd rows."""
+    cls = ground_truth[..., 0]
+    boxes = ground_truth[..., 1:]                                  # (B, G, 4)
+    used = (cls >= 0) | (cls == CROWD)                            # (B, G)
+    bad_class = np.isnan(cls) | ((cls < 0) & (cls != -1) & (cls != CROWD))
+    not_finite = (~np.isfinite(boxes)).sum(axis=-1) > 0
+    degenerate = (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
+    corners = anchors.T                                            # (N, 4)
+    anchor_bad = ((~np.isfinite(corners)).sum(axis=-1) > 0) | \
+        (corners[:, 2] <= corners[:, 0]) | (corners[:, 3] <= corners[:, 1])
+    problems = [("a class that is NaN or below -1 (other than the crowd code "
+                 f"{CROWD})", bad_class),
+                ("NaN or infinite coordinates", not_finite & used),
+                ("a degenerate box (xmax <= xmin or ymax <= ymin)", degenerate & used)]
+    checks = [p.sum() for _, p in problems] + [anchor_bad.sum(), (cls == CROWD).sum()]
+    counts = np.stack(checks).asnumpy()                             # the one read
+    for (what, mask), count in zip(problems, counts):
+        if count:
+            b, g = (int(i) for i in np.argwhere(mask)[0].asnumpy())
+            row = ground_truth[b, g].asnumpy().tolist()
+            raise ValueError(
+                f"ground_truth has {int(count)} row(s) with {what}; the first is "
+                f"image {b}, row {g}: {row}. Expected rows [class >= 0, xmin, ymin, "
+                f"xmax, ymax] with finite xmin < xmax and ymin < ymax, crowd regions "
+                f"of class {CROWD}, or padding rows of class -1")
+    if counts[-2]:
+        n = int(np.argwhere(anchor_bad)[0].asnumpy()[0])
+        raise ValueError(
+            f"anchors has {int(counts[-2])} anchor(s) that are not finite or have no "
+            f"area; the first is anchor {n}: {corners[n].asnumpy().tolist()}")
+    return int(counts[-1])
 
 
 def _sample_negatives(candidates, num_pos, neg_pos_ratio):
@@ -85,8 +117,22 @@ def _sample_negatives(candidates, num_pos, neg_pos_ratio):
     return candidates & (keys <= cutoff[:, None])
 
 
+def _crowd_cover(anchors_nd, crowd_boxes, is_crowd, num, batch, num_obj):
+    """(N, B) largest share of each anchor's area that a crowd region of
+    its image covers (intersection over the anchor's area)."""
+    # (N, 4) anchors and (B * G, 4) rows -> (N, B * G) intersections
+    a = anchors_nd.as_np_ndarray()[:, None, :]                     # (N, 1, 4)
+    c = crowd_boxes.reshape(-1, 4)[None, :, :]                     # (1, B * G, 4)
+    iw = np.maximum(np.minimum(a[..., 2], c[..., 2]) - np.maximum(a[..., 0], c[..., 0]), 0)
+    ih = np.maximum(np.minimum(a[..., 3], c[..., 3]) - np.maximum(a[..., 1], c[..., 1]), 0)
+    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])       # (N, 1)
+    cover = iw * ih / area * is_crowd.reshape(1, -1)               # (N, B * G)
+    # the largest over each image's rows: (N, B * G) -> (N, B, G) -> (N, B)
+    return cover.reshape(num, batch, num_obj).max(axis=2)
+
+
 def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
-                  weights=OFFSET_WEIGHTS):
+                  weights=OFFSET_WEIGHTS, valid=None, crowd_ioa=0.5, validate=True):
     """Label anchors for training, all images at once.
 
     Faster R-CNN's rule (:cite:`Ren.He.Girshick.ea.2015`, 3.1.2):
@@ -103,6 +149,16 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
       (``neg_pos_ratio=None`` keeps every candidate);
     * every other anchor is ignored.
 
+    Extras: ``valid`` (B, N) marks the anchors an image may use (0: ignored,
+    never positive, never an object's best anchor; e.g. anchors outside an
+    image in a padded batch). Rows of class :data:`rpn.CROWD` are crowd
+    regions (COCO's ``iscrowd``): not objects, and an anchor whose area they
+    cover by more than ``crowd_ioa`` is ignored (that pass is skipped when
+    validation finds no crowd row; ``crowd_ioa=None`` skips it always). ``validate`` checks the input
+    with one read from the device; ``validate=False`` reads nothing, for
+    callers whose ground truth was checked already (the training loop's:
+    datasets check their labels when they are built).
+
     Departs from the chapter's draft, which took a positive's offsets from
     the last object that marked it, could sample a forced positive as a
     negative, gave images without objects no negatives, and looped in
@@ -115,9 +171,8 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     ground_truth : (B, G, 5) rows ``[class, xmin, ymin, xmax, ymax]``,
         normalised, padded with class ``-1``. Moved to ``anchors``' context.
     anchors : (4, N) corner form, normalised.
-    pos_iou, neg_iou : float thresholds.
+    pos_iou, neg_iou : thresholds in [0, 1], ``neg_iou <= pos_iou``.
     neg_pos_ratio : number of negatives per positive, or ``None``.
-    weights : offset scaling, see :func:`rpn.anchor_to_gt_offset`.
 
     Returns
     -------
@@ -126,41 +181,66 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     box_offsets : (B, N, 4) float32 offsets to the matched object; 0 for
         anchors that are not positive.
     """
+    _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa)
     _check_anchors(anchors)
-    ctx = anchors.ctx
+    ctx, num = anchors.ctx, anchors.shape[1]
     anchors = anchors.astype("float32", copy=False)
     ground_truth = ground_truth.as_in_context(ctx).astype("float32", copy=False)
-    _check_ground_truth(ground_truth)
-    if neg_pos_ratio is not None and neg_pos_ratio < 0:
-        raise ValueError(f"neg_pos_ratio must be >= 0 or None, got {neg_pos_ratio}")
+    _check_shapes(ground_truth, valid, num)
     batch, num_obj = ground_truth.shape[:2]
+    if batch == 0:
+        return np.zeros((0, num), ctx=ctx), np.zeros((0, num, 4), ctx=ctx)
     if num_obj == 0:
         # (B, 0, 5) -> (B, 1, 5): one padding row keeps the reductions defined
         ground_truth = np.full((batch, 1, 5), -1.0, ctx=ctx)
         num_obj = 1
+    if validate and not _check_values(ground_truth, anchors):
+        crowd_ioa = None                            # no crowd row: nothing to cover
     anchor_boxes = anchors.T                                   # (4, N) -> (N, 4)
-    valid = (ground_truth[..., 0:1] >= 0).astype("float32")    # (B, G, 1)
-    # padding rows become a box far outside the image, so their IoU with
-    # every anchor is 0: they can neither match nor be matched
+    cls = ground_truth[..., 0:1]                               # (B, G, 1)
+    is_object = (cls >= 0).astype("float32")
+    # rows that are not objects (padding, crowds) become a box far outside
+    # the image, so their IoU with every anchor is 0
     far = np.array(_FAR_AWAY, ctx=ctx)
-    boxes = valid * ground_truth[..., 1:] + (1 - valid) * far   # (B, G, 4)
-    # (B * G, 4) x (N, 4) -> (B * G, N) -> (B, G, N), MXNet's native IoU
-    ious = mx.nd.contrib.box_iou(boxes.reshape(-1, 4).as_nd_ndarray(),
-                                 anchor_boxes.as_nd_ndarray(), format="corner")
-    ious = ious.as_np_ndarray().reshape(batch, num_obj, -1)
-
-    # (reductions over the short object axis are slow in MXNet: argmax and
-    # pick, and a batched product for "any", are several times faster)
-    best_obj = ious.argmax(axis=1)                             # (B, N)
-    best_iou = npx.pick(ious, best_obj, axis=1)                # (B, N)
-    obj_best = ious.max(axis=2, keepdims=True)                 # (B, G, 1)
-    # an object's best anchors (all on a tie), unless its best IoU is 0
-    is_best = (ious == obj_best).astype("float32") * (obj_best > 0)   # (B, G, N)
-    ones = np.ones((batch, 1, num_obj), ctx=ctx)
-    forced = npx.batch_dot(ones, is_best)[:, 0] > 0            # (B, 1, N) -> (B, N)
+    boxes = np.where(is_object > 0, ground_truth[..., 1:], far)       # (B, G, 4)
+    # anchors on the rows, objects of every image on the columns (MXNet's
+    # reductions are fast over the last axis only):
+    # (N, 4) x (B * G, 4) -> (N, B * G), MXNet's native IoU
+    anchors_nd = anchor_boxes.as_nd_ndarray()
+    ious = mx.nd.contrib.box_iou(anchors_nd, boxes.reshape(-1, 4).as_nd_ndarray(),
+                                 format="corner")
+    usable = None
+    if valid is not None:
+        usable = valid.as_in_context(ctx).astype("float32").T     # (B, N) -> (N, B)
+    if crowd_ioa is not None:
+        is_crowd = (cls == CROWD).astype("float32")               # (B, G, 1)
+        crowd_boxes = np.where(is_crowd > 0, ground_truth[..., 1:], far)
+        clear = (_crowd_cover(anchors_nd, crowd_boxes, is_crowd, num, batch, num_obj)
+                 <= crowd_ioa).astype("float32")                  # (N, B)
+        usable = clear if usable is None else usable * clear
+    if usable is not None:
+        # (N, B * G) -> (N, B, G), anchors an image may not use get IoU 0
+        ious = (ious.reshape((num, batch, num_obj))
+                * usable.as_nd_ndarray().reshape((num, batch, 1))).reshape((num, -1))
+    ious3 = ious.reshape((num, batch, num_obj))                   # (N, B, G)
+    best_obj = mx.nd.argmax(ious3, axis=2)                        # (N, B)
+    best_iou = mx.nd.pick(ious3, best_obj, axis=2)                # (N, B)
+    # an object's best anchors (all on a tie), unless its best IoU is 0:
+    # compare with each column's maximum, then "any" over an image's
+    # objects as a matrix product (faster than a reduction here)
+    obj_best = mx.nd.max(ious, axis=0, keepdims=True)             # (1, B * G)
+    is_best = mx.nd.broadcast_greater_equal(ious, obj_best) \
+        * mx.nd.broadcast_greater(obj_best, mx.nd.zeros((1, 1), ctx=ctx))
+    forced = mx.nd.dot(is_best.reshape((-1, num_obj)),
+                       mx.nd.ones((num_obj, 1), ctx=ctx)).reshape((num, batch))
+    # (N, B) -> (B, N) for the rest, which is per anchor
+    best_obj = best_obj.as_np_ndarray().T
+    best_iou = best_iou.as_np_ndarray().T
+    forced = forced.as_np_ndarray().T > 0
     positive = (best_iou > pos_iou) | forced                   # (B, N)
-
     candidates = (best_iou < neg_iou) & ~positive
+    if usable is not None:
+        candidates = candidates & (usable.T > 0)
     num_pos = positive.sum(axis=1)                             # (B,)
     negative = _sample_negatives(candidates, num_pos, neg_pos_ratio)
 
@@ -181,14 +261,15 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
 
 
 def rpn_targets(ground_truth, anchors, *, pos_iou=0.7, neg_iou=0.3,
-                neg_pos_ratio=5, weights=OFFSET_WEIGHTS):
+                neg_pos_ratio=5, weights=OFFSET_WEIGHTS, valid=None, crowd_ioa=0.5,
+                validate=True):
     """Assign labels to anchors for RPN (chapter section "Anchor Boxes").
 
     :func:`label_anchors` with the chapter's thresholds (0.7, 0.3) and ratio
     (5 negatives per positive), every object class turned into ``POSITIVE``.
     The chapter's prose speaks of 100 negatives an image while its code uses
     the ratio 5; the code's rule is the default, and ``neg_pos_ratio`` changes
-    it.
+    it. ``valid``, ``crowd_ioa`` and ``validate``: see :func:`label_anchors`.
 
     ``ground_truth``: (B, G, 5); ``anchors``: (4, N). Returns ``cls_labels``
     (B * N,) with ``POSITIVE``/``NEGATIVE``/``IGNORE``, and ``box_offsets``
@@ -196,7 +277,8 @@ def rpn_targets(ground_truth, anchors, *, pos_iou=0.7, neg_iou=0.3,
     the anchors' context.
     """
     cls_labels, box_offsets = label_anchors(
-        ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights=weights)
+        ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights=weights,
+        valid=valid, crowd_ioa=crowd_ioa, validate=validate)
     cls_labels = np.where(cls_labels > 0, float(POSITIVE), cls_labels)
     # (B, N) -> (B * N,) and (B, N, 4) -> (B * N, 4)
     return cls_labels.reshape(-1), box_offsets.reshape(-1, 4)

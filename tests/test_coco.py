@@ -1,0 +1,395 @@
+"""COCO files: reading, the synthetic set written as COCO, finding splits."""
+import json
+import math
+import os
+import warnings
+
+import numpy as onp
+import pytest
+from PIL import Image
+
+import rpn
+from rpn.coco import find_coco_split, read_coco, write_coco
+from rpn.records import CROWD
+from rpn.synthetic import SYNTHETIC_CLASSES, SyntheticImages
+
+
+def _good():
+    """Four images (one in a sub-folder, one without annotations or size,
+    one with size 0), two categories whose id order differs from the list's."""
+    return {
+        "images": [
+            {"id": 10, "file_name": "a.jpg", "height": 20, "width": 30},
+            {"id": 11, "file_name": "sub/b.jpg", "height": 40, "width": 50},
+            {"id": 12, "file_name": "c.jpg"},
+            {"id": 13, "file_name": "d.jpg", "height": 0, "width": 0},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 10, "category_id": 5, "bbox": [1, 2, 3, 4], "iscrowd": 0},
+            {"id": 2, "image_id": 11, "category_id": 2, "bbox": [0.5, 1.5, 10, 20]},
+            {"id": 3, "image_id": 11, "category_id": 5, "bbox": [5, 5, 30, 30], "iscrowd": 1},
+            {"id": 4, "image_id": 10, "category_id": 2, "bbox": [10, 0, 20, 20]},
+            {"id": 5, "image_id": 13, "category_id": 5, "bbox": [100, 100, 10, 10]},
+        ],
+        "categories": [{"id": 5, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
+
+
+# classes None -> ("dog", "cat"): dog = 0, cat = 1
+_EXPECTED = {
+    10: [[1, 1, 2, 4, 6], [0, 10, 0, 30, 20]],
+    11: [[0, 0.5, 1.5, 10.5, 21.5], [CROWD, 5, 5, 35, 35]],
+    12: [],
+    13: [[1, 100, 100, 110, 110]],
+}
+
+
+def _write(folder, data, name="instances.json"):
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+def _labels(found):
+    return {i: lab for i, lab in zip(found.ids, found.labels)}
+
+
+def _assert_labels(found, expected):
+    got = _labels(found)
+    assert sorted(got) == sorted(expected)
+    for image_id, rows in expected.items():
+        assert got[image_id].dtype == onp.float32
+        onp.testing.assert_array_equal(
+            got[image_id], onp.array(rows, dtype="float32").reshape(-1, 5))
+
+
+def test_reads_a_good_file(tmp_path):
+    path = _write(tmp_path / "coco", _good())
+    found = read_coco(path)
+    assert found.classes == ("dog", "cat")
+    assert found.ids == [10, 11, 12, 13]
+    assert found.names == ["a.jpg", "sub/b.jpg", "c.jpg", "d.jpg"]
+    assert found.sizes == [(20, 30), (40, 50), None, None]
+    assert found.images == [os.path.join(str(tmp_path / "coco"), n) for n in found.names]
+    _assert_labels(found, _EXPECTED)
+    assert found.labels[2].shape == (0, 5)
+
+
+def test_image_dir_given(tmp_path):
+    path = _write(tmp_path / "ann", _good())
+    found = read_coco(path, tmp_path / "pics")
+    assert found.images[1] == os.path.join(str(tmp_path / "pics"), "sub/b.jpg")
+
+
+def test_classes_by_name_and_crowd_of_dropped_class(tmp_path):
+    path = _write(tmp_path, _good())
+    found = read_coco(path, classes=["cat"])
+    assert found.classes == ("cat",)
+    _assert_labels(found, {10: [[0, 1, 2, 4, 6]], 11: [[CROWD, 5, 5, 35, 35]],
+                           12: [], 13: [[0, 100, 100, 110, 110]]})
+    found = read_coco(path, classes=("dog",))    # the cat crowd region goes too
+    _assert_labels(found, {10: [[0, 10, 0, 30, 20]], 11: [[0, 0.5, 1.5, 10.5, 21.5]],
+                           12: [], 13: []})
+    found = read_coco(path, classes=("cat", "dog"))
+    _assert_labels(found, {10: [[0, 1, 2, 4, 6], [1, 10, 0, 30, 20]],
+                           11: [[1, 0.5, 1.5, 10.5, 21.5], [CROWD, 5, 5, 35, 35]],
+                           12: [], 13: [[0, 100, 100, 110, 110]]})
+
+
+def test_unknown_class_name(tmp_path):
+    path = _write(tmp_path, _good())
+    with pytest.raises(ValueError) as error:
+        read_coco(path, classes=["cat", "horse"])
+    message = str(error.value)
+    assert path in message and "horse" in message
+    assert "['dog', 'cat']" in message
+
+
+def test_boxes_within_one_pixel_are_clipped(tmp_path):
+    data = _good()
+    data["annotations"] = [
+        {"id": 1, "image_id": 10, "category_id": 5, "bbox": [-0.5, -1, 10, 5]},
+        {"id": 2, "image_id": 10, "category_id": 5, "bbox": [25, 15, 5.8, 5.9]},
+    ]
+    found = read_coco(_write(tmp_path, data))
+    _assert_labels(found, {10: [[1, 0, 0, 9.5, 4], [1, 25, 15, 30, 20]],
+                           11: [], 12: [], 13: []})
+
+
+# (change, text the error must show, indices of the images left out by skip_bad)
+def _set(where, key, value):
+    def change(data):
+        section, index = where
+        if value is _DELETE:
+            del data[section][index][key]
+        else:
+            data[section][index][key] = value
+    return change
+
+
+_DELETE = object()
+_BAD = {
+    "image without id": (_set(("images", 0), "id", _DELETE), "no int id", {0}),
+    "image id not int": (_set(("images", 0), "id", "10"), "no int id", {0}),
+    "image without file_name": (_set(("images", 1), "file_name", _DELETE),
+                                "no file_name", {1}),
+    "image not an object": (lambda d: d["images"].__setitem__(1, 7), "not an object", {1}),
+    "duplicate image id": (_set(("images", 3), "id", 10), "duplicate image id 10", {0, 3}),
+    "annotation without id": (_set(("annotations", 0), "id", _DELETE),
+                              "annotations[0]: no int id", {0}),
+    "annotation without image_id": (_set(("annotations", 1), "image_id", _DELETE),
+                                    "annotation 2: no int image_id", set()),
+    "unknown image_id": (_set(("annotations", 1), "image_id", 99),
+                         "annotation 2: image_id 99 names no image", set()),
+    "annotation without category_id": (_set(("annotations", 0), "category_id", _DELETE),
+                                       "annotation 1: unknown category_id None", {0}),
+    "unknown category_id": (_set(("annotations", 0), "category_id", 7),
+                            "annotation 1: unknown category_id 7", {0}),
+    "annotation without bbox": (_set(("annotations", 1), "bbox", _DELETE),
+                                "annotation 2: no bbox", {1}),
+    "bbox of 3": (_set(("annotations", 0), "bbox", [1, 2, 3]), "not 4 finite", {0}),
+    "bbox with text": (_set(("annotations", 0), "bbox", [1, 2, "3", 4]),
+                       "not 4 finite", {0}),
+    "bbox with NaN": (_set(("annotations", 0), "bbox", [1, 2, math.nan, 4]),
+                      "not 4 finite", {0}),
+    "bbox w = 0": (_set(("annotations", 0), "bbox", [1, 2, 0, 4]), "empty", {0}),
+    "bbox w = 0, no size": (_set(("annotations", 4), "bbox", [1, 2, 0, 4]), "empty", {3}),
+    "bbox h < 0": (_set(("annotations", 1), "bbox", [1, 2, 3, -4]), "empty", {1}),
+    "bbox outside": (_set(("annotations", 0), "bbox", [28, 2, 4, 4]),
+                     "outside its 30x20 image", {0}),
+    "bbox outside left": (_set(("annotations", 0), "bbox", [-1.5, 2, 4, 4]),
+                          "outside its 30x20 image", {0}),
+    "absolute name": (_set(("images", 1), "file_name", "/etc/passwd"), "refusing", {1}),
+    "dotdot name": (_set(("images", 1), "file_name", "sub/../../x.jpg"), "refusing", {1}),
+    "backslash name": (_set(("images", 1), "file_name", "sub\\b.jpg"), "refusing", {1}),
+    "NUL name": (_set(("images", 1), "file_name", "b\x00.jpg"), "refusing", {1}),
+}
+
+
+def _with_second_problem(data):
+    """A second bad entry, on image 2 (id 12), for every injection."""
+    data["images"][2]["file_name"] = "../escape.jpg"
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD))
+def test_bad_entries_listed_in_one_error(tmp_path, kind):
+    change, text, _ = _BAD[kind]
+    data = _good()
+    change(data)
+    _with_second_problem(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(ValueError) as error:
+        read_coco(path)
+    message = str(error.value)
+    assert message.startswith(path)
+    assert text in message
+    assert "'../escape.jpg'" in message
+    assert "skip_bad" in message
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD))
+def test_skip_bad_leaves_out_exactly_the_bad_images(tmp_path, kind):
+    change, text, bad = _BAD[kind]
+    data = _good()
+    change(data)
+    _with_second_problem(data)
+    path = _write(tmp_path, data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = read_coco(path, skip_bad=True)
+    ours = [w for w in caught if path in str(w.message)]
+    assert len(ours) == 1 and text in str(ours[0].message)
+    kept = [k for k in range(4) if k not in bad | {2}]
+    assert found.names == [_good()["images"][k]["file_name"] for k in kept]
+    good_ids = {_good()["images"][k]["id"] for k in kept}
+    assert set(found.ids) == good_ids
+    # the images kept keep their labels (less the annotations made bad)
+    changed = {b["id"] for a, b in zip(data["annotations"], _good()["annotations"]) if a != b}
+    for image_id in good_ids:
+        rows = [r for r, a in zip(_EXPECTED_ROWS, _good()["annotations"])
+                if a["image_id"] == image_id and a["id"] not in changed]
+        label = _labels(found)[image_id]
+        assert sorted(map(tuple, label.tolist())) == sorted(rows)
+
+
+_EXPECTED_ROWS = [(1, 1, 2, 4, 6), (0, 0.5, 1.5, 10.5, 21.5), (CROWD, 5, 5, 35, 35),
+                  (0, 10, 0, 30, 20), (1, 100, 100, 110, 110)]
+
+
+def test_more_than_50_problems_are_counted(tmp_path):
+    data = {"images": [{"id": i, "file_name": f"../{i}.jpg"} for i in range(60)],
+            "annotations": [], "categories": []}
+    path = _write(tmp_path, data)
+    with pytest.raises(ValueError) as error:
+        read_coco(path)
+    message = str(error.value)
+    assert "60 bad entries" in message and "... and 10 more" in message
+    assert "'../49.jpg'" in message and "'../50.jpg'" not in message
+
+
+def test_names_escaping_by_symlink_are_refused(tmp_path):
+    pics, outside = tmp_path / "pics", tmp_path / "outside"
+    (pics / "inner").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"x")
+    (pics / "real.jpg").write_bytes(b"x")
+    os.symlink(outside / "secret.jpg", pics / "link.jpg")
+    os.symlink(outside, pics / "linkdir")
+    os.symlink(pics / "real.jpg", pics / "inner" / "ok.jpg")
+    names = ["link.jpg", "linkdir/secret.jpg", "inner/ok.jpg", "real.jpg"]
+    data = {"images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+            "annotations": [], "categories": []}
+    path = _write(tmp_path, data)
+    with pytest.raises(ValueError) as error:
+        read_coco(path, pics)
+    message = str(error.value)
+    assert "2 bad entries" in message
+    assert "'link.jpg'" in message and "'linkdir/secret.jpg'" in message
+    with pytest.warns(UserWarning):
+        found = read_coco(path, pics, skip_bad=True)
+    assert found.names == ["inner/ok.jpg", "real.jpg"]
+
+
+def test_file_over_max_bytes_refused_without_parsing(tmp_path, monkeypatch):
+    path = _write(tmp_path, _good())
+    size = os.path.getsize(path)
+    assert read_coco(path, max_bytes=size).ids == [10, 11, 12, 13]
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("json.loads called")
+    monkeypatch.setattr(json, "loads", no_parsing)
+    with pytest.raises(ValueError) as error:
+        read_coco(path, max_bytes=size - 1)
+    assert path in str(error.value) and "max_bytes" in str(error.value)
+
+
+def test_not_json_and_not_utf8_named(tmp_path):
+    path = str(tmp_path / "broken.json")
+    with open(path, "w") as f:
+        f.write('{"images": [\n  {"id": 1,,}]}')
+    with pytest.raises(ValueError, match="not JSON") as error:
+        read_coco(path)
+    assert path in str(error.value) and "line 2" in str(error.value)
+    raw = b'{"images": [], "annotations": [], "categories": ["\xff"]}'
+    with open(path, "wb") as f:
+        f.write(raw)
+    with pytest.raises(ValueError, match="not UTF-8") as error:
+        read_coco(path)
+    assert path in str(error.value) and f"byte {raw.find(0xFF)}" in str(error.value)
+
+
+def test_missing_file_named(tmp_path):
+    path = str(tmp_path / "nothing.json")
+    with pytest.raises(FileNotFoundError, match="nothing.json"):
+        read_coco(path)
+
+
+@pytest.mark.parametrize("data, text", [
+    ([], "top level is a list"),
+    ({"images": [], "categories": []}, "'annotations' is missing"),
+    ({"images": {}, "annotations": [], "categories": []}, "'images' is a dict"),
+    ({"images": [], "annotations": [], "categories": [{"id": 1}]}, "categories[0]"),
+])
+def test_bad_top_level_is_an_error_even_with_skip_bad(tmp_path, data, text):
+    path = _write(tmp_path, data)
+    with pytest.raises(ValueError) as error:
+        read_coco(path, skip_bad=True)
+    assert path in str(error.value) and text in str(error.value)
+
+
+def test_write_coco_round_trip_matches_synthetic_and_voc(tmp_path):
+    options = dict(num_train=3, num_val=2, height=40, width=36, seed=5)
+    root = write_coco(str(tmp_path / "coco"), **options)
+    voc = rpn.write_voc(str(tmp_path / "voc"), **options)
+    expected = {"train": SyntheticImages(3, 40, 36, seed=5),
+                "val": SyntheticImages(2, 40, 36, seed=5, offset=3)}
+    for split, images in expected.items():
+        annotations, image_dir = find_coco_split(root, split)
+        assert annotations == os.path.join(root, "annotations", f"instances_{split}.json")
+        assert image_dir == os.path.join(root, split)
+        found = read_coco(annotations, image_dir, classes=SYNTHETIC_CLASSES)
+        assert read_coco(annotations, image_dir).classes == SYNTHETIC_CLASSES
+        assert found.names == [f"{split}_{i:05d}.jpg" for i in range(len(images))]
+        assert found.sizes == [(40, 36)] * len(images)
+        assert len(set(found.ids)) == len(images)
+        assert len(found.labels) == len(images.labels)
+        for got, want in zip(found.labels, images.labels):
+            assert got.dtype == onp.float32
+            onp.testing.assert_array_equal(got, want)
+        with Image.open(found.images[0]) as image:
+            assert image.format == "JPEG" and image.size == (36, 40)
+        paths, labels = rpn.list_voc_split(voc, split, SYNTHETIC_CLASSES)
+        by_name = dict(zip(found.names, found.labels))
+        assert sorted(by_name) == sorted(os.path.basename(p) for p in paths)
+        for p, label in zip(paths, labels):
+            onp.testing.assert_array_equal(by_name[os.path.basename(p)], label)
+    train_ids = set(read_coco(*find_coco_split(root, "train")).ids)
+    assert not train_ids & set(read_coco(*find_coco_split(root, "val")).ids)
+
+
+def _touch(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("{}")
+    return path
+
+
+def test_find_coco_layout(tmp_path):
+    root = str(tmp_path)
+    val = _touch(os.path.join(root, "annotations", "instances_val2017.json"))
+    train = _touch(os.path.join(root, "annotations", "instances_train2017.json"))
+    os.makedirs(os.path.join(root, "val2017"))
+    os.makedirs(os.path.join(root, "images", "train2017"))
+    assert find_coco_split(root, "val") == (val, os.path.join(root, "val2017"))
+    assert find_coco_split(root, "train") == (train, os.path.join(root, "images", "train2017"))
+    test = _touch(os.path.join(root, "annotations", "instances_test.json"))
+    assert find_coco_split(root, "test") == (test, os.path.join(root, "images"))
+    other = _touch(os.path.join(root, "annotations", "instances_val2014.json"))
+    with pytest.raises(ValueError) as error:
+        find_coco_split(root, "val")
+    assert other in str(error.value) and val in str(error.value)
+
+
+def test_find_coco_image_folder_missing(tmp_path):
+    _touch(os.path.join(str(tmp_path), "annotations", "instances_val.json"))
+    with pytest.raises(FileNotFoundError, match="no image folder"):
+        find_coco_split(str(tmp_path), "val")
+
+
+def test_find_roboflow_layout(tmp_path):
+    root = str(tmp_path / "rf")
+    train = _touch(os.path.join(root, "train", "_annotations.coco.json"))
+    valid = _touch(os.path.join(root, "valid", "_annotations.coco.json"))
+    assert find_coco_split(root, "train") == (train, os.path.dirname(train))
+    assert find_coco_split(root, "val") == (valid, os.path.dirname(valid))
+    assert find_coco_split(root, "valid") == (valid, os.path.dirname(valid))
+    other = str(tmp_path / "rf2")
+    val = _touch(os.path.join(other, "val", "_annotations.coco.json"))
+    assert find_coco_split(other, "valid") == (val, os.path.dirname(val))
+    _touch(os.path.join(other, "valid", "_annotations.coco.json"))
+    with pytest.raises(ValueError, match="two matches"):
+        find_coco_split(other, "val")
+
+
+def test_find_single_file_layout(tmp_path):
+    root = str(tmp_path / "one")
+    only = _touch(os.path.join(root, "labels.json"))
+    assert find_coco_split(root, "all") == (only, root)
+    with pytest.raises(FileNotFoundError):
+        find_coco_split(root, "train")
+    second = _touch(os.path.join(root, "more.json"))
+    with pytest.raises(ValueError) as error:
+        find_coco_split(root, "all")
+    assert only in str(error.value) and second in str(error.value)
+    named = _touch(os.path.join(root, "annotations.json"))
+    os.makedirs(os.path.join(root, "images"))
+    assert find_coco_split(root, "all") == (named, os.path.join(root, "images"))
+
+
+def test_find_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        find_coco_split(str(tmp_path), "train")
+    message = str(error.value)
+    assert "instances_train*.json" in message and "_annotations.coco.json" in message
