@@ -26,7 +26,7 @@ EXTRA ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-peer clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) .venv-gluoncv/bin/python
 	$(PY) benchmarks/bench.py
 
+# GluonCV 0.10.5.post0 beside MXNet 1.9.1 in an environment of its own: the
+# peer bench.py compares the labeler with (it cannot share rpn's process)
+bench-peer .venv-gluoncv/bin/python: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/peer_env.sh
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) .venv-gluoncv runs

@@ -2,6 +2,9 @@
 
     python benchmarks/bench.py            # full run (a few minutes on 2 cores)
     python benchmarks/bench.py --quick    # smaller sizes, for CI
+    python benchmarks/bench.py --sweep    # also the labeler's cost table
+
+The GluonCV peer runs when .venv-gluoncv exists (make bench-peer makes it).
 
 Prints one JSON object: medians in milliseconds after warm-up, the ratios
 chapter / package (higher is better for the package), the targets of the
@@ -26,6 +29,7 @@ import rpn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chapter_draft  # noqa: E402
+import labeling  # noqa: E402
 
 
 def median_ms(fn, repeats, warmup=1):
@@ -41,11 +45,11 @@ def median_ms(fn, repeats, warmup=1):
     return statistics.median(times)
 
 
-def ground_truth(rng, batch, objects):
+def ground_truth(rng, batch, objects, fewest=1):
     """(B, G, 5) random objects, some images with fewer (padding rows)."""
     gt = onp.full((batch, objects, 5), -1.0, dtype="float32")
     for b in range(batch):
-        k = rng.integers(1, objects + 1)
+        k = rng.integers(fewest, objects + 1)
         xy = rng.uniform(0, 0.6, size=(k, 2))
         wh = rng.uniform(0.1, 0.4, size=(k, 2))
         gt[b, :k, 0] = rng.integers(0, 3, size=k)
@@ -61,9 +65,13 @@ def clustered_boxes(rng, n):
 
 
 def bench_targets(results, rng, repeats, quick):
+    # many objects (the first round's inputs, which favour the package over
+    # the chapter's per-object loop) and few (1 to 4, the common case)
     for name, (batch, h, w, objects) in {
             "rpn_targets_b32_320": (32, 8, 8, 6),
-            "rpn_targets_b2_9500": (2, 38, 50, 20)}.items():
+            "rpn_targets_b2_9500": (2, 38, 50, 20),
+            "rpn_targets_b32_320_few": (32, 8, 8, 4),
+            "rpn_targets_b2_9500_few": (2, 38, 50, 4)}.items():
         anchors = rpn.generate_anchors(h, w, rpn.RPN_SIZES, rpn.RPN_RATIOS)
         gt = ground_truth(rng, batch, objects)
         results[name] = {
@@ -90,16 +98,41 @@ def bench_nms(results, rng, repeats, quick):
 
 
 def bench_predict(results, rng, repeats, quick):
+    """predict_rpn beside the chapter's, and beside what it cannot avoid: the
+    head's forward pass plus one native NMS call on the same boxes."""
+    from rpn.boxes import _decode
     batch = 8 if quick else 32
     head = rpn.RPNOutput()
     head.initialize(init.Xavier())
     head.hybridize()
     features = np.random.normal(size=(batch, 512, 8, 8))
+    anchors = rpn.rpn_anchors(features)
+    cls_preds, box_preds = head(features)
+    scores = npx.softmax(cls_preds, axis=-1)[:, 1].reshape(batch, -1)
+    boxes = np.clip(_decode(anchors.T[None], box_preds.reshape(batch, -1, 4)), 0, 1)
+    data = np.concatenate([scores[..., None], boxes], axis=-1).as_nd_ndarray()
     results[f"predict_rpn_b{batch}"] = {
         "chapter": median_ms(lambda: chapter_draft.predict_rpn(features, head, rpn.rpn_anchors, 0.5),
                              max(2, repeats // 2)),
         "package": median_ms(lambda: rpn.predict_rpn(features, head, rpn.rpn_anchors, 0.5),
-                             repeats)}
+                             repeats),
+        "head": median_ms(lambda: head(features), repeats),
+        "native_nms": median_ms(lambda: mx.nd.contrib.box_nms(
+            data, overlap_thresh=0.5, coord_start=1, score_index=0, id_index=-1,
+            force_suppress=True), repeats)}
+    # the proposal model (one graph, backbone included) beside its backbone
+    # and head plus one native NMS call
+    size = 128 if quick else 256
+    model = rpn.config.build_proposal_model(rpn.config.PRESETS["chapter"].replace(size=size),
+                                            [mx.cpu()])
+    model.hybridize(static_alloc=True)
+    X = np.random.normal(size=(batch, 3, size, size))
+    sizes = np.full((batch, 2), float(size))
+    parts = model.backbone, model.head
+    results[f"proposal_model_b{batch}"] = {
+        "model": median_ms(lambda: model(X, sizes), repeats),
+        "backbone_and_head": median_ms(lambda: parts[1](parts[0](X)), repeats),
+        "native_nms": results[f"predict_rpn_b{batch}"]["native_nms"]}
 
 
 def _backbone_step(backbone, trainer, X):
@@ -226,12 +259,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--sweep", action="store_true", help="the labeler's cost table")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 7)
     rng = onp.random.default_rng(0)
     mx.random.seed(0)
     results = {}
     bench_targets(results, rng, repeats, args.quick)
+    results["labeling_vs_gluoncv"] = labeling.bench_peer(median_ms, repeats)
+    if args.sweep:
+        results["labeling_sweep"] = labeling.bench_sweep(median_ms, max(3, repeats // 2))
     bench_nms(results, rng, repeats, args.quick)
     bench_predict(results, rng, repeats, args.quick)
     bench_training(results, repeats, args.quick)
@@ -239,6 +276,8 @@ def main():
 
     t, n = results["rpn_targets_b32_320"], results["nms_2000"]
     p = [v for k, v in results.items() if k.startswith("predict_rpn")][0]
+    pm = [v for k, v in results.items() if k.startswith("proposal_model")][0]
+    peer = results["labeling_vs_gluoncv"]
     s, m = results["training_step"], results["memory_peak_kb"]
     ratios = {
         "rpn_targets_b32_320": t["chapter"] / t["package"],
@@ -247,6 +286,13 @@ def main():
         "nms_vs_chapter_numpy": n["chapter_numpy"] / n["package"],
         "nms_package_over_native": n["package"] / n["native"],
         "predict_rpn": p["chapter"] / p["package"],
+        "predict_rpn_over_head_plus_nms": p["package"] / (p["head"] + p["native_nms"]),
+        "proposal_model_over_parts_plus_nms": pm["model"] / (pm["backbone_and_head"]
+                                                             + pm["native_nms"]),
+        "rpn_targets_b32_320_few": results["rpn_targets_b32_320_few"]["chapter"]
+        / results["rpn_targets_b32_320_few"]["package"],
+        "rpn_targets_b2_9500_few": results["rpn_targets_b2_9500_few"]["chapter"]
+        / results["rpn_targets_b2_9500_few"]["package"],
         "chapter_step_over_backbone": s["chapter_step"] / s["backbone"],
         "package_step_over_backbone": s["package_step"] / s["backbone_hybrid"],
         "images_per_sec_package_over_chapter": s["package_images_per_sec"]
@@ -255,17 +301,27 @@ def main():
     }
     if "chapter_mxnet_np" in n:
         ratios["nms_vs_chapter_mxnet_np"] = n["chapter_mxnet_np"] / n["package"]
+    for name, entry in peer.items():
+        if entry["gluoncv"] is not None:
+            ratios[f"gluoncv_over_rpn_{name}"] = entry["gluoncv"] / entry["rpn"]
     targets = {
         "rpn_targets_b32_320 >= 50x": ratios["rpn_targets_b32_320"] >= 50,
         "rpn_targets_b2_9500 >= 5x": ratios["rpn_targets_b2_9500"] >= 5,
         "nms >= 3x chapter numpy": ratios["nms_vs_chapter_numpy"] >= 3,
         "nms within 1.2x native": ratios["nms_package_over_native"] <= 1.2,
         "predict_rpn >= 20x": ratios["predict_rpn"] >= 20,
+        "predict_rpn <= 1.3x head + NMS": ratios["predict_rpn_over_head_plus_nms"] <= 1.3,
+        "proposal model <= 1.3x backbone + head + NMS":
+            ratios["proposal_model_over_parts_plus_nms"] <= 1.3,
         "step <= 1.02x backbone": ratios["package_step_over_backbone"] <= 1.02,
         "images/s >= 1.3x chapter": ratios["images_per_sec_package_over_chapter"] >= 1.3,
         "memory <= 1.2x chapter": ratios["memory_package_over_chapter"] <= 1.2,
         "pipeline holds a few batches": results["data_pipeline"]["growth_in_batches"] <= 4,
     }
+    for name in peer:
+        key = f"gluoncv_over_rpn_{name}"
+        if key in ratios:
+            targets[f"labeling at {name} at least as fast as GluonCV"] = ratios[key] >= 1
     machine = {"cores": os.cpu_count(), "python": platform.python_version(),
                "mxnet": mx.__version__, "machine": platform.machine(),
                "gpus": mx.context.num_gpus(),

@@ -132,8 +132,8 @@ def test_defect3_images_without_objects_get_negatives():
 
 
 def test_defect4_no_host_round_trip_per_image_or_object(monkeypatch):
-    """The draft loops over images and objects in Python; the package
-    fetches a single validation triple from the device, whatever the size."""
+    """The draft loops over images and objects in Python; the package's
+    device path fetches a single validation result, whatever the size."""
     calls = []
     original = np.ndarray.asnumpy
     monkeypatch.setattr(np.ndarray, "asnumpy",
@@ -144,7 +144,7 @@ def test_defect4_no_host_round_trip_per_image_or_object(monkeypatch):
         gt = onp.full((batch, objects, 5), -1.0)
         gt[:, :, 0] = 0
         gt[:, :, 1:3], gt[:, :, 3:] = 0.2, 0.6
-        rpn.label_anchors(np.array(gt), anchors, 0.7, 0.3, 5)
+        rpn.label_anchors(np.array(gt), anchors, 0.7, 0.3, 5, method="device")
         assert len(calls) == 1
 
 
@@ -334,7 +334,27 @@ def test_without_validation_nothing_is_read_from_the_device(monkeypatch):
     anchors = rpn.generate_anchors(8, 8, rpn.RPN_SIZES, rpn.RPN_RATIOS)
     gt = np.array([[[0, 0.2, 0.2, 0.6, 0.6], [rpn.CROWD, 0, 0, 0.3, 0.3]]] * 4)
     valid = np.ones((4, anchors.shape[1]))
-    rpn.rpn_targets(gt, anchors, valid=valid, validate=False)
+    rpn.rpn_targets(gt, anchors, valid=valid, validate=False, method="device")
     assert calls == []
-    rpn.rpn_targets(gt, anchors, valid=valid)
+    rpn.rpn_targets(gt, anchors, valid=valid, method="device")
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_host_and_device_paths_give_identical_labels(seed):
+    """CPU inputs are matched with NumPy by default; the device path (what
+    a GPU runs) must give the same labels, offsets and random draws."""
+    rng = onp.random.default_rng(900 + seed)
+    gt, anchors = random_case(rng, batch=4, anchors=80)
+    if seed % 2 and gt[0, 0, 0] >= 0:
+        gt[0, 0, 0] = rpn.CROWD
+    valid = np.array(rng.random((4, 80)) < 0.9)
+    results = []
+    for method in ("host", "device"):
+        mx.random.seed(seed)
+        results.append([a.asnumpy() for a in rpn.label_anchors(
+            np.array(gt), np.array(anchors.T), 0.7, 0.3, 3, valid=valid, method=method)])
+    onp.testing.assert_array_equal(results[0][0], results[1][0])
+    onp.testing.assert_array_equal(results[0][1], results[1][1])
+    with pytest.raises(ValueError, match="method"):
+        rpn.label_anchors(np.array(gt), np.array(anchors.T), 0.7, 0.3, 3, method="gpu")

@@ -11,6 +11,7 @@ Anchors are ``(4, N)``, corner form, normalised.
 import math
 
 import mxnet as mx
+import numpy as onp
 from mxnet import np, npx
 
 from .boxes import OFFSET_WEIGHTS, _encode
@@ -25,6 +26,8 @@ NEGATIVE = 0
 #: Label of an anchor that takes no part in the classification loss.
 IGNORE = -1
 
+# below this many anchor-object pairs an image's IoU is computed in NumPy
+_NUMPY_IOU_PAIRS = 30_000
 # where padding rows are moved: no anchor reaches it
 _FAR_AWAY = (-10.0, -10.0, -9.0, -9.0)
 
@@ -99,6 +102,35 @@ def _check_values(ground_truth, anchors):
     return int(counts[-1])
 
 
+def _check_values_host(gt, corners):
+    """:func:`_check_values` on host arrays: ``gt`` (B, G, 5), ``corners``
+    (N, 4). Returns the number of crowd rows."""
+    cls, boxes = gt[..., 0], gt[..., 1:]
+    used = (cls >= 0) | (cls == CROWD)
+    with onp.errstate(invalid="ignore"):
+        bad_class = onp.isnan(cls) | ((cls < 0) & (cls != -1) & (cls != CROWD))
+        not_finite = ~onp.isfinite(boxes).all(axis=-1) & used
+        degenerate = ((boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])) & used
+        anchor_bad = ~onp.isfinite(corners).all(axis=-1) | (corners[:, 2] <= corners[:, 0]) \
+            | (corners[:, 3] <= corners[:, 1])
+    for what, mask in (("a class that is NaN or below -1 (other than the crowd code "
+                        f"{CROWD})", bad_class), ("NaN or infinite coordinates", not_finite),
+                       ("a degenerate box (xmax <= xmin or ymax <= ymin)", degenerate)):
+        if mask.any():
+            b, g = onp.argwhere(mask)[0]
+            raise ValueError(
+                f"ground_truth has {int(mask.sum())} row(s) with {what}; the first is "
+                f"image {b}, row {g}: {gt[b, g].tolist()}. Expected rows [class >= 0, "
+                f"xmin, ymin, xmax, ymax] with finite xmin < xmax and ymin < ymax, crowd "
+                f"regions of class {CROWD}, or padding rows of class -1")
+    if anchor_bad.any():
+        n = int(onp.flatnonzero(anchor_bad)[0])
+        raise ValueError(
+            f"anchors has {int(anchor_bad.sum())} anchor(s) that are not finite or have no "
+            f"area; the first is anchor {n}: {corners[n].tolist()}")
+    return int((cls == CROWD).sum())
+
+
 def _sample_negatives(candidates, num_pos, neg_pos_ratio):
     """Keep, for each image, ``neg_pos_ratio * max(num_pos, 1)`` of its
     negative ``candidates`` (B, N), chosen uniformly at random; all of them
@@ -131,72 +163,12 @@ def _crowd_cover(anchors_nd, crowd_boxes, is_crowd, num, batch, num_obj):
     return cover.reshape(num, batch, num_obj).max(axis=2)
 
 
-def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
-                  weights=OFFSET_WEIGHTS, valid=None, crowd_ioa=0.5, validate=True):
-    """Label anchors for training, all images at once.
-
-    Faster R-CNN's rule (:cite:`Ren.He.Girshick.ea.2015`, 3.1.2):
-
-    * an anchor is positive if its IoU with some object is above ``pos_iou``;
-      besides, for every object the anchor(s) of highest IoU with it are
-      positive (all of them on a tie; none if that IoU is 0);
-    * a positive anchor takes its class and offsets from the object it
-      overlaps most (the first such object on a tie);
-    * an anchor that is not positive and whose IoU with every object is
-      below ``neg_iou`` is a negative candidate; each image keeps
-      ``neg_pos_ratio`` of them per positive, at random, counting at least
-      one positive so that an image without objects still has negatives
-      (``neg_pos_ratio=None`` keeps every candidate);
-    * every other anchor is ignored.
-
-    Extras: ``valid`` (B, N) marks the anchors an image may use (0: ignored,
-    never positive, never an object's best anchor; e.g. anchors outside an
-    image in a padded batch). Rows of class :data:`rpn.CROWD` are crowd
-    regions (COCO's ``iscrowd``): not objects, and an anchor whose area they
-    cover by more than ``crowd_ioa`` is ignored (that pass is skipped when
-    validation finds no crowd row; ``crowd_ioa=None`` skips it always). ``validate`` checks the input
-    with one read from the device; ``validate=False`` reads nothing, for
-    callers whose ground truth was checked already (the training loop's:
-    datasets check their labels when they are built).
-
-    Departs from the chapter's draft, which took a positive's offsets from
-    the last object that marked it, could sample a forced positive as a
-    negative, gave images without objects no negatives, and looped in
-    Python over images and objects. Here everything is vectorised with
-    MXNet operators on the anchors' context; the sampling uses MXNet's
-    random generator, so ``mx.random.seed`` makes it repeatable.
-
-    Parameters
-    ----------
-    ground_truth : (B, G, 5) rows ``[class, xmin, ymin, xmax, ymax]``,
-        normalised, padded with class ``-1``. Moved to ``anchors``' context.
-    anchors : (4, N) corner form, normalised.
-    pos_iou, neg_iou : thresholds in [0, 1], ``neg_iou <= pos_iou``.
-    neg_pos_ratio : number of negatives per positive, or ``None``.
-
-    Returns
-    -------
-    cls_labels : (B, N) float32: ``class + 1`` for positives, ``NEGATIVE``
-        (0) for sampled negatives, ``IGNORE`` (-1) for the rest.
-    box_offsets : (B, N, 4) float32 offsets to the matched object; 0 for
-        anchors that are not positive.
-    """
-    _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa)
-    _check_anchors(anchors)
-    ctx, num = anchors.ctx, anchors.shape[1]
-    anchors = anchors.astype("float32", copy=False)
-    ground_truth = ground_truth.as_in_context(ctx).astype("float32", copy=False)
-    _check_shapes(ground_truth, valid, num)
+def _match_on_device(ground_truth, anchor_boxes, valid, crowd_ioa, pos_iou, neg_iou):
+    """Each anchor's best object (B, N) int, positives and negative
+    candidates (B, N) bool, with MXNet operators on the anchors' context."""
+    ctx = anchor_boxes.ctx
+    num = anchor_boxes.shape[0]
     batch, num_obj = ground_truth.shape[:2]
-    if batch == 0:
-        return np.zeros((0, num), ctx=ctx), np.zeros((0, num, 4), ctx=ctx)
-    if num_obj == 0:
-        # (B, 0, 5) -> (B, 1, 5): one padding row keeps the reductions defined
-        ground_truth = np.full((batch, 1, 5), -1.0, ctx=ctx)
-        num_obj = 1
-    if validate and not _check_values(ground_truth, anchors):
-        crowd_ioa = None                            # no crowd row: nothing to cover
-    anchor_boxes = anchors.T                                   # (4, N) -> (N, 4)
     cls = ground_truth[..., 0:1]                               # (B, G, 1)
     is_object = (cls >= 0).astype("float32")
     # rows that are not objects (padding, crowds) become a box far outside
@@ -229,8 +201,9 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     # compare with each column's maximum, then "any" over an image's
     # objects as a matrix product (faster than a reduction here)
     obj_best = mx.nd.max(ious, axis=0, keepdims=True)             # (1, B * G)
-    is_best = mx.nd.broadcast_greater_equal(ious, obj_best) \
-        * mx.nd.broadcast_greater(obj_best, mx.nd.zeros((1, 1), ctx=ctx))
+    # an object no anchor overlaps gets a bar no IoU reaches (no forced anchor)
+    obj_best = mx.nd.where(obj_best > 0, obj_best, mx.nd.full(obj_best.shape, 2.0, ctx=ctx))
+    is_best = mx.nd.broadcast_greater_equal(ious, obj_best)        # (N, B * G)
     forced = mx.nd.dot(is_best.reshape((-1, num_obj)),
                        mx.nd.ones((num_obj, 1), ctx=ctx)).reshape((num, batch))
     # (N, B) -> (B, N) for the rest, which is per anchor
@@ -241,6 +214,194 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     candidates = (best_iou < neg_iou) & ~positive
     if usable is not None:
         candidates = candidates & (usable.T > 0)
+    return best_obj, positive, candidates
+
+
+def _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights,
+                   valid, crowd_ioa, validate):
+    """:func:`label_anchors` for CPU inputs: IoU with each image's own
+    objects only, and everything else, in NumPy (MXNet 1.9.1's reductions
+    are several times slower on a CPU), with the device path's formulas in
+    the same float32 operations and MXNet's random draws and logarithm, so
+    the labels and offsets are the device path's to the bit (tested). It reads the (CPU)
+    arrays it works on; no device waits for that."""
+    ctx = anchors.ctx
+    gt = ground_truth.asnumpy()                                  # (B, G, 5)
+    corners = anchors.T.asnumpy()                                # (4, N) -> (N, 4)
+    batch, num = gt.shape[0], corners.shape[0]
+    if validate and not _check_values_host(gt, corners):
+        crowd_ioa = None
+    usable = onp.ones((batch, num), bool) if valid is None \
+        else valid.as_in_context(ctx).asnumpy() > 0                # (B, N)
+    area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])   # (N,)
+    anchors_nd = anchors.T.as_nd_ndarray()
+    best_obj = onp.zeros((batch, num), "int64")
+    best_iou = onp.zeros((batch, num), "float32")
+    forced = onp.zeros((batch, num), bool)
+    for b, rows in enumerate(gt):
+        crowds = rows[rows[:, 0] == CROWD][:, 1:]
+        if crowd_ioa is not None and len(crowds):
+            usable[b] &= _host_cover(corners, crowds) <= crowd_ioa
+        objects = onp.flatnonzero(rows[:, 0] >= 0)               # (k,)
+        if not len(objects):
+            continue
+        if num * len(objects) <= _NUMPY_IOU_PAIRS:
+            ious = _host_iou(corners, area, rows[objects, 1:])      # (N, k)
+        else:    # MXNet's operator is faster on many pairs (the same values)
+            ious = mx.nd.contrib.box_iou(anchors_nd, mx.nd.array(rows[objects, 1:], ctx=ctx),
+                                         format="corner").asnumpy()
+        ious *= usable[b][:, None]
+        which = ious.argmax(axis=1)                               # (N,)
+        best_obj[b] = objects[which]
+        best_iou[b] = ious[onp.arange(num), which]
+        top = ious.max(axis=0)                                    # (k,)
+        top[top <= 0] = 2.0
+        forced[b] = (ious >= top).any(axis=1)
+    positive = (best_iou > pos_iou) | forced                     # (B, N)
+    candidates = (best_iou < neg_iou) & ~positive & usable
+    if neg_pos_ratio is None:
+        negative = candidates
+    elif neg_pos_ratio == 0:
+        negative = onp.zeros_like(candidates)
+    else:
+        # the device path's draw and cutoff (its sort, as a partition)
+        keys = np.random.uniform(size=(batch, num), ctx=ctx).asnumpy()
+        keys = keys + onp.float32(2.0) * (1 - candidates.astype("float32"))
+        quota = neg_pos_ratio * onp.maximum(positive.sum(axis=1), 1)
+        last = onp.clip(quota - 1, 0, num - 1).astype("int64")
+        cutoff = onp.array([onp.partition(k, i)[i] for k, i in zip(keys, last)])
+        negative = candidates & (keys <= cutoff[:, None])
+    # (B * G, 5) rows taken at b * G + best_obj[b, n] -> (B, N, 5)
+    matched = gt.reshape(-1, 5)[best_obj + onp.arange(batch)[:, None] * gt.shape[1]]
+    positive_f, negative_f = positive.astype("float32"), negative.astype("float32")
+    cls_labels = (IGNORE + (NEGATIVE - IGNORE) * negative_f
+                  + (matched[..., 0] + 1 - IGNORE) * positive_f).astype("float32")
+    anchors_b = onp.broadcast_to(corners[None], matched[..., 1:].shape)
+    targets = anchors_b + positive_f[..., None] * (matched[..., 1:] - anchors_b)
+    return np.array(cls_labels, ctx=ctx), _encode_host(corners, targets, weights, ctx)
+
+
+def _encode_host(corners, targets, weights, ctx):
+    """:func:`rpn.boxes._encode` of ``corners`` (N, 4) to ``targets`` (B, N,
+    4), the same float32 operations in the same order, with only the
+    logarithm left to MXNet (NumPy's may round its last bit differently):
+    the offsets are the device path's to the bit. Returns (B, N, 4) on
+    ``ctx``."""
+    ax1, ay1, ax2, ay2 = (corners[:, i] for i in range(4))         # (N,) each
+    gx1, gy1, gx2, gy2 = (targets[..., i] for i in range(4))       # (B, N) each
+    aw, ah = ax2 - ax1, ay2 - ay1
+    wx, wy, ww, wh = (onp.float32(w) for w in weights)
+    two = onp.float32(2)
+    shift = onp.stack([wx * ((gx1 + gx2) - (ax1 + ax2)) / two / aw,
+                       wy * ((gy1 + gy2) - (ay1 + ay2)) / two / ah], axis=-1)
+    ratio = onp.stack([(gx2 - gx1) / aw, (gy2 - gy1) / ah], axis=-1)   # (B, N, 2)
+    scale = np.array([ww, wh], ctx=ctx)
+    return np.concatenate([np.array(shift, dtype="float32", ctx=ctx),
+                           scale * np.log(np.array(ratio, dtype="float32", ctx=ctx))],
+                          axis=-1)
+
+
+def _host_iou(corners, area, boxes):
+    """(N, 4) anchors (with their areas (N,)) x (k, 4) boxes -> (N, k) IoU,
+    MXNet's ``box_iou`` formula in the same float32 operations and order,
+    so the values are the device path's to the bit."""
+    a, b = corners[:, None, :], boxes[None, :, :].astype("float32")
+    iw = onp.minimum(a[..., 2], b[..., 2]) - onp.maximum(a[..., 0], b[..., 0])
+    ih = onp.minimum(a[..., 3], b[..., 3]) - onp.maximum(a[..., 1], b[..., 1])
+    inter = onp.where(iw > 0, iw, 0) * onp.where(ih > 0, ih, 0)
+    box_area = ((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))
+    return inter / (area[:, None] + box_area - inter)
+
+
+def _host_cover(corners, crowds):
+    """(N,) largest share of each anchor's area that one of ``crowds``
+    (C, 4) covers; NumPy, as the device path's formula."""
+    a, c = corners[:, None, :], crowds[None, :, :].astype("float32")
+    iw = onp.maximum(onp.minimum(a[..., 2], c[..., 2]) - onp.maximum(a[..., 0], c[..., 0]), 0)
+    ih = onp.maximum(onp.minimum(a[..., 3], c[..., 3]) - onp.maximum(a[..., 1], c[..., 1]), 0)
+    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    return (iw * ih / area).max(axis=1)
+
+
+def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
+                  weights=OFFSET_WEIGHTS, valid=None, crowd_ioa=0.5, validate=True,
+                  method="auto"):
+    """Label anchors for training, all images at once.
+
+    Faster R-CNN's rule (:cite:`Ren.He.Girshick.ea.2015`, 3.1.2):
+
+    * an anchor is positive if its IoU with some object is above ``pos_iou``;
+      besides, for every object the anchor(s) of highest IoU with it are
+      positive (all of them on a tie; none if that IoU is 0);
+    * a positive anchor takes its class and offsets from the object it
+      overlaps most (the first such object on a tie);
+    * an anchor that is not positive and whose IoU with every object is
+      below ``neg_iou`` is a negative candidate; each image keeps
+      ``neg_pos_ratio`` of them per positive, at random, counting at least
+      one positive so that an image without objects still has negatives
+      (``neg_pos_ratio=None`` keeps every candidate);
+    * every other anchor is ignored.
+
+    Extras: ``valid`` (B, N) marks the anchors an image may use (0: ignored,
+    never positive, never an object's best anchor; e.g. anchors outside an
+    image in a padded batch). Rows of class :data:`rpn.CROWD` are crowd
+    regions (COCO's ``iscrowd``): not objects, and an anchor whose area they
+    cover by more than ``crowd_ioa`` is ignored (that pass is skipped when
+    validation finds no crowd row; ``crowd_ioa=None`` skips it always). ``validate`` checks the input
+    with one read from the device; ``validate=False`` reads nothing, for
+    callers whose ground truth was checked already (the training loop's:
+    datasets check their labels when they are built). ``method``:
+    ``"device"`` matches anchors and objects with MXNet operators on the
+    anchors' context (no host read: what a GPU needs), ``"host"`` with
+    NumPy (CPU inputs; MXNet 1.9.1's reductions are several times slower
+    on a CPU), ``"auto"`` (default) the host on a CPU, the device otherwise.
+    Both give the same labels (a test checks it).
+
+    Departs from the chapter's draft, which took a positive's offsets from
+    the last object that marked it, could sample a forced positive as a
+    negative, gave images without objects no negatives, and looped in
+    Python over images and objects. Here everything is vectorised with
+    MXNet operators on the anchors' context; the sampling uses MXNet's
+    random generator, so ``mx.random.seed`` makes it repeatable.
+
+    Parameters
+    ----------
+    ground_truth : (B, G, 5) rows ``[class, xmin, ymin, xmax, ymax]``,
+        normalised, padded with class ``-1``. Moved to ``anchors``' context.
+    anchors : (4, N) corner form, normalised.
+    pos_iou, neg_iou : thresholds in [0, 1], ``neg_iou <= pos_iou``.
+    neg_pos_ratio : number of negatives per positive, or ``None``.
+
+    Returns
+    -------
+    cls_labels : (B, N) float32: ``class + 1`` for positives, ``NEGATIVE``
+        (0) for sampled negatives, ``IGNORE`` (-1) for the rest.
+    box_offsets : (B, N, 4) float32 offsets to the matched object; 0 for
+        anchors that are not positive.
+    """
+    _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa)
+    if method not in ("auto", "device", "host"):
+        raise ValueError(f"method must be 'auto', 'device' or 'host', got {method!r}")
+    _check_anchors(anchors)
+    ctx, num = anchors.ctx, anchors.shape[1]
+    anchors = anchors.astype("float32", copy=False)
+    ground_truth = ground_truth.as_in_context(ctx).astype("float32", copy=False)
+    _check_shapes(ground_truth, valid, num)
+    batch, num_obj = ground_truth.shape[:2]
+    if batch == 0:
+        return np.zeros((0, num), ctx=ctx), np.zeros((0, num, 4), ctx=ctx)
+    if num_obj == 0:
+        # (B, 0, 5) -> (B, 1, 5): one padding row keeps the reductions defined
+        ground_truth = np.full((batch, 1, 5), -1.0, ctx=ctx)
+        num_obj = 1
+    if method == "host" or (method == "auto" and ctx.device_type == "cpu"):
+        return _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio,
+                              weights, valid, crowd_ioa, validate)
+    if validate and not _check_values(ground_truth, anchors):
+        crowd_ioa = None                            # no crowd row: nothing to cover
+    anchor_boxes = anchors.T                                   # (4, N) -> (N, 4)
+    best_obj, positive, candidates = _match_on_device(
+        ground_truth, anchor_boxes, valid, crowd_ioa, pos_iou, neg_iou)
     num_pos = positive.sum(axis=1)                             # (B,)
     negative = _sample_negatives(candidates, num_pos, neg_pos_ratio)
 
@@ -262,14 +423,15 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
 
 def rpn_targets(ground_truth, anchors, *, pos_iou=0.7, neg_iou=0.3,
                 neg_pos_ratio=5, weights=OFFSET_WEIGHTS, valid=None, crowd_ioa=0.5,
-                validate=True):
+                validate=True, method="auto"):
     """Assign labels to anchors for RPN (chapter section "Anchor Boxes").
 
     :func:`label_anchors` with the chapter's thresholds (0.7, 0.3) and ratio
     (5 negatives per positive), every object class turned into ``POSITIVE``.
     The chapter's prose speaks of 100 negatives an image while its code uses
     the ratio 5; the code's rule is the default, and ``neg_pos_ratio`` changes
-    it. ``valid``, ``crowd_ioa`` and ``validate``: see :func:`label_anchors`.
+    it. ``valid``, ``crowd_ioa``, ``validate`` and ``method``: see
+    :func:`label_anchors`.
 
     ``ground_truth``: (B, G, 5); ``anchors``: (4, N). Returns ``cls_labels``
     (B * N,) with ``POSITIVE``/``NEGATIVE``/``IGNORE``, and ``box_offsets``
@@ -278,7 +440,7 @@ def rpn_targets(ground_truth, anchors, *, pos_iou=0.7, neg_iou=0.3,
     """
     cls_labels, box_offsets = label_anchors(
         ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights=weights,
-        valid=valid, crowd_ioa=crowd_ioa, validate=validate)
+        valid=valid, crowd_ioa=crowd_ioa, validate=validate, method=method)
     cls_labels = np.where(cls_labels > 0, float(POSITIVE), cls_labels)
     # (B, N) -> (B * N,) and (B, N, 4) -> (B * N, 4)
     return cls_labels.reshape(-1), box_offsets.reshape(-1, 4)
