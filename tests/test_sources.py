@@ -110,3 +110,52 @@ def test_a_missing_validation_list_is_named(voc, tmp_path, capsys):
         "".join(f"train_{i:05d}\n" for i in range(6)))
     assert main(["train", "--data", voc, "--out", str(tmp_path / "r")] + TINY) == 0
     assert "training without validation" in capsys.readouterr().err
+
+
+def test_a_coco_folder_trains_evaluates_and_proposes(tmp_path, capsys):
+    root = rpn.write_coco(str(tmp_path / "coco"), num_train=6, num_val=3, height=64, width=96)
+    out = tmp_path / "run"
+    assert main(["train", "--data", root, "--out", str(out)] + TINY) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["images"] == 3 and final["objects"] > 0
+    proposals = tmp_path / "val.npz"
+    assert main(["propose", "--checkpoint", str(out), "--data", root, "--split", "val",
+                 "--out", str(proposals), "--top-k", "10", "--quiet", "--workers", "0"]) == 0
+    loaded = rpn.load_proposals(str(proposals))
+    ids = json.load(open(os.path.join(root, "annotations", "instances_val.json")))["images"]
+    assert sorted(loaded.arrays["image_ids"].tolist()) == sorted(i["id"] for i in ids)
+
+
+def test_a_single_coco_file_is_split_80_20_by_file_name(tmp_path):
+    root = rpn.write_coco(str(tmp_path / "coco"), num_train=30, num_val=2, height=48, width=48)
+    annotations = os.path.join(root, "annotations", "instances_train.json")
+    images = os.path.join(root, "train")
+    train = open_split(annotations, "train", images=images)
+    val = open_split(annotations, "val", images=images)
+    every = open_split(annotations, "all", images=images)
+    assert len(every.images) == 30 and len(val.images) >= 1
+    assert set(train.names) | set(val.names) == set(every.names)
+    assert not set(train.names) & set(val.names)
+    assert open_split(annotations, "val", images=images).names == val.names   # fixed
+    tiny = rpn.write_coco(str(tmp_path / "tiny"), num_train=2, num_val=1, height=48, width=48)
+    file = os.path.join(tiny, "annotations", "instances_train.json")
+    small = [open_split(file, s, images=os.path.join(tiny, "train")).names
+             for s in ("train", "val")]
+    assert len(small[0]) == len(small[1]) == 1 and set(small[0]) != set(small[1])
+
+
+def test_crowd_regions_reach_the_labels_and_are_not_recalled(tmp_path, capsys):
+    root = rpn.write_coco(str(tmp_path / "coco"), num_train=4, num_val=2, height=64, width=64)
+    for split in ("train", "val"):
+        path = os.path.join(root, "annotations", f"instances_{split}.json")
+        data = json.load(open(path))
+        data["annotations"][0]["iscrowd"] = 1                   # one region to ignore
+        json.dump(data, open(path, "w"))
+    found = open_split(root, "train")
+    assert any((label[:, 0] == rpn.CROWD).any() for label in found.labels)
+    out = tmp_path / "run"
+    assert main(["train", "--data", root, "--out", str(out)] + TINY) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    val = open_split(root, "val")
+    objects = sum(int((label[:, 0] >= 0).sum()) for label in val.labels)
+    assert final["objects"] == objects                        # crowds are not counted

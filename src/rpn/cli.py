@@ -87,7 +87,7 @@ def cmd_train(args):
                 eval_every=args.eval_every, hybridize=not args.no_hybridize,
                 quiet=args.quiet)
     if final is not None:
-        _out({k: final[k] for k in FINAL_KEYS})
+        _out({k: final[k] for k in FINAL_KEYS if k in final})
     return 0
 
 

@@ -30,6 +30,7 @@ __all__ = ["fit", "resolve_config", "FINAL_KEYS"]
 
 #: The figures ``rpn train`` prints at the end.
 FINAL_KEYS = ("AR@100", "AR@1000", "R@100@0.5", "R@100@0.7", "images", "objects")
+# (those of them the run's ks give)
 
 
 def resolve_config(preset="default", *, epochs=None, batch_size=None, size=None,
@@ -50,9 +51,10 @@ def resolve_config(preset="default", *, epochs=None, batch_size=None, size=None,
     if epochs is not None:
         changes["min_steps"] = 0
     if (isinstance(changes.get("size"), int) and "max_size" not in changes
-            and PRESETS[preset].resize == "keep_ratio"):
+            and changes.get("resize", PRESETS[preset].resize) == "keep_ratio"):
         base = PRESETS[preset]
-        changes["max_size"] = int(round(changes["size"] * base.max_size / base.size))
+        aspect = base.max_size / base.size if base.resize == "keep_ratio" else 5 / 3
+        changes["max_size"] = int(round(changes["size"] * aspect))
     return PRESETS[preset].replace(**changes)
 
 
@@ -205,6 +207,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
             return {}
         tic = time.time()
         result, recall = evaluate_loader(model, val_iter)
+        result["val_skipped_images"] = result.pop("skipped_images")
         last.update(epoch=epoch, result=dict(result, seconds=time.time() - tic),
                     recall=recall)
         return result

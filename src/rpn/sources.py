@@ -74,11 +74,11 @@ def _holdout(found, split, source):
         raise DataError(f"{source} has no split {split!r}: it is one annotation file, "
                         "so its splits are 'train' and 'val' (a fixed 80/20 division by "
                         "file name) and 'all'")
-    chosen = [i for i, name in enumerate(found.names) if _in_holdout(name) == (split == "val")]
-    if len(found.names) >= 2 and not chosen:
+    held = [_in_holdout(name) for name in found.names]
+    if len(held) >= 2 and not any(held):
         # a tiny set: hold out its last file name, train on the others
-        last = max(range(len(found.names)), key=lambda i: found.names[i])
-        chosen = [last] if split == "val" else [i for i in range(len(found.names)) if i != last]
+        held[max(range(len(held)), key=lambda i: found.names[i])] = True
+    chosen = [i for i, h in enumerate(held) if h == (split == "val")]
     return ImageSet(*[[field[i] for i in chosen] for field in found[:5]], found.classes)
 
 
