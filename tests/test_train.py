@@ -281,8 +281,10 @@ def test_batch_too_small_for_the_devices_is_a_clear_error_in_training_only():
 
 def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
     """Every host read makes Python wait for the device (a GPU then idles):
-    the training loop of the proposal model reads the running sums every
-    ``log_interval`` steps and nothing else."""
+    the training loop of the proposal model, with the labeler's device path
+    (what a GPU runs; on a CPU the labeler reads CPU arrays on purpose, and
+    no device waits), reads the running sums every ``log_interval`` steps
+    and nothing else."""
     import functools
     from rpn.config import build_proposal_model
     from rpn.sources import make_loader, open_split
@@ -292,6 +294,7 @@ def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
     loader = make_loader(found, config.resize_rule(), 2, train=True)
     mx.random.seed(0)
     model = build_proposal_model(config, [mx.cpu()])
+    model.label_settings["method"] = "device"
     batches = list(loader)                                  # decoding reads nothing
     assert len(batches) == 8
     reads = []
