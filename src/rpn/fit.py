@@ -220,7 +220,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
             config.output_lr, ctxs, optimizer=config.optimizer,
             optimizer_params=config.optimizer_params(), lr_schedule=config.lr_schedule,
             warmup_steps=config.warmup_steps, hybridize=hybridize, kvstore=kvstore,
-            callback=progress, checkpoint_dir=folder.checkpoint_dir if rank == 0 else None,
+            callback=progress, checkpoint_dir=folder.checkpoint_dir,   # every rank resumes; rank 0 writes
             resume=resume, seed=seed, config=config.to_dict(),
             epoch_end=recall_at_epoch_end, log_interval=config.log_interval, verbose=False)
     finally:

@@ -254,7 +254,8 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
     * ``checkpoint_dir``: a checkpoint after every epoch (parameters,
       optimizer state, epoch, history, seed), written atomically with a
       manifest (see :mod:`rpn.checkpoint`); ``resume=True`` continues from
-      it, ending where an uninterrupted run ends;
+      it, ending where an uninterrupted run ends. In a distributed run every
+      worker resumes from the same folder and only rank 0 writes to it;
     * ``seed``: every epoch reseeds MXNet with ``seed + epoch`` and tells a
       loader with ``set_epoch`` its epoch, so a run is repeatable and a
       resumed run replays the same draws. ``None`` draws the seed from
