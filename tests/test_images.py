@@ -14,8 +14,9 @@ import numpy as onp
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from rpn.images import (BadImageError, ImageCheck, TruncatedImageWarning, check_images,
-                        image_size, read_image)
+from rpn.images import BadImageError, TruncatedImageWarning, image_size, read_image
+from rpn.image_check import ImageCheck, check_images
+from rpn import image_check as check_module
 from rpn import images as images_module
 
 
@@ -598,7 +599,7 @@ def _worker_state(_):
 
 def test_pool_initializer_sets_up_workers():
     import multiprocessing
-    with multiprocessing.get_context().Pool(1, initializer=images_module._init_worker) as pool:
+    with multiprocessing.get_context().Pool(1, initializer=check_module._init_worker) as pool:
         pdeathsig, ignores_sigint = pool.map(_worker_state, [0])[0]
     assert ignores_sigint
     if sys.platform.startswith("linux"):
@@ -607,7 +608,7 @@ def test_pool_initializer_sets_up_workers():
 
 _CHILD = """
 import sys
-from rpn.images import check_images
+from rpn.image_check import check_images
 paths = [l.strip() for l in open(sys.argv[1])]
 check_images(paths, num_workers=2, progress=False)
 """

@@ -37,7 +37,8 @@ from .evaluation import (AR_THRESHOLDS, ProposalRecall,  # noqa: E402
                          evaluate_proposals)
 from .model import RegionProposalNetwork  # noqa: E402
 from .preprocess import Resize  # noqa: E402
-from .images import BadImageError, check_images, read_image  # noqa: E402
+from .images import BadImageError, read_image  # noqa: E402
+from .image_check import check_images  # noqa: E402
 from .visualize import (denormalize_image, show_boxes,  # noqa: E402
                         visualize_rpn_preds)
 from .dataset import (RGB_MEAN, RGB_STD, DetectionDataset,  # noqa: E402

@@ -235,7 +235,6 @@ def build_parser():
 
 
 def main(argv=None):
-    from .checkpoint import CorruptCheckpointError
     from .config import ConfigError
     from .run import RunError
     from .sources import DataSpecError

@@ -111,7 +111,7 @@ def _check(name, value):
 @dataclass(frozen=True)
 class RunConfig:
     """Every setting of a run, with the chapter's values as defaults (see
-    ``docs/reference.md`` for each one)."""
+    ``docs/settings.md`` for each one)."""
     resize: str = "fixed"
     size: int = 256
     max_size: int = 256
@@ -266,7 +266,7 @@ class RunConfig:
 PRESETS = {
     "chapter": RunConfig(),
     "default": RunConfig(
-        resize="keep_ratio", size=128, max_size=224, batch_size=16, epochs=7,
+        resize="keep_ratio", size=112, max_size=192, batch_size=16, epochs=7,
         min_steps=448, stride=8, top_down=False, anchor_sizes=(0.09, 0.18, 0.36, 0.72),
         anchor_ratios=(1 / 3, 0.5, 1.0, 2.0, 3.0), anchor_product=True,
         head_channels=128, pos_iou=0.5, neg_iou=0.3, neg_pos_ratio=3, lambd=1.0,

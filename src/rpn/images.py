@@ -1,4 +1,5 @@
-"""Reading image files into RGB arrays, and checking a whole folder first.
+"""Reading image files into RGB arrays (:mod:`rpn.image_check` checks a
+whole folder first with the same reader).
 
 An edge of the package: files come from users' photo folders and may be
 truncated, odd or broken. Nothing passes silently; the rules:
@@ -34,32 +35,18 @@ truncated, odd or broken. Nothing passes silently; the rules:
   is applied when the transposed size matches, the raw pixels are kept
   when the raw size matches, and otherwise :class:`BadImageError` says
   ``annotation says WxH, image is W'xH'``.
-
-:func:`check_images` decodes every image once before training (JPEGs at
-1/8 scale with Pillow's ``draft``, which still reads and entropy-decodes
-the whole bitstream, so it finds truncated and broken data as a full
-decode does), in worker processes that die with their parent.
 """
 import contextlib
 import errno
-import functools
-import multiprocessing
 import os
-import signal
 import struct
-import sys
 import threading
 import warnings
-from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as onp
 from PIL import Image, ImageFile
-from tqdm import tqdm
 
-from ._proc import die_with_parent
-
-__all__ = ["read_image", "image_size", "check_images", "ImageCheck", "BadImageError",
-           "TruncatedImageWarning"]
+__all__ = ["read_image", "image_size", "BadImageError", "TruncatedImageWarning"]
 
 _MAX_PIXELS = 64_000_000     # refuse decompression bombs beyond this
 _ORIENTATION = 0x0112        # the EXIF tag
@@ -83,16 +70,6 @@ class BadImageError(ValueError):
 
 class TruncatedImageWarning(UserWarning):
     """An image file ends early; the part that is there was decoded."""
-
-
-class ImageCheck(NamedTuple):
-    """What :func:`check_images` found, in the order of its ``paths``:
-    ``sizes`` ``(height, width)`` after the orientation rule (``None`` if
-    bad); ``bad`` ``(path, reason)`` for every bad file; ``truncated`` the
-    paths readable only as truncated (they have sizes)."""
-    sizes: List[Optional[Tuple[int, int]]]
-    bad: List[Tuple[str, str]]
-    truncated: List[str]
 
 
 class _Truncated(Exception):
@@ -362,74 +339,8 @@ def image_size(path, *, expected_size=None):
     """``(height, width)`` of an image from its header, after the EXIF
     orientation rule of :func:`read_image`. Nothing is decoded, so data
     broken after the header is found only by decoding it (:func:`read_image`,
-    :func:`check_images`)."""
+    :func:`rpn.image_check.check_images`)."""
     _, size, truncated = _read(path, _expected(expected_size), "size")
     if truncated:
         _warn_truncated([os.fspath(path)], 2)
     return size
-
-
-def _check_one(job):
-    """Worker: ``(size or None, reason or None, truncated)`` of one file."""
-    path, expected = job
-    try:
-        _, size, truncated = _read(path, expected, "check")
-        return size, None, truncated
-    except BadImageError as error:
-        return None, error.reason, False
-    except FileNotFoundError:
-        return None, "file not found", False
-    except OSError as error:
-        return None, f"cannot open the file: {error.strerror or error}", False
-    except Exception as error:   # anything a broken file makes a decoder raise
-        return None, f"cannot read: {type(error).__name__}: {error}", False
-
-
-def _init_worker():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent handles Ctrl-C
-    die_with_parent()
-
-
-def check_images(paths, expected_sizes=None, *, num_workers=None, progress=True,
-                 desc="checking images"):
-    """Decode every image of ``paths`` once (JPEGs at 1/8 scale) and compare
-    it with ``expected_sizes[i]`` (``(height, width)`` or ``None``) by the
-    orientation rule of :func:`read_image`. ``num_workers`` processes
-    (``None``: the cores this process may use; 0: in this process) share
-    the work; a tqdm bar on stderr shows it unless ``progress=False``.
-    Returns an :class:`ImageCheck` in the order of ``paths``; one
-    :class:`TruncatedImageWarning` names every truncated file."""
-    paths = [os.fspath(p) for p in paths]
-    if expected_sizes is None:
-        expected_sizes = [None] * len(paths)
-    if len(expected_sizes) != len(paths):
-        raise ValueError(f"{len(expected_sizes)} expected sizes for {len(paths)} paths; "
-                         "expected one (or None) a path")
-    jobs = [(p, _expected(s, f"expected_sizes[{i}] ({p})"))
-            for i, (p, s) in enumerate(zip(paths, expected_sizes))]
-    if num_workers is None:     # the cores this process may run on
-        num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
-    workers = int(num_workers)
-    if workers < 0:
-        raise ValueError(f"num_workers must be None or >= 0, got {num_workers}")
-    workers, results = min(workers, len(jobs)), []
-    with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=len(jobs), desc=desc, unit="img",
-                                       file=sys.stderr, disable=not progress))
-        run = map
-        if workers:
-            pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker)
-            stack.callback(pool.join)
-            stack.callback(pool.terminate)  # first, also on Ctrl-C (workers ignore it)
-            run = functools.partial(pool.imap, chunksize=max(1, min(8, len(jobs) // (
-                workers * 16))))
-        for result in run(_check_one, jobs):
-            results.append(result)
-            bar.update()
-    check = ImageCheck([size for size, _, _ in results],
-                       [(p, reason) for p, (_, reason, _) in zip(paths, results) if reason],
-                       [p for p, (_, _, cut) in zip(paths, results) if cut])
-    if check.truncated:
-        _warn_truncated(check.truncated, 2)
-    return check

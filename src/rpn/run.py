@@ -15,7 +15,7 @@ deployed model needs MXNet and nothing of this package::
     EXPORT/config.json, MANIFEST.json
 
 The graph's inputs are ``data0`` images (B, 3, H, W), normalised with
-``RGB_MEAN``/``RGB_STD`` and padded to multiples of 32, and ``data1`` each
+``RGB_MEAN``/``RGB_STD`` and padded to multiples of the stride, and ``data1`` each
 image's ``[height, width]`` (B, 2) in input pixels; its outputs are scores
 (B, K) and boxes (B, K, 4), best first, normalised by each image's size
 (rows scoring below 0 are padding). ``config.json`` says how images are

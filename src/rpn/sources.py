@@ -15,7 +15,7 @@ division by a hash of each file name (so adding images does not move the
 others), which the run reports.
 
 Before training, every image of the splits a run uses is decoded once
-(:func:`rpn.images.check_images`, in parallel, with a progress bar): bad
+(:func:`rpn.image_check.check_images`, in parallel, with a progress bar): bad
 files are listed together in one error, or left out with one warning
 (``skip_bad``), and a file that turns bad later is skipped and counted.
 """
@@ -25,7 +25,7 @@ import warnings
 
 from .coco import find_coco_split, read_coco
 from .dataset import DetectionDataset, DetectionLoader
-from .images import check_images
+from .image_check import check_images
 from .records import ImageSet
 from .synthetic import SYNTHETIC_CLASSES, SyntheticImages
 from .voc import find_classes as _voc_classes
