@@ -1,5 +1,6 @@
 """Shared helpers for the tests: plain NumPy references written per box."""
 import numpy as onp
+import psutil
 import pytest
 
 import rpn  # noqa: F401  (switches MXNet to NumPy semantics)
@@ -20,6 +21,20 @@ def random_boxes(rng, n, min_size=0.02):
     xy = rng.uniform(0, 1 - min_size, size=(n, 2))
     wh = rng.uniform(min_size, 0.6, size=(n, 2))
     return onp.concatenate([xy, onp.minimum(xy + wh, 1.0)], axis=1)
+
+
+def leftovers(mark):
+    """Live processes (not zombies) whose environment has ``RPN_TEST_MARK=mark``:
+    what a test's processes left behind."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (proc.status() != psutil.STATUS_ZOMBIE
+                    and proc.environ().get("RPN_TEST_MARK") == mark):
+                found.append(proc.pid)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return found
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import textwrap
 import uuid
 
 import numpy as onp
-import psutil
 import pytest
+from conftest import leftovers
 
 WORKER = textwrap.dedent("""
     import json, sys
@@ -36,18 +36,6 @@ WORKER = textwrap.dedent("""
         json.dump({"losses": [loss for loss, _ in steps], "steps": sum(n for _, n in steps),
                    "workers": kv.num_workers}, f)
 """)
-
-
-def leftovers(mark):
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if (proc.status() != psutil.STATUS_ZOMBIE
-                    and proc.environ().get("RPN_TEST_MARK") == mark):
-                found.append(proc.pid)
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            pass
-    return found
 
 
 def launch(args, tmp_path, timeout=420):

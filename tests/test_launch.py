@@ -12,8 +12,8 @@ import textwrap
 import time
 import uuid
 
-import psutil
 import pytest
+from conftest import leftovers
 
 from rpn import _supervise, launch
 
@@ -43,18 +43,6 @@ FAKE_SSH = textwrap.dedent("""
     _, status = os.waitpid(pid, 0)
     sys.exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 """)
-
-
-def leftovers(mark):
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if (proc.status() != psutil.STATUS_ZOMBIE
-                    and proc.environ().get("RPN_TEST_MARK") == mark):
-                found.append(proc.pid)
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            pass
-    return found
 
 
 def wait_for(predicate, timeout, what):
