@@ -51,6 +51,14 @@ def test_propose_writes_every_image_of_a_split_in_original_pixels(run_dir, tmp_p
     onp.testing.assert_allclose(results[0]["boxes"], proposals[0]["boxes"], atol=0.05)
 
 
+def test_propose_gives_all_the_model_keeps_by_default(run_dir, tmp_path):
+    model = rpn.load(run_dir)
+    summary = rpn.propose(model, "synthetic", "val", out=str(tmp_path / "all.npz"))
+    proposals = rpn.load_proposals(str(tmp_path / "all.npz"))
+    assert proposals.meta["top_k"] == model.config.post_nms_top_n_test
+    assert summary["proposals"] == sum(len(p["boxes"]) for p in proposals) > 0
+
+
 def test_propose_top_k_is_checked(run_dir, tmp_path, capsys):
     assert main(["propose", "--checkpoint", run_dir, "--data", "synthetic", "--top-k", "0",
                  "--out", str(tmp_path / "x.npz")]) == 2

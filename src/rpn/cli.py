@@ -219,7 +219,8 @@ def build_parser():
     propose = command("propose", cmd_propose, "proposals of a whole split, for a second "
                       "stage", data=True)
     propose.add_argument("--split", default="val")
-    propose.add_argument("--top-k", type=_positive, default=1000)
+    propose.add_argument("--top-k", type=_positive, default=None,
+                         help="at most K an image (default: all the model keeps, 1000)")
     propose.add_argument("--batch-size", type=_positive)
     propose.add_argument("--out", required=True, help="the .npz proposal file")
 

@@ -92,16 +92,18 @@ def _host(array):
     return array.asnumpy() if hasattr(array, "asnumpy") else array
 
 
-def propose(model, data, split, *, out, top_k=2000, classes=None, images=None,
+def propose(model, data, split, *, out, top_k=None, classes=None, images=None,
             batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None):
     """Proposals for every image of one split of ``data``, written to
-    ``out`` (see the module; at most ``top_k`` an image, ``top_k`` <= the
-    model's ``post_nms_top_n_test``). ``model``: a proposal model or a
+    ``out`` (see the module). At most ``top_k`` proposals an image, from 1
+    to the model's ``post_nms_top_n_test``; ``None``: all the model keeps
+    (``post_nms_top_n_test``). ``model``: a proposal model or a
     run/export folder. Images that cannot be read raise one error listing
     them, or are left out with a warning (``skip_bad``). Returns a summary
     dict. ``progress(n)`` is called after every batch of ``n`` images."""
     model = load(model, ctx) if isinstance(model, (str, os.PathLike)) else model
     config, saved = model.config, getattr(model, "saved", {})
+    top_k = config.post_nms_top_n_test if top_k is None else top_k
     if int(top_k) != top_k or not 1 <= top_k <= config.post_nms_top_n_test:
         raise ValueError(f"top_k must be an integer from 1 to the model's "
                          f"post_nms_top_n_test ({config.post_nms_top_n_test}), got {top_k!r}")
