@@ -155,6 +155,10 @@ _BAD = {
     "bbox with NaN": (_set(("annotations", 0), "bbox", [1, 2, math.nan, 4]),
                       "not 4 finite", {0}),
     "bbox w = 0": (_set(("annotations", 0), "bbox", [1, 2, 0, 4]), "empty", {0}),
+    "bbox of 400 digits": (_set(("annotations", 0), "bbox", [1, 2, 10 ** 400, 4]),
+                           "not 4 finite", {0}),
+    "width of 400 digits": (_set(("images", 1), "width", 10 ** 400), "bad height/width",
+                            {1}),
     "bbox w = 0, no size": (_set(("annotations", 4), "bbox", [1, 2, 0, 4]), "empty", {3}),
     "bbox h < 0": (_set(("annotations", 1), "bbox", [1, 2, 3, -4]), "empty", {1}),
     "bbox outside": (_set(("annotations", 0), "bbox", [28, 2, 4, 4]),
@@ -393,3 +397,44 @@ def test_find_nothing(tmp_path):
         find_coco_split(str(tmp_path), "train")
     message = str(error.value)
     assert "instances_train*.json" in message and "_annotations.coco.json" in message
+
+
+def _photos(folder, names, size=(30, 20)):
+    for name in names:
+        os.makedirs(os.path.dirname(os.path.join(folder, name)) or folder, exist_ok=True)
+        Image.new("RGB", size, (10, 20, 30)).save(os.path.join(folder, name))
+
+
+def test_skip_bad_also_applies_when_the_classes_are_read_from_the_data(tmp_path):
+    data = _good()
+    data["annotations"][0]["bbox"] = [1, 2, 0, 4]          # image 10: an empty box
+    path = _write(tmp_path, data)
+    with pytest.raises(ValueError, match="empty"):
+        rpn.sources.data_classes(path)
+    with pytest.warns(UserWarning, match="empty"):
+        assert rpn.sources.data_classes(path, skip_bad=True) == ("dog", "cat")
+
+
+def test_boxes_of_an_image_without_a_stated_size_are_checked_before_training(tmp_path):
+    data = _good()
+    data["images"] = [{"id": 10, "file_name": "a.jpg"}, {"id": 12, "file_name": "c.jpg"}]
+    data["annotations"] = [
+        {"id": 1, "image_id": 10, "category_id": 5, "bbox": [1, 2, 3, 4]},
+        {"id": 2, "image_id": 12, "category_id": 5, "bbox": [1, 2, 2000, 4]}]
+    path = _write(tmp_path, data)
+    _photos(str(tmp_path), ["a.jpg", "c.jpg"])
+    found = read_coco(path)
+    assert found.sizes == [None, None]
+    with pytest.raises(rpn.sources.DataError, match="(?s)1 of 2 .*c.jpg: a box .*outside "
+                       "the image's 30x20 pixels"):
+        rpn.sources.check_split(found, num_workers=0, progress=False)
+    with pytest.warns(UserWarning, match="c.jpg"):
+        kept = rpn.sources.check_split(found, skip_bad=True, num_workers=0, progress=False)
+    assert kept.ids == [10] and kept.sizes == [(20, 30)]
+
+
+def test_a_missing_split_is_named_as_asked(tmp_path):
+    for split in ("train", "valid"):
+        _write(tmp_path / split, _good(), name="_annotations.coco.json")
+    with pytest.raises(FileNotFoundError, match="'test'"):
+        rpn.sources.open_split(str(tmp_path), "test")

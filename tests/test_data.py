@@ -1,5 +1,7 @@
 """Detection data: VOC parsing, augmentation geometry, loaders, bad input."""
+import codecs
 import os
+import warnings
 
 import numpy as onp
 import pytest
@@ -36,6 +38,42 @@ def test_voc_labels_are_zero_based_pixels_and_difficult_is_a_keyword(tmp_path):
     onp.testing.assert_array_equal(labels[0], [[0, 0, 1, 29, 39], [1, 4, 4, 19, 19]])
     labels = rpn.read_voc_detection_labels(root, ["a"], ["cat", "dog"], keep_difficult=False)
     onp.testing.assert_array_equal(labels[0], [[0, 0, 1, 29, 39]])
+
+
+def test_image_files_of_other_extensions_and_cases_are_found(tmp_path):
+    root = make_voc(tmp_path, {n: [("cat", 1, 1, 9, 9, 0)] for n in ("a", "b", "c", "d")})
+    folder = os.path.join(root, "JPEGImages")
+    os.rename(os.path.join(folder, "b.jpg"), os.path.join(folder, "b.JPG"))
+    os.rename(os.path.join(folder, "c.jpg"), os.path.join(folder, "c.jpeg"))
+    os.remove(os.path.join(folder, "d.jpg"))
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(os.path.join(folder, "d.png"))
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(os.path.join(folder, "a.png"))   # .jpg wins
+    found = rpn.sources.open_split(root, "train", classes=["cat"])
+    assert [os.path.basename(p) for p in found.images] == ["a.jpg", "b.JPG", "c.jpeg", "d.png"]
+    assert [os.path.basename(p) for p in rpn.read_voc_images(root, "Main/train.txt",
+                                                             lazy=True)[0]] == \
+        ["a.jpg", "b.JPG", "c.jpeg", "d.png"]
+
+
+def test_a_list_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    root = make_voc(tmp_path, {"a": [("cat", 1, 1, 9, 9, 0)], "b": [("cat", 1, 1, 9, 9, 0)]})
+    listing = os.path.join(root, "ImageSets", "Main", "train.txt")
+    with open(listing, "wb") as f:
+        f.write(codecs.BOM_UTF8 + b"a\r\nb\r\n\r\n")
+    found = rpn.sources.open_split(root, "train", classes=["cat"])
+    assert list(found.ids) == ["a", "b"]
+
+
+def test_class_names_that_differ_only_in_case_or_spaces_are_named(tmp_path):
+    root = make_voc(tmp_path, {"a": [("Cat", 1, 1, 9, 9, 0), ("cat", 2, 2, 9, 9, 0)],
+                               "b": [("c at", 1, 1, 9, 9, 0), ("dog", 1, 1, 9, 9, 0)]})
+    with pytest.warns(UserWarning, match=r"'Cat' \(1, not 'cat'\), 'c at' \(1, not 'cat'\)"):
+        found = rpn.sources.open_split(root, "train", classes=["cat"])
+    assert [len(label) for label in found.labels] == [1, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # another class, asked for or not, is no near miss
+        rpn.sources.open_split(root, "train", classes=["cat", "Cat", "c at"])
+        rpn.sources.open_split(root, "train", classes=["dog"])
 
 
 def test_per_class_lists_are_preferred_and_negatives_skipped(tmp_path):
@@ -148,8 +186,14 @@ def test_missing_folder_split_and_image(tmp_path):
     with pytest.raises(FileNotFoundError, match="download=True"):
         rpn.load_data_voc_detection(2, 32, 32, voc_dir=str(tmp_path / "nowhere"))
     root = make_voc(tmp_path, {"a": [("cat", 1, 1, 9, 9, 0)]}, lists={"train": ["a", "ghost"]})
-    with pytest.raises(FileNotFoundError, match="ghost.jpg"):
+    with pytest.raises(ValueError, match="(?s)1 bad image.*ghost: annotation not found.*no "
+                       "image ghost.jpg"):
         rpn.list_voc_split(root, "train", ["cat"])
+    with pytest.warns(UserWarning, match="(?s)skipping 1 bad.*ghost"):
+        paths, _ = rpn.list_voc_split(root, "train", ["cat"], skip_bad=True)
+    assert [os.path.basename(p) for p in paths] == ["a.jpg"]
+    with pytest.raises(FileNotFoundError, match=r"1 listed image\(s\) absent.*'ghost'"):
+        rpn.read_voc_images(root, "Main/train.txt", lazy=True)
     with pytest.raises(FileNotFoundError, match="val"):
         rpn.list_voc_split(root, "val", ["cat"])
     bare = tmp_path / "bare"

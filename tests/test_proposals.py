@@ -29,7 +29,9 @@ def test_propose_writes_every_image_of_a_split_in_original_pixels(run_dir, tmp_p
     out = str(tmp_path / "val.npz")
     assert main(["propose", "--checkpoint", run_dir, "--data", root, "--split", "val",
                  "--top-k", "20", "--out", out, "--quiet", "--workers", "0"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr()
+    assert "checking" not in printed.err and "image/s" not in printed.err   # --quiet: no bar
+    summary = json.loads(printed.out.strip().splitlines()[-1])
     assert summary["images"] == 5
     proposals = rpn.load_proposals(out)
     assert len(proposals) == 5 and proposals.meta["split"] == "val"

@@ -135,7 +135,8 @@ def cmd_propose(args):
                           top_k=args.top_k, classes=_classes(args.classes),
                           images=args.images, batch_size=args.batch_size,
                           num_workers=args.workers, ctx=parse_ctx(args.ctx)[0],
-                          skip_bad=args.skip_bad, progress=bar.update)
+                          skip_bad=args.skip_bad,
+                          progress=None if args.quiet else bar.update)
     finally:
         bar.close()
     _out(summary)

@@ -22,7 +22,6 @@ The rules, since annotation files come from elsewhere:
 """
 import glob
 import json
-import math
 import os
 import warnings
 
@@ -43,6 +42,12 @@ def _is_int(value, kinds=int):
 
 def _is_number(value):
     return _is_int(value, (int, float))
+
+
+def _is_finite(value):
+    """A number that is neither NaN nor infinite, nor an integer too large
+    for a float (JSON allows any number of digits): below 1e30 in size."""
+    return _is_number(value) and -1e30 < value < 1e30
 
 
 def _load_json(path, max_bytes):
@@ -136,16 +141,14 @@ def _size(entry):
     height, width = entry.get("height"), entry.get("width")
     if not height or not width:
         return None
-    if not (_is_number(height) and _is_number(width) and math.isfinite(height)
-            and math.isfinite(width) and height > 0 and width > 0):
+    if not (_is_finite(height) and _is_finite(width) and height > 0 and width > 0):
         return f"bad height/width {height!r}/{width!r}"
     return int(round(height)), int(round(width))
 
 
 def _box(bbox, size):
     """``(x0, y0, x1, y1)`` of a COCO bbox, clipped, or the problem."""
-    if (not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox))
-            or not all(map(math.isfinite, bbox))):
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_finite, bbox)):
         return f"bbox {str(bbox)[:80]} is not 4 finite numbers"
     x, y, w, h = bbox
     if w <= 0 or h <= 0:

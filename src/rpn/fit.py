@@ -150,7 +150,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
                             max_size=max_size, lr=lr, settings=settings)
     if pretrained is not None and not os.path.exists(pretrained):
         raise FileNotFoundError(f"pretrained weights not found: {pretrained}")
-    classes = data_classes(os.fspath(data), images=images, classes=classes)
+    classes = data_classes(os.fspath(data), images=images, classes=classes,
+                           skip_bad=skip_bad)
     config = config.replace(classes=tuple(classes))
     rank, shard = 0, None
     if isinstance(kvstore, str) and kvstore.startswith("dist"):
@@ -186,7 +187,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
             _say(f"{steps} steps an epoch; training {wanted} epochs to reach "
                  f"min_steps={config.min_steps} (give --epochs N for exactly N)")
             config = config.replace(epochs=wanted)
-    _say(f"{len(train_set.images)} training images ({steps} steps of {config.batch_size} "
+    trained = sum(1 for label in train_set.labels if (label[:, 0] >= 0).any())
+    _say(f"{trained} training images ({steps} steps of {config.batch_size} "
          f"an epoch, {config.epochs} epoch{'s' if config.epochs > 1 else ''}), "
          f"{0 if val_set is None else len(val_set.images)} validation images; "
          f"images resized to {resize.describe()}")

@@ -46,7 +46,11 @@ import warnings
 import numpy as onp
 from PIL import Image, ImageFile
 
-__all__ = ["read_image", "image_size", "BadImageError", "TruncatedImageWarning"]
+__all__ = ["read_image", "image_size", "BadImageError", "TruncatedImageWarning",
+           "IMAGE_EXTENSIONS"]
+
+#: File extensions taken for images when a folder is listed (any case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 _MAX_PIXELS = 64_000_000     # refuse decompression bombs beyond this
 _ORIENTATION = 0x0112        # the EXIF tag

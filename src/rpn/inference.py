@@ -16,7 +16,7 @@ from mxnet import np
 
 from .evaluation import ProposalRecall
 from .fileio import make_dir, write_json
-from .images import BadImageError, read_image
+from .images import IMAGE_EXTENSIONS, BadImageError, read_image
 from .preprocess import pad_batch, preprocess_image
 from .run import load
 from .sources import check_split, make_loader, open_split
@@ -25,7 +25,6 @@ __all__ = ["evaluate", "evaluate_loader", "predict_images", "save_predictions", 
            "model_context", "IMAGE_EXTENSIONS"]
 
 #: File endings :func:`predict_images` takes from a folder.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def model_context(model):

@@ -23,6 +23,8 @@ import hashlib
 import os
 import warnings
 
+import numpy as onp
+
 from .coco import find_coco_split, read_coco
 from .dataset import DetectionDataset, DetectionLoader
 from .image_check import check_images
@@ -116,16 +118,18 @@ def open_split(data, split, *, classes=None, images=None, keep_difficult=True,
         return _holdout(found, split, data)
     try:
         annotations, image_dir = find_coco_split(data, split)
-        return read_coco(annotations, images or image_dir, classes=classes,
-                         skip_bad=skip_bad)
-    except FileNotFoundError:
-        annotations, image_dir = find_coco_split(data, "all")
+    except FileNotFoundError as missing:
+        try:
+            annotations, image_dir = find_coco_split(data, "all")
+        except FileNotFoundError:
+            raise missing from None     # name the split that was asked for
         found = read_coco(annotations, images or image_dir, classes=classes,
                           skip_bad=skip_bad)
         return _holdout(found, split, data)
+    return read_coco(annotations, images or image_dir, classes=classes, skip_bad=skip_bad)
 
 
-def data_classes(data, *, images=None, classes=None):
+def data_classes(data, *, images=None, classes=None, skip_bad=False):
     """The class names a run on ``data`` uses: ``classes`` when given (their
     existence is checked when the splits are read), else every class."""
     if classes:
@@ -136,7 +140,7 @@ def data_classes(data, *, images=None, classes=None):
     if kind == "voc":
         return tuple(_voc_classes(data))
     return open_split(data, "all" if kind == "coco-file" else "train",
-                      images=images).classes
+                      images=images, skip_bad=skip_bad).classes
 
 
 def check_split(found, *, skip_bad=False, num_workers=None, progress=True, what="images"):
@@ -149,17 +153,35 @@ def check_split(found, *, skip_bad=False, num_workers=None, progress=True, what=
         return found
     result = check_images(list(found.images), list(found.sizes), num_workers=num_workers,
                           progress=progress, desc=f"checking {what}")
-    if result.bad:
-        listing = "\n  ".join(f"{path}: {reason}" for path, reason in result.bad)
+    sizes, bad = list(result.sizes), dict(result.bad)
+    for i, (path, stated, size) in enumerate(zip(found.images, found.sizes, sizes)):
+        reason = None if stated is not None or size is None \
+            else _outside(found.labels[i], size)
+        if reason:              # the annotation stated no size: its boxes meet the real one
+            sizes[i], bad[path] = None, reason
+    if bad:
+        listing = "\n  ".join(f"{path}: {reason}" for path, reason in bad.items())
         if not skip_bad:
-            raise DataError(f"{len(result.bad)} of {len(found.images)} {what} cannot be "
+            raise DataError(f"{len(bad)} of {len(found.images)} {what} cannot be "
                             f"used:\n  {listing}\nFix or remove them, or leave them out "
                             "with --skip-bad (skip_bad=True)")
-        warnings.warn(f"leaving out {len(result.bad)} of {len(found.images)} {what} that "
+        warnings.warn(f"leaving out {len(bad)} of {len(found.images)} {what} that "
                       f"cannot be used:\n  {listing}")
-    keep = [i for i, size in enumerate(result.sizes) if size is not None]
+    keep = [i for i, size in enumerate(sizes) if size is not None]
     fields = [[field[i] for i in keep] for field in found[:4]]
-    return ImageSet(*fields, [tuple(result.sizes[i]) for i in keep], found.classes)
+    return ImageSet(*fields, [tuple(sizes[i]) for i in keep], found.classes)
+
+
+def _outside(label, size):
+    """Why the pixel rows ``label`` (n, 5) do not fit an image of ``size``
+    ``(height, width)`` (the 1-pixel tolerance of the readers), or ``None``."""
+    height, width = size
+    boxes = onp.asarray(label, dtype="float32").reshape(-1, 5)[:, 1:]
+    out = (boxes.min(axis=1) < -1) | (boxes[:, 2] > width + 1) | (boxes[:, 3] > height + 1)
+    if not out.any():
+        return None
+    return (f"a box {boxes[out][0].tolist()} lies outside the image's {width}x{height} "
+            "pixels (its annotation states no image size)")
 
 
 def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shard=None,

@@ -16,6 +16,8 @@ Annotation files come from elsewhere: XML is parsed without entity
 expansion (defusedxml) and at a bounded size, and image names that would
 leave the folder are refused.
 """
+import codecs
+import collections
 import os
 import warnings
 
@@ -23,6 +25,7 @@ import numpy as onp
 from defusedxml import ElementTree
 
 from .dataset import DetectionDataset, DetectionLoader, read_image
+from .images import IMAGE_EXTENSIONS
 from .records import ImageSet
 
 __all__ = ["read_voc_images", "read_voc_detection_labels", "list_voc_split",
@@ -56,6 +59,8 @@ def _read_list(path):
         raw = f.read(_MAX_XML_BYTES * 64 + 1)
     if len(raw) > _MAX_XML_BYTES * 64:
         raise ValueError(f"{path}: larger than {_MAX_XML_BYTES * 64} bytes, refused")
+    if raw.startswith(codecs.BOM_UTF8):       # Windows editors' UTF-8 mark
+        raw = raw[len(codecs.BOM_UTF8):]
     for number, line in enumerate(raw.splitlines(), 1):
         try:
             line = line.decode("utf-8")
@@ -82,18 +87,49 @@ def read_voc_images(voc_dir, image_sets, *, lazy=False):
     """
     if isinstance(image_sets, str):
         image_sets = [image_sets]
+    names = _list_names(voc_dir, image_sets)
+    paths = _image_paths(voc_dir, names)
+    missing = [name for name, path in zip(names, paths) if path is None]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} listed image(s) absent from "
+                                f"{os.path.join(voc_dir, 'JPEGImages')}: {missing[:10]}"
+                                f"{' ...' if len(missing) > 10 else ''}")
+    images = paths if lazy else [read_image(p) for p in paths]
+    return images, names
+
+
+def _list_names(voc_dir, image_sets):
     names, seen = [], set()
     for image_set in image_sets:
         for name in _read_list(os.path.join(voc_dir, "ImageSets", image_set)):
             if name not in seen:
                 seen.add(name)
                 names.append(name)
-    paths = [os.path.join(voc_dir, "JPEGImages", name + ".jpg") for name in names]
-    for path in paths:
+    return names
+
+
+def _image_paths(voc_dir, names):
+    """The image file of each name in ``JPEGImages/``: ``<name>.jpg`` as
+    VOC has it, otherwise ``<name>`` with another image extension in any
+    case (``.JPG``, ``.jpeg``, ``.png``, ...; ``.jpg`` first, then in
+    :data:`rpn.images.IMAGE_EXTENSIONS` order). ``None`` where there is none."""
+    folder = os.path.join(voc_dir, "JPEGImages")
+    by_stem = None
+    paths = []
+    for name in names:
+        path = os.path.join(folder, name + ".jpg")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"image listed but absent: {path}")
-    images = paths if lazy else [read_image(p) for p in paths]
-    return images, names
+            if by_stem is None:      # list the folder once, only when needed
+                by_stem = {}
+                for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+                    stem, ext = os.path.splitext(entry)
+                    if ext.lower() in IMAGE_EXTENSIONS:
+                        by_stem.setdefault(stem, []).append(entry)
+            found = sorted(by_stem.get(name, []), key=lambda e: IMAGE_EXTENSIONS.index(
+                os.path.splitext(e)[1].lower()))
+            path = os.path.join(folder, found[0]) if found else None
+        paths.append(path)
+    return paths
 
 
 def _text(node, tag, path):
@@ -137,15 +173,16 @@ def _size(root, path):
 
 
 def _parse_annotation(path, classes, keep_difficult):
-    """(n, 5) pixel rows of the objects of ``classes`` in one XML file, and
-    the image size it states."""
+    """(n, 5) pixel rows of the objects of ``classes`` in one XML file, the
+    image size it states, and the names of the objects left out."""
     root = _read_xml(path)
     size = _size(root, path)
     height, width = size or (None, None)
-    rows = []
+    rows, ignored = [], []
     for obj in root.iter("object"):
         name = _text(obj, "name", path)
         if name not in classes:
+            ignored.append(name)
             continue
         difficult = obj.find("difficult")
         if not keep_difficult and difficult is not None and (difficult.text or "").strip() == "1":
@@ -161,16 +198,17 @@ def _parse_annotation(path, classes, keep_difficult):
             raise ValueError(f"{path}: object {name!r} box ({x0}, {y0}, {x1}, {y1}) "
                              f"lies outside its {width}x{height} image")
         rows.append([classes.index(name), x0 - 1, y0 - 1, x1 - 1, y1 - 1])
-    return onp.array(rows, dtype="float32").reshape(-1, 5), size
+    return onp.array(rows, dtype="float32").reshape(-1, 5), size, ignored
 
 
 def _read_labels(voc_dir, names, classes, keep_difficult):
     """Labels (``None`` where bad), stated sizes and the problems found."""
-    labels, sizes, problems = [], [], []
+    labels, sizes, problems, near = [], [], [], collections.Counter()
+    wanted = {_folded(c): c for c in classes}
     for name in names:
         path = os.path.join(voc_dir, "Annotations", _check_name(name, "image_fns") + ".xml")
         try:
-            label, size = _parse_annotation(path, classes, keep_difficult)
+            label, size, ignored = _parse_annotation(path, classes, keep_difficult)
         except (ValueError, FileNotFoundError) as error:
             labels.append(None)
             sizes.append(None)
@@ -178,7 +216,19 @@ def _read_labels(voc_dir, names, classes, keep_difficult):
             continue
         labels.append(label)
         sizes.append(size)
+        near.update(n for n in ignored if _folded(n) in wanted)
+    if near:
+        listing = ", ".join(f"{n!r} ({count}, not {wanted[_folded(n)]!r})"
+                            for n, count in sorted(near.items()))
+        warnings.warn(f"{voc_dir}: objects left out because class names are exact (case "
+                      f"and spaces count): {listing}. Rename them in the annotations, or "
+                      "give those names as classes")
     return labels, sizes, problems
+
+
+def _folded(name):
+    """A class name without case and inner spaces: how near misses are found."""
+    return "".join(name.split()).casefold()
 
 
 def _report(problems, skip_bad, what):
@@ -227,13 +277,24 @@ def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=Fal
 
     Reads the per-class lists ``<class>_<split>.txt`` (positives only) when
     every class has one, otherwise the plain ``<split>.txt``. Bad annotation
-    files raise one error listing them all, or are left out with a warning
-    (``skip_bad``). Images without objects stay (see :func:`list_voc_split`).
+    files and listed images that are absent raise one error listing them
+    all, or are left out with a warning (``skip_bad``). Images without
+    objects stay (see :func:`list_voc_split`).
     """
     classes = list(classes)
-    paths, names = read_voc_images(voc_dir, _split_lists(voc_dir, split, classes), lazy=True)
+    names = _list_names(voc_dir, _split_lists(voc_dir, split, classes))
+    paths = _image_paths(voc_dir, names)
     labels, sizes, problems = _read_labels(voc_dir, names, classes, keep_difficult)
-    _report(problems, skip_bad, "annotation file(s)")
+    reasons = collections.defaultdict(list)       # one line a name, in list order
+    for name, reason in problems:
+        reasons[name].append(reason)
+    for i, (name, path) in enumerate(zip(names, paths)):
+        if path is None:
+            labels[i] = None
+            reasons[name].append(f"no image {name}.jpg (or another image extension) in "
+                                 f"{os.path.join(voc_dir, 'JPEGImages')}")
+    _report([(n, "; ".join(reasons[n])) for n in names if n in reasons], skip_bad,
+            "annotation file(s)" if all(paths) else "image(s) or annotation file(s)")
     keep = [i for i, label in enumerate(labels) if label is not None]
     return ImageSet([paths[i] for i in keep], [labels[i] for i in keep],
                     [names[i] for i in keep], [os.path.basename(paths[i]) for i in keep],
