@@ -92,6 +92,22 @@ def test_evaluate_on_a_voc_folder(run_dir, tmp_path, capsys):
     assert last_json(capsys.readouterr().out)["images"] == 3
 
 
+def test_a_run_on_a_relative_folder_evaluates_from_anywhere(tmp_path, monkeypatch, capsys):
+    rpn.write_voc(str(tmp_path / "voc"), num_train=8, num_val=3, height=64, width=64)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "voc", "--out", "run"] + TINY[:-4]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--json", "--quiet"]) == 0
+    assert last_json(capsys.readouterr().out)["images"] == 3
+    # a split without an object of the classes has nothing to recall: said, exit 1
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--classes", "circle",
+                 "--json", "--quiet", "--data", str(tmp_path / "voc")]) == 1
+    assert "no object of the classes ['circle']" in capsys.readouterr().err
+
+
 def test_evaluate_on_a_read_only_folder_prints_then_warns(run_dir, tmp_path, capsys):
     # the plot cannot be written (a folder stands where the file goes)
     os.makedirs(tmp_path / "recall_iou.png" / "x")

@@ -106,6 +106,11 @@ def _open(data, split, config, classes, images, skip_bad, seed, workers, quiet, 
                        progress=not quiet, what=f"{split} images")
 
 
+def _absolute(path):
+    path = os.fspath(path)
+    return path if path == "synthetic" else os.path.abspath(path)
+
+
 def _pictures(folder, history, recall, model, loader):
     """The run's pictures; a folder that refuses them is a warning, not a
     lost run."""
@@ -192,7 +197,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
          f"an epoch, {config.epochs} epoch{'s' if config.epochs > 1 else ''}), "
          f"{0 if val_set is None else len(val_set.images)} validation images; "
          f"images resized to {resize.describe()}")
-    meta = {"data": os.fspath(data), "images": images, "seed": seed,
+    # absolute, so that evaluate and propose find the data from any folder
+    meta = {"data": _absolute(data), "images": images and _absolute(images), "seed": seed,
             "classes": list(classes)}
     if rank == 0:
         folder.write_config(config, **meta)

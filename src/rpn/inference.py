@@ -69,7 +69,7 @@ def evaluate(model, data=None, split="val", *, classes=None, images=None, ks=Non
     data = data if data is not None else saved.get("data")
     if data is None:
         raise ValueError("give data=: the model's config.json does not name its data")
-    if images is None and data == saved.get("data"):
+    if images is None and saved.get("data") in (data, os.path.abspath(data)):
         images = saved.get("images")
     found = open_split(data, split, classes=classes or model.classes or None,
                        images=images, skip_bad=skip_bad,
@@ -77,6 +77,9 @@ def evaluate(model, data=None, split="val", *, classes=None, images=None, ks=Non
                                       num_val=config.num_val, seed=saved.get("seed", 0)))
     if not found.images:
         raise ValueError(f"split {split!r} of {data} has no image")
+    if not any((label[:, 0] >= 0).any() for label in found.labels):
+        raise ValueError(f"split {split!r} of {data} has no object of the classes "
+                         f"{list(found.classes)}: there is nothing to recall")
     found = check_split(found, skip_bad=skip_bad, num_workers=num_workers or None,
                         progress=progress, what=f"{split} images")
     loader = make_loader(found, config.resize_rule(), batch_size or config.batch_size,
