@@ -103,6 +103,17 @@ def test_an_empty_validation_split_trains_without_validation(voc, tmp_path, caps
     assert not (out / "recall_iou.png").exists()
 
 
+def test_the_count_of_training_images_leaves_out_images_without_objects(voc, tmp_path, capsys):
+    import re
+    for name in ("train_00000", "train_00001"):
+        path = os.path.join(voc, "Annotations", name + ".xml")
+        text = open(path).read()
+        open(path, "w").write(re.sub(r"(?s)<object>.*</object>", "", text))
+    assert main(["train", "--data", voc, "--out", str(tmp_path / "r")] + TINY) == 0
+    err = capsys.readouterr().err
+    assert "training on 4 of 6 images" in err and "rpn train: 4 training images" in err
+
+
 def test_a_missing_validation_list_is_named(voc, tmp_path, capsys):
     shutil.rmtree(os.path.join(voc, "ImageSets"))
     os.makedirs(os.path.join(voc, "ImageSets", "Main"))

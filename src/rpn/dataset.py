@@ -28,7 +28,7 @@ from mxnet import gluon, np
 from ._proc import die_with_parent
 from .images import BadImageError, read_image
 from .preprocess import MEAN, STD, Resize, pad_batch, preprocess_image, SIZE_DIVISOR
-from .records import CROWD
+from .records import CROWD, rows_outside
 
 __all__ = ["DetectionDataset", "DetectionLoader", "RGB_MEAN", "RGB_STD",
            "read_image", "check_labels"]
@@ -197,8 +197,7 @@ class DetectionDataset(gluon.data.Dataset):
         label = onp.asarray(self.labels[index], dtype="float32").reshape(-1, 5)
         height, width = original = image.shape[:2]
         boxes = label[:, 1:].copy()
-        if len(boxes) and (boxes.min() < -1 or (boxes[:, 2] > width + 1).any()
-                           or (boxes[:, 3] > height + 1).any()):
+        if rows_outside(label, height, width).any():
             raise ValueError(
                 f"{name}: a box lies outside its {width}x{height} image: "
                 f"{label.tolist()}")

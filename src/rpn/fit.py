@@ -192,8 +192,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
             _say(f"{steps} steps an epoch; training {wanted} epochs to reach "
                  f"min_steps={config.min_steps} (give --epochs N for exactly N)")
             config = config.replace(epochs=wanted)
-    trained = sum(1 for label in train_set.labels if (label[:, 0] >= 0).any())
-    _say(f"{trained} training images ({steps} steps of {config.batch_size} "
+    _say(f"{len(train_iter.dataset)} training images ({steps} steps of {config.batch_size} "
          f"an epoch, {config.epochs} epoch{'s' if config.epochs > 1 else ''}), "
          f"{0 if val_set is None else len(val_set.images)} validation images; "
          f"images resized to {resize.describe()}")
@@ -228,7 +227,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
             config.output_lr, ctxs, optimizer=config.optimizer,
             optimizer_params=config.optimizer_params(), lr_schedule=config.lr_schedule,
             warmup_steps=config.warmup_steps, hybridize=hybridize, kvstore=kvstore,
-            callback=progress, checkpoint_dir=folder.checkpoint_dir,   # every rank resumes; rank 0 writes
+            callback=progress, checkpoint_dir=folder.checkpoint_dir,  # all read, rank 0 writes
             resume=resume, seed=seed, config=config.to_dict(),
             epoch_end=recall_at_epoch_end, log_interval=config.log_interval, verbose=False)
     finally:

@@ -10,7 +10,9 @@ Shape glossary: ``n`` rows an image.
 """
 from typing import NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["ImageSet", "CROWD"]
+import numpy as onp
+
+__all__ = ["ImageSet", "CROWD", "rows_outside"]
 
 #: Class code of a crowd region (COCO's ``iscrowd``): anchors that overlap
 #: it are neither positive nor negative, and it is not an object to recall.
@@ -35,3 +37,11 @@ class ImageSet(NamedTuple):
     names: Sequence[str]
     sizes: Sequence[Optional[Tuple[int, int]]]
     classes: Tuple[str, ...]
+
+
+def rows_outside(label, height, width):
+    """(n,) bool: the rows of ``label`` (n, 5) pixel rows whose box reaches
+    more than 1 pixel past an image of ``height`` x ``width`` (within 1
+    pixel a box is clipped, as the readers allow)."""
+    boxes = onp.asarray(label, dtype="float32").reshape(-1, 5)[:, 1:]      # (n, 4)
+    return (boxes.min(axis=1) < -1) | (boxes[:, 2] > width + 1) | (boxes[:, 3] > height + 1)

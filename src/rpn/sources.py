@@ -28,7 +28,7 @@ import numpy as onp
 from .coco import find_coco_split, read_coco
 from .dataset import DetectionDataset, DetectionLoader
 from .image_check import check_images
-from .records import ImageSet
+from .records import ImageSet, rows_outside
 from .synthetic import SYNTHETIC_CLASSES, SyntheticImages
 from .voc import find_classes as _voc_classes
 from .voc import read_voc_split
@@ -174,14 +174,13 @@ def check_split(found, *, skip_bad=False, num_workers=None, progress=True, what=
 
 def _outside(label, size):
     """Why the pixel rows ``label`` (n, 5) do not fit an image of ``size``
-    ``(height, width)`` (the 1-pixel tolerance of the readers), or ``None``."""
+    ``(height, width)`` (:func:`rpn.records.rows_outside`), or ``None``."""
     height, width = size
-    boxes = onp.asarray(label, dtype="float32").reshape(-1, 5)[:, 1:]
-    out = (boxes.min(axis=1) < -1) | (boxes[:, 2] > width + 1) | (boxes[:, 3] > height + 1)
+    out = rows_outside(label, height, width)
     if not out.any():
         return None
-    return (f"a box {boxes[out][0].tolist()} lies outside the image's {width}x{height} "
-            "pixels (its annotation states no image size)")
+    return (f"a box {onp.asarray(label)[out][0, 1:].tolist()} lies outside the image's "
+            f"{width}x{height} pixels (its annotation states no image size)")
 
 
 def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shard=None,
