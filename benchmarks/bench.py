@@ -123,8 +123,8 @@ def bench_predict(results, rng, repeats, quick):
     # the proposal model (one graph, backbone included) beside its backbone
     # and head plus one native NMS call
     size = 128 if quick else 256
-    model = rpn.config.build_proposal_model(rpn.config.PRESETS["chapter"].replace(size=size),
-                                            [mx.cpu()])
+    model = rpn.RegionProposalNetwork.from_settings(
+        rpn.config.PRESETS["chapter"].replace(size=size).model, [mx.cpu()])
     model.hybridize(static_alloc=True)
     X = np.random.normal(size=(batch, 3, size, size))
     sizes = np.full((batch, 2), float(size))

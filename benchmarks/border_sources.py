@@ -18,18 +18,18 @@ import numpy as onp
 from mxnet import np, npx
 
 import rpn
-from rpn.boxes import _decode
+from rpn.boxes import OFFSET_WEIGHTS, _decode
 from rpn.model import _canvas_extent
 from rpn.sources import check_split, make_loader, open_split
 
 from mxnet import ndarray as _nd
 
 
-def sources(model, loader, top_k):
+def sources(trained, loader, top_k):
+    model = trained.net
     crossing_anchors, anchors_total, from_crossing, proposals = 0, 0, 0, 0
-    for batch in loader:
-        X, _, info = batch[0], batch[1], batch[2]
-        sizes = np.array(onp.asarray(info)[:, :2], ctx=X.ctx)          # (B, 2) pixels
+    for X, _, info in loader:
+        sizes = np.array(info.sizes, dtype="float32", ctx=X.ctx)        # (B, 2) pixels
         scores, boxes = model(X, sizes)                                  # (B, K), (B, K, 4)
         features = model.backbone(X)
         _, box_preds = model.head(features)                              # (B * N, 4)
@@ -39,7 +39,7 @@ def sources(model, loader, top_k):
         B, N = valid.shape
         # (B * N, 4) -> (B, N, 4); decoded in the canvas frame, then each image's frame
         offsets = box_preds.reshape(B, N, 4)
-        decoded = _decode(np.expand_dims(anchors.T, 0), offsets, model.weights, xp=np)
+        decoded = _decode(np.expand_dims(anchors.T, 0), offsets, OFFSET_WEIGHTS, xp=np)
         scale = np.expand_dims(np.concatenate([ex, ey, ex, ey], axis=1), 1)   # (B, 1, 4)
         decoded = np.clip(decoded / scale, 0.0, 1.0).asnumpy()
         a = anchors.asnumpy()                                            # (4, N)
@@ -72,11 +72,11 @@ def main(argv=None):
     model = rpn.load(args.checkpoint)
     classes = args.classes.split(",") if args.classes else model.classes
     found = check_split(open_split(args.data, args.split, classes=classes), progress=False)
-    loader = make_loader(found, model.config.resize_rule(), 8, train=False,
-                         size_divisor=model.config.size_divisor)
+    loader = make_loader(found, model.resize, 8, train=False,
+                         size_divisor=model.size_divisor)
     result = sources(model, loader, args.top_k)
     result.update(checkpoint=args.checkpoint, split=args.split,
-                  allowed_border=model.config.allowed_border)
+                  allowed_border=model.config.model.allowed_border)
     print(json.dumps(result))
     return 0
 

@@ -23,7 +23,9 @@ import time
 import mxnet as mx
 
 import rpn
-from rpn.fit import resolve_config
+from rpn.config import resolve_config
+from rpn.engine import normalised_losses, train_loop
+from rpn.loss import ProposalLoss
 from rpn.sources import check_split, make_loader, open_split
 
 VARIANTS = {
@@ -44,26 +46,27 @@ def steps_per_cpu_second(data, classes, settings, calibration=8):
     """Training steps one CPU second buys for ``settings`` (after warm-up)."""
     config = resolve_config("default", settings=dict(settings, min_steps=0, epochs=1))
     found = check_split(open_split(data, "train", classes=classes), progress=False)
-    loader = make_loader(found, config.resize_rule(), config.batch_size, train=True,
-                         size_divisor=config.size_divisor)
+    loader = make_loader(found, config.model.resize_rule(), config.train.batch_size,
+                         train=True, size_divisor=config.model.size_divisor)
     mx.random.seed(0)
-    model = rpn.config.build_proposal_model(config, [mx.cpu()])
+    model = rpn.RegionProposalNetwork.from_settings(config.model, [mx.cpu()])
+    loss = ProposalLoss.from_settings(config.model)
+
+    def train(batches):                     # the training loop of rpn train
+        train_loop(model.parts(), {"output": 1e-3, "backbone": 1e-3},
+                   lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
+                   lambda outputs: normalised_losses(loss, outputs), batches, 1, [mx.cpu()],
+                   optimizer="adam", seed=0)
+        mx.nd.waitall()
     batches = iter(loader)
-    import functools
-    batch_fn = functools.partial(model.batch_fn, validate=False)
-    warm = [next(batches) for _ in range(2)]
-    rpn.train_detection(model.backbone, model.head, batch_fn, warm, None, config.loss(), 1,
-                        1e-3, 1e-3, mx.cpu(), optimizer="adam", seed=0, verbose=False)
-    mx.nd.waitall()
+    train([next(batches) for _ in range(2)])
     tic = cpu_seconds()
     timed = []
     for batch in batches:          # decoding counts: it is part of every step
         timed.append(batch)
         if len(timed) == calibration:
             break
-    rpn.train_detection(model.backbone, model.head, batch_fn, timed, None, config.loss(), 1,
-                        1e-3, 1e-3, mx.cpu(), optimizer="adam", seed=0, verbose=False)
-    mx.nd.waitall()
+    train(timed)
     return len(timed) / (cpu_seconds() - tic), len(loader)
 
 

@@ -1,9 +1,70 @@
-"""Shared helpers for the tests: plain NumPy references written per box."""
+"""Shared helpers for the tests: plain NumPy references written per box,
+small settings and models, and one tiny trained run folder."""
+import functools
+
+import mxnet as mx
 import numpy as onp
 import psutil
 import pytest
 
 import rpn  # noqa: F401  (switches MXNet to NumPy semantics)
+from rpn.config import PRESETS
+from rpn.model import RegionProposalNetwork
+
+#: The default model at 64 pixels (8 x 8 feature maps): what most model
+#: tests build.
+SMALL = PRESETS["default"].replace(size=64, max_size=96)
+
+#: ``rpn train`` options of a run that takes seconds: 64-pixel images, 8
+#: training and 4 validation synthetic images, batches of 4, no bars.
+TINY = ["--size", "64", "--batch-size", "4", "--quiet", "--workers", "0",
+        "--set", "num_train=8", "--set", "num_val=4"]
+
+
+def train_tiny(out, epochs=1, extra=(), data="synthetic"):
+    """``rpn train`` of a tiny run into ``out``; returns the exit code."""
+    from rpn.cli import main
+    return main(["train", "--data", data, "--out", str(out), "--epochs", str(epochs)]
+                + TINY + list(extra))
+
+
+def small_model(config=SMALL, ctx=None, seed=3):
+    """A freshly initialised proposal model of ``config``'s model settings
+    (MXNet seeded with ``seed`` first, unless ``None``), on ``ctx`` (default
+    the CPU; a context or a list)."""
+    if seed is not None:
+        mx.random.seed(seed)
+    return RegionProposalNetwork.from_settings(config.model, ctx or [mx.cpu()])
+
+
+def anchor_fn(config=SMALL):
+    """The chapter's ``anchor_fn`` (:func:`rpn.rpn_anchors`) with ``config``'s
+    anchors."""
+    model = config.model
+    return functools.partial(rpn.rpn_anchors, sizes=model.anchor_sizes,
+                             ratios=model.anchor_ratios, product=model.anchor_product)
+
+
+def train_model(model, loader, epochs=1, lr=0.001, **kwargs):
+    """Train the proposal model ``model`` on ``loader`` as :func:`rpn.fit`
+    does (the shared training loop, Adam); returns the history."""
+    from rpn.engine import normalised_losses, train_loop
+    from rpn.loss import ProposalLoss
+    loss = ProposalLoss.from_settings(model.settings)
+    kwargs = dict(dict(optimizer="adam", seed=0), **kwargs)
+    return train_loop(model.parts(), {"output": lr, "backbone": lr},
+                      lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
+                      lambda outputs: normalised_losses(loss, outputs), loader, epochs,
+                      model.collect_params().list_ctx(), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny trained run folder shared by the tests that only read it (a
+    test that changes a run copies it first)."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert train_tiny(out) == 0
+    return str(out)
 
 
 def ref_iou(a, b):

@@ -86,10 +86,17 @@ def test_per_class_lists_are_preferred_and_negatives_skipped(tmp_path):
     assert [os.path.basename(p) for p in paths] == ["a.jpg", "b.jpg"]
     images, names = rpn.read_voc_images(root, ["Main/cat_train.txt"])
     assert names == ["a"] and images[0].shape == (48, 64, 3)
-    # without per-class lists, the plain list is used and empty images are dropped
-    with pytest.warns(UserWarning, match="1 without objects"):
-        paths, _ = rpn.list_voc_split(root, "train", ["cat", "cow"], drop_empty=True)
-    assert len(paths) == 2
+    # without per-class lists, the plain list is used, images without objects
+    # included: the training loader leaves them out (one rule, one warning)
+    paths, labels = rpn.list_voc_split(root, "train", ["cat", "cow"])
+    assert len(paths) == 3 and [len(lab) for lab in labels] == [1, 0, 1]
+    resize = rpn.Resize.fixed_size(32, 32)
+    with pytest.warns(UserWarning, match="training on 2 of 3 images: 1 have no object"):
+        loader = rpn.dataset.make_loader(paths, labels, resize, 2, train=True)
+    assert len(loader.dataset) == 2
+    assert len(rpn.dataset.make_loader(paths, labels, resize, 2, train=False).dataset) == 3
+    with pytest.raises(rpn.records.DataError, match="no training image"):
+        rpn.dataset.make_loader(paths[1:2], labels[1:2], resize, 1, train=True)
 
 
 def test_loaders_give_the_chapters_shapes_on_a_written_synthetic_tree(tmp_path):
@@ -306,8 +313,10 @@ def test_keeping_the_aspect_ratio_pads_a_batch_and_carries_each_size():
     X, Y, info = next(iter(loader))
     assert X.shape == (3, 3, 64, 64)                      # padded to multiples of 32
     # grouped by shape (landscape and square first), each row naming its image
-    assert info[:, 4].tolist() == [0, 2, 1]
-    assert info[:, :2].tolist() == [[24, 48], [32, 32], [48, 24]]
+    assert info.indices.tolist() == [0, 2, 1]
+    assert info.sizes.tolist() == [[24, 48], [32, 32], [48, 24]]
+    assert info.original_sizes.tolist() == [[60, 120], [50, 50], [90, 45]]
+    assert len(info) == 3 and info.readable.all()
     onp.testing.assert_array_equal(X.asnumpy()[0, :, 24:], 0)         # padding
     assert onp.abs(X.asnumpy()[0, :, :24, :48]).sum() > 0
 
@@ -322,7 +331,7 @@ def test_landscape_and_portrait_images_are_batched_apart():
     for epoch in range(3):
         loader.set_epoch(epoch)
         for X, _, info in loader:
-            tall = info[:, 0] > info[:, 1]
+            tall = info.sizes[:, 0] > info.sizes[:, 1]
             assert tall.all() or not tall.any()
             assert X.shape[2:] in ((32, 64), (64, 32))
     assert len(loader) == 4

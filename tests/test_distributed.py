@@ -15,16 +15,20 @@ from conftest import leftovers
 WORKER = textwrap.dedent("""
     import json, sys
     import mxnet as mx, numpy as onp, rpn
-    from rpn.config import PRESETS, build_model
+    from rpn.config import PRESETS
+    from rpn.model import RegionProposalNetwork
+    from rpn.train import chapter_batch_fn
     out = sys.argv[1]
     kv = mx.kv.create("dist_sync")
     config = PRESETS["default"].replace(size=64, batch_size=4)
     train_iter, _ = rpn.load_data_synthetic(4, 64, 64, num_train=16, num_val=4,
                                             augment=False, shard=(kv.rank, kv.num_workers))
     mx.random.seed(0)                      # the same initial weights on both workers
-    backbone, head = build_model(config, [mx.cpu()])
+    net = RegionProposalNetwork.from_settings(config.model, [mx.cpu()])
+    backbone, head = net.backbone, net.head
     steps = []                             # logged every log_interval steps: (loss, steps done)
-    rpn.train_detection(backbone, head, config.batch_fn, train_iter, None, config.loss(), 4,
+    rpn.train_detection(backbone, head, chapter_batch_fn(config.model), train_iter, None,
+                        rpn.DetectionLoss(1), 4,
                         0.002, 0.002, mx.cpu(), optimizer="adam", kvstore=kv, seed=1,
                         callback=lambda e: e["kind"] == "step"
                         and steps.append((e["loss"], e["advance"])),

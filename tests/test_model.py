@@ -9,24 +9,24 @@ import pytest
 from mxnet import autograd, gluon, np
 
 import rpn
-from rpn.config import PRESETS, build_proposal_model
+from conftest import SMALL, anchor_fn, small_model
 from rpn.model import RegionProposalNetwork
+from rpn.outputs import Proposals, TrainingOutput
 
-SMALL = PRESETS["default"].replace(size=64, max_size=96)
+M = SMALL.model
 
 
 @pytest.fixture(scope="module")
 def model():
-    mx.random.seed(3)
-    return build_proposal_model(SMALL, [mx.cpu()])
+    return small_model()
 
 
 def test_square_images_give_predict_rpns_proposals(model):
     X = np.random.normal(size=(3, 3, 64, 64))
     scores, boxes = model(X, np.full((3, 2), 64.0))
-    chapter = rpn.predict_rpn(model.backbone(X), model.head, SMALL.anchor_fn,
-                              SMALL.nms_threshold, pre_nms_top_n=SMALL.pre_nms_top_n_test,
-                              post_nms_top_n=SMALL.post_nms_top_n_test)
+    chapter = rpn.predict_rpn(model.backbone(X), model.head, anchor_fn(),
+                              M.nms_threshold, pre_nms_top_n=M.pre_nms_top_n_test,
+                              post_nms_top_n=M.post_nms_top_n_test)
     for b, (want_scores, want_boxes) in enumerate(chapter):
         kept = want_scores.shape[0]
         onp.testing.assert_allclose(scores[b, :kept].asnumpy(), want_scores.asnumpy(),
@@ -36,12 +36,11 @@ def test_square_images_give_predict_rpns_proposals(model):
         assert (scores[b, kept:].asnumpy() == -1).all()          # padding rows
     features = model.backbone(X)
     onp.testing.assert_allclose(model.anchors(features).asnumpy(),
-                                SMALL.anchor_fn(features).asnumpy(), atol=1e-6)
+                                anchor_fn()(features).asnumpy(), atol=1e-6)
 
 
 def test_hybridized_and_exported_graphs_give_the_same_proposals(tmp_path):
-    mx.random.seed(4)
-    net = build_proposal_model(SMALL, [mx.cpu()])
+    net = small_model(seed=4)
     X = np.random.normal(size=(2, 3, 64, 96))
     sizes = np.array([[64, 96], [50, 70]])
     eager = [a.asnumpy() for a in net(X, sizes)]
@@ -81,8 +80,7 @@ def test_each_image_keeps_to_its_own_part_of_the_canvas(model):
 
 @pytest.mark.parametrize("border", [0.0, 8.0])
 def test_allowed_border_against_a_per_anchor_reference(border):
-    mx.random.seed(5)
-    net = build_proposal_model(SMALL.replace(allowed_border=border), [mx.cpu()])
+    net = small_model(SMALL.replace(allowed_border=border), seed=5)
     X = np.zeros((2, 3, 64, 96))
     sizes = onp.array([[64, 96], [64, 48]], dtype="float32")
     features = net.backbone(X)
@@ -104,7 +102,7 @@ def test_labels_do_not_depend_on_padding(model):
     alone = model.targets(Y, np.zeros((1, 3, 64, 64)), np.array([[64, 64]]),
                           validate=True)
     padded = model.targets(Y, np.zeros((1, 3, 96, 128)), np.array([[64, 64]]))
-    A = SMALL.num_anchors
+    A = M.num_anchors
     # (64 / 8)^2 cells alone; in the padded canvas the same cells sit in the
     # first 8 rows and columns of a 12 x 16 grid
     a_cls = alone[0].asnumpy().reshape(8, 8, A)
@@ -119,28 +117,52 @@ def test_labels_do_not_depend_on_padding(model):
     assert (padded[0].asnumpy().reshape(12, 16, A)[8:] == rpn.IGNORE).all()
 
 
-def test_training_mode_returns_what_the_loss_needs(model):
+def test_training_outputs_give_what_the_loss_needs(model):
     X = np.random.normal(size=(2, 3, 64, 96))
     sizes = np.array([[64, 96], [64, 64]])
     Y = np.array([[[0, 0.1, 0.1, 0.5, 0.5]], [[2, 0.2, 0.3, 0.9, 0.8]]])
-    loss_fn = rpn.DetectionLoss(1)
+    loss_fn = rpn.loss.ProposalLoss.from_settings(M)
     with autograd.record():
-        scores, boxes, cls_preds, box_preds, anchors = model(X, sizes)
-        cls_labels, box_labels = model.targets(Y, X, sizes)
-        loss = loss_fn(cls_preds, box_preds, cls_labels, box_labels).sum()
+        out = model.training_outputs(X, sizes, Y, proposals=True)
+        loss = loss_fn(out).sum()
     loss.backward()
-    N = anchors.shape[1]
-    assert cls_preds.shape == (2 * N, 2) and box_preds.shape == (2 * N, 4)
-    assert cls_labels.shape == (2 * N,) and box_labels.shape == (2 * N, 4)
-    assert scores.shape[1] == min(N, SMALL.post_nms_top_n_train) and boxes.shape[2] == 4
+    assert isinstance(out, TrainingOutput) and isinstance(out.proposals, Proposals)
+    N = out.anchors.shape[1]
+    assert out.cls_preds.shape == (2 * N, 2) and out.box_preds.shape == (2 * N, 4)
+    assert out.cls_labels.shape == (2 * N,) and out.box_labels.shape == (2 * N, 4)
+    # the labels are those of targets(), anchor for anchor (the same draws)
+    mx.random.seed(11)
+    again = model.training_outputs(X, sizes, Y)
+    mx.random.seed(11)
+    cls_labels, box_labels = model.targets(Y, X, sizes)
+    onp.testing.assert_array_equal(again.cls_labels.asnumpy(), cls_labels.asnumpy())
+    onp.testing.assert_array_equal(again.box_labels.asnumpy(), box_labels.asnumpy())
+    scores, boxes = out.proposals
+    assert scores.shape[1] == min(N, M.post_nms_top_n_train) and boxes.shape[2] == 4
     assert onp.isfinite(float(loss))
     grad = model.head.collect_params()
     assert any(abs(p.grad().asnumpy()).sum() > 0 for p in grad.values())
 
 
+def test_forward_returns_proposals_in_training_and_in_inference(model):
+    X = np.random.normal(size=(2, 3, 64, 96))
+    sizes = np.array([[64, 96], [64, 64]])
+    Y = np.array([[[0, 0.1, 0.1, 0.5, 0.5]], [[2, 0.2, 0.3, 0.9, 0.8]]])
+    N = 8 * 12 * M.num_anchors
+    inference = model(X, sizes)
+    with autograd.record():
+        training = model(X, sizes)
+        out = model.training_outputs(X, sizes, Y, proposals=True)
+    assert isinstance(inference, Proposals) and isinstance(training, Proposals)
+    assert inference.scores.shape == (2, min(N, M.post_nms_top_n_test))
+    assert training.scores.shape == (2, min(N, M.post_nms_top_n_train))
+    # forward in training mode gives the training outputs' proposals
+    for a, b in zip(training, out.proposals):
+        onp.testing.assert_allclose(a.asnumpy(), b.asnumpy(), atol=1e-6)
+
+
 def test_the_model_follows_the_context_of_its_inputs():
-    mx.random.seed(6)
-    net = build_proposal_model(SMALL, [mx.cpu(1)])
+    net = small_model(ctx=[mx.cpu(1)], seed=6)
     X = np.random.normal(size=(1, 3, 64, 64), ctx=mx.cpu(1))
     scores, boxes = net(X, np.array([[64, 64]], ctx=mx.cpu(1)))
     assert scores.ctx == mx.cpu(1) and boxes.ctx == mx.cpu(1)
@@ -152,22 +174,20 @@ def test_bad_inputs_are_named(model):
     with pytest.raises(ValueError, match="image_sizes"):
         model(np.zeros((2, 3, 64, 64)), np.zeros((1, 2)))
     with pytest.raises(ValueError, match="anchors a pixel"):
-        RegionProposalNetwork(model.backbone, rpn.RPNOutput(3), stride=8, base_size=64)
+        RegionProposalNetwork(model.backbone, rpn.RPNOutput(3), stride=8, size=64)
     with pytest.raises(ValueError, match="post_nms_top_n_test"):
-        RegionProposalNetwork(model.backbone, model.head, stride=8, base_size=64,
-                              anchor_sizes=SMALL.anchor_sizes,
-                              anchor_ratios=SMALL.anchor_ratios, anchor_product=True,
-                              post_nms_top_n_test=0)
+        RegionProposalNetwork(model.backbone, model.head, M, post_nms_top_n_test=0)
+    with pytest.raises(ValueError, match="unknown settings"):
+        RegionProposalNetwork(model.backbone, model.head, M, base_size=64)
 
 
 def test_an_empty_batch_leaves_native_operators_working():
     """MKL-DNN's convolution over zero images broke every later box_nms in
     the process; the backbone and head answer it without running."""
-    mx.random.seed(7)
-    backbone, head = rpn.config.build_model(SMALL, [mx.cpu()])
-    features = backbone(np.zeros((0, 3, 64, 64)))
+    net = small_model(seed=7)
+    features = net.backbone(np.zeros((0, 3, 64, 64)))
     assert features.shape == (0, 128, 8, 8)
-    assert rpn.predict_rpn(features, head, SMALL.anchor_fn, 0.7) == []
+    assert rpn.predict_rpn(features, net.head, anchor_fn(), 0.7) == []
     kept = rpn.nms(np.array([0.9, 0.8, 0.1]),
                    np.array([[0, 0, 1, 1], [0, 0, 1, 0.95], [0.5, 0.5, 0.6, 0.6]]).T, 0.5)
     assert kept.asnumpy().tolist() == [0, 2]
@@ -178,10 +198,13 @@ def test_load_gives_the_run_and_the_export_as_proposal_models(tmp_path):
     rpn.fit("synthetic", out, size=64, batch_size=4, epochs=1,
             settings={"num_train": 8, "num_val": 4}, quiet=True)
     run_model = rpn.load(out)
-    assert isinstance(run_model, RegionProposalNetwork)
+    assert isinstance(run_model, rpn.TrainedModel) and not run_model.is_export
+    assert isinstance(run_model.net, RegionProposalNetwork)
     assert run_model.classes == tuple(rpn.SYNTHETIC_CLASSES)
+    assert run_model.source == out and run_model.record["data"] == "synthetic"
     rpn.export(out, str(tmp_path / "exp"))
     exported = rpn.load(str(tmp_path / "exp"))
+    assert exported.is_export and exported.classes == run_model.classes
     X = np.random.normal(size=(2, 3, 64, 96))
     sizes = np.array([[64, 96], [64, 64]])
     for a, b in zip(run_model(X, sizes), exported(X, sizes)):

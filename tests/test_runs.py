@@ -16,22 +16,15 @@ import pytest
 
 import rpn
 from rpn.cli import main
-from rpn.config import PRESETS, build_model
-
-TINY = ["--size", "64", "--batch-size", "4", "--quiet", "--workers", "0",
-        "--set", "num_train=8", "--set", "num_val=4"]
-
-
-def train(out, epochs=1, extra=()):
-    return main(["train", "--data", "synthetic", "--out", str(out), "--epochs", str(epochs)]
-                + TINY + list(extra))
+from conftest import small_model
+from conftest import train_tiny as train
+from rpn.config import PRESETS
+from rpn.train import chapter_batch_fn
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "run"
-    assert train(out) == 0
-    return out
+@pytest.fixture
+def trained(tiny_run):
+    return tiny_run
 
 
 def fresh_copy(trained, tmp_path):
@@ -121,10 +114,11 @@ def test_writes_never_follow_a_planted_link(tmp_path):
 def test_the_optimizer_state_is_saved_as_arrays_and_resumes_exactly(tmp_path):
     def run(epochs, folder, resume=False):
         loader, _ = rpn.load_data_synthetic(4, 64, 64, num_train=8, num_val=4, seed=2)
-        mx.random.seed(1)
         config = PRESETS["default"].replace(size=64, batch_size=4)
-        backbone, head = build_model(config, [mx.cpu()])
-        rpn.train_detection(backbone, head, config.batch_fn, loader, None, config.loss(),
+        net = small_model(config, seed=1)
+        backbone, head = net.backbone, net.head
+        rpn.train_detection(backbone, head, chapter_batch_fn(config.model), loader, None,
+                            rpn.DetectionLoss(1),
                             epochs, 0.01, 0.01, mx.cpu(), optimizer="adam", seed=5,
                             checkpoint_dir=str(folder), resume=resume, verbose=False)
         return {k: p.data().asnumpy() for net in (backbone, head)

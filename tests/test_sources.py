@@ -9,6 +9,7 @@ import numpy as onp
 import pytest
 
 import rpn
+from conftest import small_model, train_model
 from rpn.cli import main
 from rpn.sources import DataError, check_split, open_split
 
@@ -77,14 +78,8 @@ def test_a_file_that_turns_bad_during_training_is_skipped_and_counted(voc, tmp_p
     found = check_split(open_split(voc, "train"), progress=False)
     break_images(voc, ["train_00003"])                         # after the check
     config = rpn.config.PRESETS["default"].replace(size=64, max_size=96, batch_size=2)
-    loader = rpn.sources.make_loader(found, config.resize_rule(), 2, train=True)
-    import functools
-    import mxnet as mx
-    model = rpn.config.build_proposal_model(config, [mx.cpu()])
-    history = rpn.train_detection(
-        model.backbone, model.head, functools.partial(model.batch_fn, validate=False),
-        loader, None, config.loss(), 2, 0.001, 0.001, mx.cpu(), optimizer="adam", seed=0,
-        verbose=False)
+    loader = rpn.sources.make_loader(found, config.model.resize_rule(), 2, train=True)
+    history = train_model(small_model(config, seed=0), loader, epochs=2)
     assert [h["skipped_images"] for h in history] == [1, 1]
     assert all(onp.isfinite(h["loss"]) for h in history)
 

@@ -8,9 +8,19 @@ from mxnet import gluon, init, np
 from mxnet.gluon import nn
 
 import rpn
-from rpn.config import PRESETS, build_model
+from conftest import anchor_fn, small_model
+from rpn.batching import BatchInfo
+from rpn.config import PRESETS
+from rpn.engine import anchor_metrics, normalised_losses, train_loop
+from rpn.train import chapter_batch_fn
 
 SMALL = PRESETS["default"].replace(size=64, batch_size=8, warmup_steps=5)
+
+
+def build_model(config, ctx):
+    """The chapter's two parts, backbone and head, of ``config``'s model."""
+    net = small_model(config, ctx, seed=None)
+    return net.backbone, net.head
 
 
 def synthetic_batches(num, size=64, batch=8, seed=0):
@@ -117,7 +127,7 @@ def test_predict_rpn_returns_sorted_probabilities_and_clipped_boxes():
     mx.random.seed(0)
     backbone, head = build_model(SMALL, mx.cpu())
     X = np.random.normal(size=(3, 3, 64, 64))
-    preds = rpn.predict_rpn(backbone(X), head, SMALL.anchor_fn, 0.7)
+    preds = rpn.predict_rpn(backbone(X), head, anchor_fn(SMALL), 0.7)
     assert len(preds) == 3
     for scores, boxes in preds:
         s = scores.asnumpy()
@@ -125,12 +135,15 @@ def test_predict_rpn_returns_sorted_probabilities_and_clipped_boxes():
         assert (s >= 0).all() and (s <= 1).all() and (onp.diff(s) <= 0).all()
         b = boxes.asnumpy()
         assert b.min() >= 0 and b.max() <= 1
-    few = rpn.predict_rpn(backbone(X), head, SMALL.anchor_fn, 0.7, post_nms_top_n=4,
-                          min_size=0.2)
+    # min_size is in pixels, as the proposal model's: 16 of 64 pixels wide
+    few = rpn.predict_rpn(backbone(X), head, anchor_fn(SMALL), 0.7, post_nms_top_n=4,
+                          min_size=16, image_sizes=[[64, 64]] * 3)
     for scores, boxes in few:
         b = boxes.asnumpy()
-        assert len(scores) <= 4
-        assert ((b[2] - b[0]) >= 0.2 - 1e-6).all() and ((b[3] - b[1]) >= 0.2 - 1e-6).all()
+        assert 0 < len(scores) <= 4
+        assert ((b[2] - b[0]) >= 0.25 - 1e-6).all() and ((b[3] - b[1]) >= 0.25 - 1e-6).all()
+    with pytest.raises(ValueError, match="image_sizes"):
+        rpn.predict_rpn(backbone(X), head, anchor_fn(SMALL), 0.7, min_size=16)
 
 
 def train(ctx, batches, backbone_fn=None, epochs=1, batch_fn=None, **kwargs):
@@ -138,11 +151,12 @@ def train(ctx, batches, backbone_fn=None, epochs=1, batch_fn=None, **kwargs):
     if backbone_fn is None:
         backbone, head = build_model(SMALL, ctx if isinstance(ctx, list) else [ctx])
     else:
-        backbone, head = backbone_fn(), rpn.RPNOutput(SMALL.num_anchors, channels=16)
+        backbone, head = backbone_fn(), rpn.RPNOutput(SMALL.model.num_anchors, channels=16)
         backbone.initialize(init.Xavier(), ctx=ctx)
         head.initialize(init.Xavier(), ctx=ctx)
     history = rpn.train_detection(
-        backbone, head, batch_fn or SMALL.batch_fn, batches, None, SMALL.loss(), epochs,
+        backbone, head, batch_fn or chapter_batch_fn(SMALL.model), batches, None,
+        rpn.DetectionLoss(SMALL.model.lambd), epochs,
         0.05, 0.05, ctx, optimizer_params={"momentum": 0.9}, seed=3, verbose=False, **kwargs)
     return backbone, head, history
 
@@ -152,12 +166,12 @@ def test_training_on_a_handful_of_images_finds_the_objects():
     mx.random.seed(1)
     backbone, head = build_model(SMALL, [mx.cpu()])
     history = rpn.train_detection(
-        backbone, head, SMALL.batch_fn, batches * 10, None, SMALL.loss(), 8, 0.003, 0.003,
-        mx.cpu(), optimizer="adam", lr_schedule="cosine", warmup_steps=10, seed=0,
-        verbose=False)
+        backbone, head, chapter_batch_fn(SMALL.model), batches * 10, None,
+        rpn.DetectionLoss(1), 8, 0.003, 0.003, mx.cpu(), optimizer="adam",
+        lr_schedule="cosine", warmup_steps=10, seed=0, verbose=False)
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
-    result = rpn.evaluate_proposals(backbone, head, batches, SMALL.anchor_fn,
-                                    nms_threshold=0.7, ks=(10,))
+    result = rpn.proposal_recall(backbone, head, batches, anchor_fn(SMALL),
+                                 nms_threshold=0.7, ks=(10,))
     assert result["objects"] >= 8
     assert result["R@10@0.5"] > 0.9
 
@@ -173,7 +187,7 @@ def test_training_on_another_cpu_context_keeps_everything_there():
 def test_two_devices_match_one_on_the_same_data():
     batches = synthetic_batches(16)
     # every negative candidate labelled: no random draw depends on the split
-    batch_fn = SMALL.replace(neg_pos_ratio=None).batch_fn
+    batch_fn = chapter_batch_fn(SMALL.model.replace(neg_pos_ratio=None))
     one = train(mx.cpu(0), batches, tiny_backbone, batch_fn=batch_fn, hybridize=False)
     two = train([mx.cpu(0), mx.cpu(1)], batches, tiny_backbone, batch_fn=batch_fn,
                 hybridize=False)
@@ -273,10 +287,25 @@ def test_batch_too_small_for_the_devices_is_a_clear_error_in_training_only():
     X, Y = np.zeros((1, 3, 64, 64)), np.full((1, 1, 5), -1.0)
     with pytest.raises(ValueError, match="cannot be split over 2 devices"):
         train([mx.cpu(0), mx.cpu(1)], [(X, Y)])
-    backbone, head = build_model(SMALL, [mx.cpu(0), mx.cpu(1)])
-    result = rpn.evaluate_detection(backbone, head, SMALL.batch_fn, [(X, Y)],
-                                    [mx.cpu(0), mx.cpu(1)])
-    assert result["images"] == 1
+    ctxs = [mx.cpu(0), mx.cpu(1)]
+    model = small_model(SMALL, ctxs)
+    info = BatchInfo.from_rows([[64, 64, 64, 64, 0]])
+    result = anchor_metrics(lambda X, Y, sizes: model.training_outputs(X, sizes, Y),
+                            [(X, Y, info)], ctxs)
+    assert result["images"] == 1 and result["class_err"] is not None
+
+
+def test_the_chapters_batch_fn_refuses_padded_batches():
+    """rpn_batch labels anchors of the whole canvas: images padded into it
+    (they keep their aspect ratio) would get labels for anchors outside
+    them, so train_detection names the proposal model instead."""
+    X, Y = np.zeros((2, 3, 64, 96)), np.full((2, 1, 5), -1.0)
+    info = BatchInfo.from_rows([[64, 96, 64, 96, 0], [64, 48, 64, 48, 1]])
+    with pytest.raises(ValueError, match="proposal model"):
+        train(mx.cpu(), [(X, Y, info)])
+    whole = BatchInfo.from_rows([[64, 96, 64, 96, 0], [64, 96, 64, 96, 1]])
+    _, _, history = train(mx.cpu(), [(X, Y, whole)])
+    assert onp.isfinite(history[0]["loss"])
 
 
 def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
@@ -286,15 +315,15 @@ def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
     no device waits), reads the running sums every ``log_interval`` steps
     and nothing else."""
     import functools
-    from rpn.config import build_proposal_model
     from rpn.sources import make_loader, open_split
     config = SMALL.replace(resize="keep_ratio", max_size=96, batch_size=2)
     found = open_split("synthetic", "train", synthetic=dict(size=64, num_train=16,
                                                               num_val=4, seed=0))
-    loader = make_loader(found, config.resize_rule(), 2, train=True)
-    mx.random.seed(0)
-    model = build_proposal_model(config, [mx.cpu()])
-    model.label_settings["method"] = "device"
+    loader = make_loader(found, config.model.resize_rule(), 2, train=True)
+    model = small_model(config, seed=0)
+    monkeypatch.setattr(rpn.model, "rpn_targets",
+                        functools.partial(rpn.rpn_targets, method="device"))
+    loss = rpn.loss.ProposalLoss.from_settings(config.model)
     batches = list(loader)                                  # decoding reads nothing
     assert len(batches) == 8
     reads = []
@@ -302,8 +331,8 @@ def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
         original = cls.asnumpy
         monkeypatch.setattr(cls, "asnumpy",
                             lambda self, _o=original: reads.append(1) or _o(self))
-    rpn.train_detection(model.backbone, model.head,
-                        functools.partial(model.batch_fn, validate=False), batches, None,
-                        config.loss(), 1, 0.001, 0.001, mx.cpu(), optimizer="adam", seed=1,
-                        log_interval=4, verbose=False)
+    train_loop(model.parts(), {"output": 0.001, "backbone": 0.001},
+               lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
+               lambda outputs: normalised_losses(loss, outputs), batches, 1, [mx.cpu()],
+               optimizer="adam", seed=1, log_interval=4)
     assert len(reads) == 2

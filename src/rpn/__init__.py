@@ -31,10 +31,12 @@ from .backbone import detection_backbone, download_pretrained  # noqa: E402
 from .loss import DetectionEvaluation, DetectionLoss  # noqa: E402
 from .predict import predict_rpn, proposals_from_predictions  # noqa: E402
 from .checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
-from .train import (as_context_list, evaluate_detection,  # noqa: E402
-                    rpn_batch, train_detection, try_gpu)
-from .evaluation import (AR_THRESHOLDS, ProposalRecall,  # noqa: E402
-                         evaluate_proposals)
+from .train import (as_context_list, rpn_batch, train_detection,  # noqa: E402
+                    try_gpu)
+from .recall import AR_THRESHOLDS, ProposalRecall, proposal_recall  # noqa: E402
+from .settings import ModelSettings  # noqa: E402
+from .config import RunConfig  # noqa: E402
+from .outputs import Proposals, TrainingOutput  # noqa: E402
 from .model import RegionProposalNetwork  # noqa: E402
 from .preprocess import Resize  # noqa: E402
 from .images import BadImageError, read_image  # noqa: E402
@@ -51,10 +53,11 @@ from .voc import (VOC_CLASSES, list_voc_split,  # noqa: E402
 from .coco import read_coco, write_coco  # noqa: E402
 from .targets import (IGNORE, NEGATIVE, POSITIVE, label_anchors,  # noqa: E402
                       rpn_targets)
-from .run import export, load  # noqa: E402
-from .inference import evaluate, predict_images  # noqa: E402
-from .proposals import (load_proposals, proposals_to_rois,  # noqa: E402
-                        propose, roi_align)
+from .run import TrainedModel, export, load  # noqa: E402
+from .evaluate_model import evaluate  # noqa: E402
+from .predict_files import predict_images  # noqa: E402
+from .proposal_file import load_proposals, propose  # noqa: E402
+from .roi import proposals_to_rois, roi_align  # noqa: E402
 from .fit import fit  # noqa: E402
 
 __version__ = "0.2.0"
@@ -67,16 +70,17 @@ __all__ = [
     "POSITIVE", "NEGATIVE", "IGNORE", "CROWD", "label_anchors", "rpn_targets",
     "detection_backbone", "download_pretrained", "DetectionLoss", "DetectionEvaluation",
     "predict_rpn", "proposals_from_predictions", "rpn_batch",
-    "train_detection", "evaluate_detection", "try_gpu", "as_context_list",
+    "train_detection", "try_gpu", "as_context_list",
     "load_checkpoint", "latest_checkpoint", "show_boxes",
     "visualize_rpn_preds", "denormalize_image",
     "DetectionDataset", "DetectionLoader", "read_image", "check_images",
     "BadImageError", "Resize", "ImageSet", "SYNTHETIC_CLASSES",
     "SyntheticImages", "load_data_synthetic", "write_voc", "write_coco", "read_coco",
     "VOC_CLASSES", "list_voc_split", "load_data_voc_detection", "read_voc_detection_labels",
-    "read_voc_images", "AR_THRESHOLDS", "ProposalRecall", "evaluate_proposals",
+    "read_voc_images", "AR_THRESHOLDS", "ProposalRecall", "proposal_recall",
     # the proposal model and what the command line does, for Python users
-    "RegionProposalNetwork", "fit", "load", "export", "evaluate", "predict_images",
+    "RegionProposalNetwork", "ModelSettings", "RunConfig", "Proposals", "TrainingOutput",
+    "TrainedModel", "fit", "load", "export", "evaluate", "predict_images",
     "propose", "load_proposals", "proposals_to_rois", "roi_align",
     # d2l's helpers the chapter calls, re-exported on first use
     "Animator", "Accumulator", "set_figsize", "show_images",

@@ -13,6 +13,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import np
 
+from .boxes import overlap
 from .records import CROWD
 
 __all__ = ["check_values_host", "match_on_host", "encode_host"]
@@ -127,22 +128,18 @@ def encode_host(corners, targets, weights, ctx):
 
 
 def _iou(corners, area, boxes):
-    """(N, 4) anchors (with their areas (N,)) x (k, 4) boxes -> (N, k) IoU,
-    MXNet's ``box_iou`` formula in the same float32 operations and order,
-    so the values are the device path's to the bit."""
-    a, b = corners[:, None, :], boxes[None, :, :].astype("float32")
-    iw = onp.minimum(a[..., 2], b[..., 2]) - onp.maximum(a[..., 0], b[..., 0])
-    ih = onp.minimum(a[..., 3], b[..., 3]) - onp.maximum(a[..., 1], b[..., 1])
-    inter = onp.where(iw > 0, iw, 0) * onp.where(ih > 0, ih, 0)
-    box_area = ((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))
-    return inter / (area[:, None] + box_area - inter)
+    """(N, 4) anchors (with their areas (N,)) x (k, 4) boxes -> (N, k) IoU:
+    :func:`rpn.boxes.overlap` in NumPy, MXNet's ``box_iou`` values to the
+    bit for boxes with area (the device path's)."""
+    # (N, 4) -> (N, 1, 4) against (k, 4) -> (1, k, 4)
+    return overlap(corners[:, None, :], boxes[None, :, :].astype("float32"),
+                   area_a=area[:, None], xp=onp)
 
 
 def _cover(corners, crowds):
     """(N,) largest share of each anchor's area that one of ``crowds``
-    (C, 4) covers; NumPy, as the device path's formula."""
-    a, c = corners[:, None, :], crowds[None, :, :].astype("float32")
-    iw = onp.maximum(onp.minimum(a[..., 2], c[..., 2]) - onp.maximum(a[..., 0], c[..., 0]), 0)
-    ih = onp.maximum(onp.minimum(a[..., 3], c[..., 3]) - onp.maximum(a[..., 1], c[..., 1]), 0)
-    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    return (iw * ih / area).max(axis=1)
+    (C, 4) covers: :func:`rpn.boxes.overlap` over the anchor's area, as the
+    device path computes it."""
+    # (N, 1, 4) against (1, C, 4) -> (N, C) -> (N,)
+    return overlap(corners[:, None, :], crowds[None, :, :].astype("float32"), over="first",
+                   xp=onp).max(axis=1)

@@ -17,14 +17,10 @@ import math
 import mxnet as mx
 from mxnet import np
 
+from .settings import RPN_RATIOS, RPN_SIZES
+
 __all__ = ["generate_anchors", "rpn_anchors", "num_anchors", "anchor_shapes",
            "RPN_SIZES", "RPN_RATIOS"]
-
-#: The chapter's anchor sizes (fractions of the image's shorter side).
-RPN_SIZES = (0.85, 0.43, 0.21)
-#: The chapter's aspect ratios (width / height).
-RPN_RATIOS = (1.0, 2.0, 0.5)
-
 
 def num_anchors(sizes=RPN_SIZES, ratios=RPN_RATIOS, *, product=False):
     """Anchors a pixel: ``len(sizes) + len(ratios) - 1`` (the chapter's

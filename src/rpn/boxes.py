@@ -18,7 +18,7 @@ from mxnet import np
 __all__ = [
     "box_corner_to_center", "box_center_to_corner", "iou",
     "anchor_to_gt_offset", "anchor_plus_offset", "project_box",
-    "OFFSET_WEIGHTS", "MAX_LOG_SCALE",
+    "OFFSET_WEIGHTS", "MAX_LOG_SCALE", "overlap",
 ]
 
 #: The chapter's offset scaling ``(10, 10, 5, 5)`` for ``(x, y, w, h)``.
@@ -82,26 +82,39 @@ def box_center_to_corner(boxes):
     return _center_to_corner(boxes.T).T
 
 
-def _area(boxes):
-    """(..., 4) corner boxes -> (...) areas; empty boxes have area 0."""
-    w = np.maximum(boxes[..., 2] - boxes[..., 0], 0)
-    h = np.maximum(boxes[..., 3] - boxes[..., 1], 0)
-    return w * h
+def overlap(a, b, *, over="union", area_a=None, xp=np):
+    """The one overlap formula of the package: corner boxes ``a`` (..., 4)
+    and ``b`` (..., 4), broadcast against each other (e.g. ``a[:, None]``
+    and ``b[None]`` for every pair) -> (...).
+
+    ``over="union"``: intersection over union (IoU; 0 where the union is
+    empty); ``over="first"``: intersection over ``a``'s area (COCO's rule
+    for crowd regions; 0 for an empty ``a``). Widths and heights are
+    clamped at 0 (the chapter's ``max(w, 0) * max(h, 0)``). ``area_a``: the
+    areas of ``a`` when already known. ``xp``: the array module, MXNet's
+    ``np`` or NumPy; the operations and their order are the same in both,
+    so the float32 results agree to the bit (the labeler's host path
+    relies on it)."""
+    iw = xp.maximum(xp.minimum(a[..., 2], b[..., 2]) - xp.maximum(a[..., 0], b[..., 0]), 0)
+    ih = xp.maximum(xp.minimum(a[..., 3], b[..., 3]) - xp.maximum(a[..., 1], b[..., 1]), 0)
+    inter = iw * ih
+    if area_a is None:
+        area_a = (xp.maximum(a[..., 2] - a[..., 0], 0) * xp.maximum(a[..., 3] - a[..., 1], 0))
+    if over == "first":
+        denom = area_a
+    elif over == "union":
+        area_b = (xp.maximum(b[..., 2] - b[..., 0], 0) * xp.maximum(b[..., 3] - b[..., 1], 0))
+        denom = area_a + area_b - inter
+    else:
+        raise ValueError(f"over must be 'union' or 'first', got {over!r}")
+    return xp.where(denom > 0, inter / xp.where(denom > 0, denom, 1), 0)
 
 
 def _pairwise_iou(boxes1, boxes2):
     """IoU of every box of ``boxes1`` (..., G, 4) with every box of
-    ``boxes2`` (N, 4); returns (..., G, N). Areas use ``max(w, 0) * max(h, 0)``,
-    and a pair whose union is empty has IoU 0."""
-    a = boxes1[..., :, None, :]     # (..., G, 4) -> (..., G, 1, 4)
-    b = boxes2[None, :, :]          # (N, 4) -> (1, N, 4)
-    iw = np.maximum(np.minimum(a[..., 2], b[..., 2])
-                    - np.maximum(a[..., 0], b[..., 0]), 0)
-    ih = np.maximum(np.minimum(a[..., 3], b[..., 3])
-                    - np.maximum(a[..., 1], b[..., 1]), 0)
-    inter = iw * ih                                             # (..., G, N)
-    union = _area(boxes1)[..., :, None] + _area(boxes2)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0)
+    ``boxes2`` (N, 4); returns (..., G, N) (see :func:`overlap`)."""
+    # (..., G, 4) -> (..., G, 1, 4) against (N, 4) -> (1, N, 4)
+    return overlap(boxes1[..., :, None, :], boxes2[None, :, :])
 
 
 def iou(boxes1, boxes2):

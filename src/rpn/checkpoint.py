@@ -4,7 +4,8 @@ One folder an epoch inside the run's ``checkpoint/`` folder, and a
 ``latest`` file naming the newest complete one::
 
     checkpoint/latest                  "epoch-0007"
-    checkpoint/epoch-0007/backbone.params, output.params   (MXNet arrays)
+    checkpoint/epoch-0007/backbone.params, output.params   (MXNet arrays, one
+                                                            file a trained part)
                           optimizer.params                 (MXNet arrays)
                           optimizer.json, state.json       (JSON)
                           MANIFEST.json                    (written last)
@@ -32,7 +33,7 @@ from mxnet import np
 
 from .fileio import make_dir, private_dir, read_json, sha256_of, write_bytes, write_json
 
-__all__ = ["write_checkpoint", "latest_checkpoint", "load_checkpoint",
+__all__ = ["write_checkpoint", "latest_checkpoint", "load_checkpoint", "load_parts",
            "load_optimizer_states", "write_manifest", "verify_manifest", "remove_stale",
            "CorruptCheckpointError"]
 
@@ -162,16 +163,18 @@ def _remove(path):
         shutil.rmtree(path)
 
 
-def write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainer, state):
+def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state):
     """Write the checkpoint of ``epoch`` (0-based) and make it the latest;
-    older ones are removed. ``state``: JSON-able progress (epoch, history,
-    seed, config). Returns the checkpoint's folder."""
+    older ones are removed. ``parts``: the trained blocks by name (each
+    saved as ``<name>.params``; the chapter's are ``backbone`` and
+    ``output``); ``state``: JSON-able progress (epoch, history, seed,
+    config). Returns the checkpoint's folder."""
     make_dir(checkpoint_dir)
     name = f"epoch-{epoch + 1:04d}"
     tmp = private_dir(checkpoint_dir, f".{name}-")
     try:
-        backbone.save_parameters(os.path.join(tmp, "backbone.params"))
-        output_model.save_parameters(os.path.join(tmp, "output.params"))
+        for part, block in parts.items():
+            block.save_parameters(os.path.join(tmp, f"{part}.params"))
         _save_optimizer(trainer, tmp)
         write_json(os.path.join(tmp, "state.json"), state)
         write_manifest(tmp)
@@ -264,6 +267,26 @@ def _verify(path):
                 f"{str(expected.get('sha256'))[:12]}... (truncated or altered)")
 
 
+def load_parts(path, parts, ctx=None):
+    """Load the checkpoint folder ``path`` (verified against its manifest)
+    into ``parts`` (name -> block, as :func:`write_checkpoint` saved them) on
+    ``ctx`` (a context or a list, default the current one), and return its
+    ``state.json`` dict (epoch, history, seed, config)."""
+    _verify(path)
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.current_context()]
+    try:
+        for part, block in parts.items():
+            block.load_parameters(os.path.join(path, f"{part}.params"), ctx=ctxs)
+    except (AssertionError, mx.MXNetError, ValueError) as error:
+        raise ValueError(
+            f"the checkpoint in {path} does not fit this model (another "
+            f"backbone, anchors or head width?): {error}") from error
+    try:
+        return read_json(os.path.join(path, "state.json"), what="checkpoint state")
+    except json.JSONDecodeError as error:
+        raise CorruptCheckpointError(f"{path}/state.json: {error}") from None
+
+
 def load_checkpoint(checkpoint_dir, backbone, output_model, ctx=None):
     """Load the newest checkpoint's parameters into ``backbone`` and
     ``output_model`` (on ``ctx``: a context or a list, default the current
@@ -274,16 +297,4 @@ def load_checkpoint(checkpoint_dir, backbone, output_model, ctx=None):
         raise FileNotFoundError(
             f"no checkpoint in {checkpoint_dir!r}: expected a 'latest' file "
             "naming an epoch-NNNN folder, as train_detection writes")
-    _verify(path)
-    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.current_context()]
-    try:
-        backbone.load_parameters(os.path.join(path, "backbone.params"), ctx=ctxs)
-        output_model.load_parameters(os.path.join(path, "output.params"), ctx=ctxs)
-    except (AssertionError, mx.MXNetError, ValueError) as error:
-        raise ValueError(
-            f"the checkpoint in {path} does not fit this model (another "
-            f"backbone, anchors or head width?): {error}") from error
-    try:
-        return read_json(os.path.join(path, "state.json"), what="checkpoint state")
-    except json.JSONDecodeError as error:
-        raise CorruptCheckpointError(f"{path}/state.json: {error}") from None
+    return load_parts(path, {"backbone": backbone, "output": output_model}, ctx)

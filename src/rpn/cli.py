@@ -1,8 +1,9 @@
 """The command line: ``rpn train | evaluate | predict | propose | export | env``.
 
 ``python -m rpn ...`` or the installed ``rpn`` script. This module parses
-arguments, calls the library (:mod:`rpn.fit`, :mod:`rpn.inference`,
-:mod:`rpn.proposals`, :mod:`rpn.run`) and formats what it returns: results
+arguments, calls the library (:mod:`rpn.fit`, :mod:`rpn.evaluate_model`,
+:mod:`rpn.predict_files`,
+:mod:`rpn.proposal_file`, :mod:`rpn.run`) and formats what it returns: results
 on stdout, progress and warnings on stderr. Exit codes: 0 done, 1 the work
 failed (bad data, a diverging loss, unreadable inputs), 2 a bad argument
 or setting (one line on stderr).
@@ -92,7 +93,7 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .inference import evaluate
+    from .evaluate_model import evaluate
     from .visualize import plot_recall
     result, recall = evaluate(args.checkpoint, args.data, args.split,
                               classes=_classes(args.classes), images=args.images,
@@ -117,7 +118,7 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .inference import save_predictions
+    from .predict_files import save_predictions
     summary, errors = save_predictions(args.checkpoint, args.images, args.out,
                                        top_k=args.top_k, ctx=parse_ctx(args.ctx)[0])
     for path, error in errors:
@@ -128,7 +129,7 @@ def cmd_predict(args):
 
 def cmd_propose(args):
     from tqdm import tqdm
-    from .proposals import propose
+    from .proposal_file import propose
     bar = tqdm(unit="image", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
         summary = propose(args.checkpoint, args.data, args.split, out=args.out,
@@ -194,7 +195,7 @@ def build_parser():
     train.add_argument("--max-size", type=_positive, help="longest side in px")
     train.add_argument("--lr", type=float, help="learning rate of both parts")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="any setting of rpn.config.RunConfig (JSON value)")
+                       help="any setting of rpn.config.RunConfig (JSON value; docs/settings.md)")
     train.add_argument("--pretrained", metavar="PATH|imagenet",
                        help="ImageNet weights of resnet18_v2: a .params file or model-store "
                        "folder, or 'imagenet' to download them into MXNet's model store")

@@ -12,25 +12,28 @@ each image's own width and height. Every image goes through
 Shape glossary: ``B`` images a batch, ``G`` object rows an image (padded
 with class ``-1`` to the dataset's largest count), images ``(3, h, w)``
 normalised with ``RGB_MEAN``/``RGB_STD``, a batch ``(B, 3, H, W)`` padded
-to a common canvas. ``info`` (B, 5) int64 rows ``[height, width,
+to a common canvas. An item's ``info`` (5,) int64 is ``[height, width,
 original_height, original_width, index]``: the image's size in the batch
 (its top-left part), its size as read, and its index in the dataset; a
-row of height 0 marks an image that could not be read (skipped).
+height of 0 marks an image that could not be read (skipped). The loader
+gives a batch's as a :class:`rpn.batching.BatchInfo` of named fields.
 """
 import functools
 import math
 import os
+import warnings
 
 import mxnet as mx
 import numpy as onp
 from mxnet import gluon, np
 
 from ._proc import die_with_parent
+from .batching import BatchInfo
 from .images import BadImageError, read_image
 from .preprocess import MEAN, STD, Resize, pad_batch, preprocess_image, SIZE_DIVISOR
-from .records import CROWD, rows_outside
+from .records import CROWD, DataError, rows_outside
 
-__all__ = ["DetectionDataset", "DetectionLoader", "RGB_MEAN", "RGB_STD",
+__all__ = ["DetectionDataset", "DetectionLoader", "make_loader", "RGB_MEAN", "RGB_STD",
            "read_image", "check_labels"]
 
 #: Per-channel mean and standard deviation of ImageNet, used to normalise
@@ -305,8 +308,9 @@ class _EpochBatches(gluon.data.Sampler):
 class DetectionLoader:
     """A Gluon ``DataLoader`` over a :class:`DetectionDataset` whose order
     and augmentation follow ``seed`` and the epoch set by
-    :meth:`set_epoch` (``train_detection`` calls it). Yields ``(X (B, 3, h,
-    w), Y (B, G, 5))``, plus ``info`` (B, 5) (a NumPy array) when the
+    :meth:`set_epoch` (the training loop calls it). Yields ``(X (B, 3, h,
+    w), Y (B, G, 5))``, plus ``info`` (a :class:`rpn.batching.BatchInfo`:
+    each image's size in the canvas, original size and index) when the
     dataset gives it. Images that keep their aspect ratio are padded into
     one canvas a batch, and with ``group_by_aspect`` (default: when they
     keep it and their sizes are known) landscape and portrait images are
@@ -355,7 +359,44 @@ class DetectionLoader:
         self.batch_sampler.epoch = int(epoch)
 
     def __iter__(self):
-        return iter(self._loader)
+        for batch in self._loader:
+            if len(batch) == 3:
+                # (B, 5) rows from the workers -> named fields
+                batch = (batch[0], batch[1], BatchInfo.from_rows(batch[2]))
+            yield batch
 
     def __len__(self):
         return len(self.batch_sampler)
+
+
+def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augment=True,
+                seed=0, num_workers=0, shard=None, max_objects=None, on_error="raise",
+                size_divisor=SIZE_DIVISOR, with_info=True):
+    """The one way the package builds a loader: a :class:`DetectionLoader`
+    over a :class:`DetectionDataset` of ``images`` and pixel ``labels``
+    (``sizes``: each image's stated ``(height, width)`` or ``None``),
+    resized by ``resize``. For training (``train``): images without an
+    object are left out (one warning counts them; none left is an error),
+    batches are shuffled, augmented (``augment``) and the last incomplete
+    one dropped; for evaluation every image is kept, in order. Yields ``(X,
+    Y, info)`` (``(X, Y)`` without ``with_info`` and a fixed size, as the
+    chapter's loaders)."""
+    if train:
+        keep = [i for i, label in enumerate(labels) if (onp.asarray(label)[:, 0] >= 0).any()]
+        if not keep:
+            raise DataError(f"no training image has an object of the classes (of "
+                            f"{len(labels)} images)")
+        if len(keep) < len(labels):
+            warnings.warn(f"training on {len(keep)} of {len(labels)} images: "
+                          f"{len(labels) - len(keep)} have no object of the classes")
+        if len(keep) < len(labels):
+            images = [images[i] for i in keep]
+            labels = [labels[i] for i in keep]
+            sizes = None if sizes is None else [sizes[i] for i in keep]
+    dataset = DetectionDataset(images, labels, resize=resize, augment=train and augment,
+                               seed=seed, max_objects=max_objects, sizes=sizes,
+                               with_info=with_info, on_error=on_error)
+    return DetectionLoader(dataset, batch_size, shuffle=train,
+                           last_batch="discard" if train else "keep",
+                           num_workers=num_workers, seed=seed, shard=shard,
+                           size_divisor=size_divisor)

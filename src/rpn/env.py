@@ -9,7 +9,6 @@ peak memory: one command that tells a GPU user whether an ``mxnet-cu1xx``
 install works and what it gives. ``--json`` prints one JSON object.
 """
 import argparse
-import functools
 import json
 import platform
 import resource
@@ -53,29 +52,36 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128):
     timings (after a warm-up) and peak memory, or the error."""
     import mxnet as mx
     from mxnet import np
-    from .config import PRESETS, build_proposal_model
+    from .config import PRESETS
+    from .engine import normalised_losses, train_loop
+    from .loss import ProposalLoss
+    from .model import RegionProposalNetwork
     from .sources import make_loader, open_split
-    from .train import train_detection
     config = PRESETS["default"].replace(size=size, max_size=size, batch_size=batch_size)
     try:
         found = open_split("synthetic", "train", synthetic=dict(
             size=size, num_train=batch_size * (steps + 2), num_val=batch_size, seed=0))
-        batches = list(make_loader(found, config.resize_rule(), batch_size, train=True,
-                                   size_divisor=config.size_divisor))
+        batches = list(make_loader(found, config.model.resize_rule(), batch_size, train=True,
+                                   size_divisor=config.model.size_divisor))
         mx.random.seed(0)
-        model = build_proposal_model(config, [ctx])
-        train = functools.partial(
-            train_detection, model.backbone, model.head,
-            functools.partial(model.batch_fn, validate=False))
-        options = dict(optimizer="adam", seed=0, verbose=False, log_interval=steps)
-        train(batches[:2], None, config.loss(), 1, 0.001, 0.001, [ctx], **options)
-        mx.nd.waitall()
+        model = RegionProposalNetwork.from_settings(config.model, [ctx])
+        loss = ProposalLoss.from_settings(config.model)
+
+        def train(part):
+            # the training loop of rpn train, on this device
+            train_loop(model.parts(), {"output": 1e-3, "backbone": 1e-3},
+                       lambda X, Y, sizes: model.training_outputs(X, sizes, Y, crowd=False,
+                                                                  validate=False),
+                       lambda outputs: normalised_losses(loss, outputs), part, 1, [ctx],
+                       optimizer="adam", seed=0, log_interval=steps)
+            mx.nd.waitall()
+
+        train(batches[:2])
         tic = time.perf_counter()
-        train(batches[2:], None, config.loss(), 1, 0.001, 0.001, [ctx], **options)
-        mx.nd.waitall()
-        step = (time.perf_counter() - tic) / steps
+        train(batches[2:])
+        step = (time.perf_counter() - tic) / (len(batches) - 2)
         X, _, info = batches[0]
-        X, sizes = X.as_in_context(ctx), np.array(info[:, :2], dtype="float32", ctx=ctx)
+        X, sizes = X.as_in_context(ctx), np.array(info.sizes, dtype="float32", ctx=ctx)
         model.hybridize(static_alloc=True)
         model(X, sizes)[0].wait_to_read()
         tic = time.perf_counter()

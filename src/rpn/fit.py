@@ -1,13 +1,13 @@
 """Training a proposal model into a run folder: what ``rpn train`` does.
 
 :func:`fit` settles the settings (a preset, then explicit keywords), opens
-and checks the data before anything is trained, trains with
-:func:`rpn.train_detection`, measures proposal recall, and writes the run
+and checks the data before anything is trained, trains the proposal model
+(:class:`rpn.RegionProposalNetwork`) whole through the shared training
+loop (:func:`rpn.engine.train_loop`), measures proposal recall, and writes the run
 folder (:mod:`rpn.run`): ``config.json``, ``checkpoint/``,
 ``metrics.json``, ``curves.png``, ``recall_iou.png``, ``predictions.png``.
 Progress goes to stderr; the return value is the final recall.
 """
-import functools
 import os
 import sys
 import time
@@ -15,47 +15,24 @@ import warnings
 
 import mxnet as mx
 
-from .config import PRESETS, ConfigError, build_proposal_model
-from .checkpoint import remove_stale
-from .fileio import UnsafePathError
-from .inference import evaluate_loader
-from .records import CROWD
-from .run import RunError, RunFolder
-from .sources import check_split, data_classes, make_loader, open_split
 from .batching import as_context_list
-from .train import train_detection
+from .checkpoint import remove_stale
+from .config import resolve_config
+from .engine import normalised_losses, train_loop
+from .evaluate_model import evaluate_loader
+from .fileio import UnsafePathError
+from .loss import ProposalLoss
+from .model import RegionProposalNetwork
+from .records import CROWD
+from .run import RunError, RunFolder, TrainedModel
+from .sources import check_split, make_loader, open_split, data_classes
 from .visualize import draw_proposals, plot_curves, plot_recall
 
-__all__ = ["fit", "resolve_config", "FINAL_KEYS"]
+__all__ = ["fit", "FINAL_KEYS"]
 
 #: The figures ``rpn train`` prints at the end.
 FINAL_KEYS = ("AR@100", "AR@1000", "R@100@0.5", "R@100@0.7", "images", "objects")
 # (those of them the run's ks give)
-
-
-def resolve_config(preset="default", *, epochs=None, batch_size=None, size=None,
-                   max_size=None, lr=None, settings=None):
-    """A preset with explicit changes: ``epochs`` (then exactly that many:
-    ``min_steps`` applies only when ``epochs`` is not given), ``batch_size``,
-    ``size``, ``max_size``, ``lr`` (both parts), and ``settings`` (a dict of
-    any other :class:`rpn.config.RunConfig` field)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"preset {preset!r}: expected one of {sorted(PRESETS)}")
-    changes = dict(settings or {})
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("size", size),
-                        ("max_size", max_size)):
-        if value is not None:
-            changes[name] = value
-    if lr is not None:
-        changes["backbone_lr"] = changes["output_lr"] = lr
-    if epochs is not None:
-        changes["min_steps"] = 0
-    if (isinstance(changes.get("size"), int) and "max_size" not in changes
-            and changes.get("resize", PRESETS[preset].resize) == "keep_ratio"):
-        base = PRESETS[preset]
-        aspect = base.max_size / base.size if base.resize == "keep_ratio" else 5 / 3
-        changes["max_size"] = int(round(changes["size"] * aspect))
-    return PRESETS[preset].replace(**changes)
 
 
 def _say(message):
@@ -93,7 +70,7 @@ class _Progress:
 
 
 def _open(data, split, config, classes, images, skip_bad, seed, workers, quiet, required):
-    synthetic = dict(size=config.size, num_train=config.num_train, num_val=config.num_val,
+    synthetic = dict(size=config.model.size, num_train=config.num_train, num_val=config.num_val,
                      seed=seed)
     try:
         found = open_split(data, split, classes=classes, images=images, skip_bad=skip_bad,
@@ -119,10 +96,10 @@ def _pictures(folder, history, recall, model, loader):
         if recall is not None:
             plot_recall(recall, folder.file("recall_iou.png"))
             for X, Y, info in loader:
-                ctx = model.backbone.collect_params().list_ctx()[0]
-                sizes = mx.np.array(info[:10, :2], dtype="float32", ctx=ctx)
-                scores, boxes = model(X[:10].as_in_context(ctx), sizes)
-                draw_proposals(X[:10], Y[:10], scores, boxes, info[:10],
+                info = info.select(slice(0, 10))
+                sizes = mx.np.array(info.sizes, dtype="float32", ctx=model.ctx)
+                scores, boxes = model(X[:10].as_in_context(model.ctx), sizes)
+                draw_proposals(X[:10], Y[:10], scores, boxes, info,
                                path=folder.file("predictions.png"))
                 break
     except OSError as error:
@@ -177,23 +154,24 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
                       "one): training without validation, and metrics.json has no recall")
         val_set = None
     most = max(len(l) for l in list(train_set.labels) + list(val_set.labels if val_set else []))
-    resize = config.resize_rule()
-    train_iter = make_loader(train_set, resize, config.batch_size, train=True,
+    resize, train = config.model.resize_rule(), config.train
+    train_iter = make_loader(train_set, resize, train.batch_size, train=True,
                              num_workers=num_workers, seed=seed, shard=shard,
-                             augment=config.augment, max_objects=most,
-                             size_divisor=config.size_divisor)
+                             augment=train.augment, max_objects=most,
+                             size_divisor=config.model.size_divisor)
     val_iter = None if val_set is None else make_loader(
-        val_set, resize, config.batch_size, train=False, num_workers=num_workers,
-        max_objects=most, size_divisor=config.size_divisor)
+        val_set, resize, train.batch_size, train=False, num_workers=num_workers,
+        max_objects=most, size_divisor=config.model.size_divisor)
     steps = len(train_iter)
     if not explicit_epochs:
-        wanted = config.epochs_for(steps)
-        if wanted != config.epochs:
+        wanted = train.epochs_for(steps)
+        if wanted != train.epochs:
             _say(f"{steps} steps an epoch; training {wanted} epochs to reach "
-                 f"min_steps={config.min_steps} (give --epochs N for exactly N)")
+                 f"min_steps={train.min_steps} (give --epochs N for exactly N)")
             config = config.replace(epochs=wanted)
-    _say(f"{len(train_iter.dataset)} training images ({steps} steps of {config.batch_size} "
-         f"an epoch, {config.epochs} epoch{'s' if config.epochs > 1 else ''}), "
+            train = config.train
+    _say(f"{len(train_iter.dataset)} training images ({steps} steps of {train.batch_size} "
+         f"an epoch, {train.epochs} epoch{'s' if train.epochs > 1 else ''}), "
          f"{0 if val_set is None else len(val_set.images)} validation images; "
          f"images resized to {resize.describe()}")
     # absolute, so that evaluate and propose find the data from any folder
@@ -202,14 +180,19 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     if rank == 0:
         folder.write_config(config, **meta)
     mx.random.seed(seed)
-    model = build_proposal_model(config, ctxs, pretrained=pretrained)
-    model.config, model.saved, model.classes = config, dict(meta, config=config.to_dict()), classes
-    if not any((label[:, 0] == CROWD).any() for label in train_set.labels):
-        model.label_settings["crowd_ioa"] = None       # no crowd region: skip that pass
+    net = RegionProposalNetwork.from_settings(config.model, ctxs, pretrained=pretrained)
+    model = TrainedModel(net, config, classes=classes, source=folder.path, record=meta,
+                         ctx=ctxs[0])
+    crowd = any((label[:, 0] == CROWD).any() for label in train_set.labels)
+    loss = ProposalLoss.from_settings(config.model)
     last = {}
 
+    def forward(X, Y, image_sizes):
+        # data checked before training; without crowd regions, no crowd pass
+        return net.training_outputs(X, image_sizes, Y, crowd=crowd, validate=False)
+
     def recall_at_epoch_end(epoch):
-        final = epoch + 1 == config.epochs
+        final = epoch + 1 == train.epochs
         if val_iter is None or not (final or (eval_every and (epoch + 1) % eval_every == 0)):
             return {}
         tic = time.time()
@@ -219,23 +202,23 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
                     recall=recall)
         return result
 
-    progress = _Progress(config.epochs * steps, disable=quiet)
+    progress = _Progress(train.epochs * steps, disable=quiet)
     try:
-        history = train_detection(
-            model.backbone, model.head, functools.partial(model.batch_fn, validate=False),
-            train_iter, val_iter, config.loss(), config.epochs, config.backbone_lr,
-            config.output_lr, ctxs, optimizer=config.optimizer,
-            optimizer_params=config.optimizer_params(), lr_schedule=config.lr_schedule,
-            warmup_steps=config.warmup_steps, hybridize=hybridize, kvstore=kvstore,
+        history = train_loop(
+            net.parts(), {"output": train.output_lr, "backbone": train.backbone_lr},
+            forward, lambda outputs: normalised_losses(loss, outputs), train_iter,
+            train.epochs, ctxs, test_iter=val_iter, optimizer=train.optimizer,
+            optimizer_params=train.optimizer_params(), lr_schedule=train.lr_schedule,
+            warmup_steps=train.warmup_steps, hybridize=hybridize, kvstore=kvstore,
             callback=progress, checkpoint_dir=folder.checkpoint_dir,  # all read, rank 0 writes
             resume=resume, seed=seed, config=config.to_dict(),
-            epoch_end=recall_at_epoch_end, log_interval=config.log_interval, verbose=False)
+            epoch_end=recall_at_epoch_end, log_interval=train.log_interval)
     finally:
         progress.close()
     if rank > 0:
         return None
-    if val_iter is not None and last.get("epoch") != config.epochs - 1:
-        recall_at_epoch_end(config.epochs - 1)
+    if val_iter is not None and last.get("epoch") != train.epochs - 1:
+        recall_at_epoch_end(train.epochs - 1)
     final = last.get("result")
     skipped = sum(h.get("skipped_images", 0) for h in history)
     if skipped:

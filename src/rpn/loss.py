@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from .targets import IGNORE, NEGATIVE
 
-__all__ = ["DetectionLoss", "DetectionEvaluation"]
+__all__ = ["DetectionLoss", "DetectionEvaluation", "ProposalLoss"]
 
 
 def _masks(cls_labels):
@@ -79,3 +79,29 @@ class DetectionEvaluation:
         correct = (hits.astype("float32") * labelled).sum()
         abs_err = (np.abs(box_labels - box_preds).sum(axis=-1) * positive).sum() / 4
         return correct, abs_err, labelled.sum(), positive.sum()
+
+
+class ProposalLoss(nn.Block):
+    """The loss of the proposal model (:class:`rpn.RegionProposalNetwork`),
+    computed from its :class:`rpn.outputs.TrainingOutput`: the chapter's
+    :class:`DetectionLoss` with weight ``lambd``.
+
+    ``forward(output, num_valid=None, num_pos=None)`` returns a (B * N,)
+    array whose sum is the loss; ``num_valid`` and ``num_pos`` override the
+    counts of labelled and positive anchors (training on several devices
+    normalises every part by the whole batch's counts). Build it from the
+    model's settings with :meth:`from_settings`.
+    """
+
+    def __init__(self, *, lambd=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.detection = DetectionLoss(lambd)
+
+    @classmethod
+    def from_settings(cls, settings):
+        """The loss of a model of :class:`rpn.settings.ModelSettings` ``settings``."""
+        return cls(lambd=settings.lambd)
+
+    def forward(self, output, num_valid=None, num_pos=None):
+        return self.detection(output.cls_preds, output.box_preds, output.cls_labels,
+                              output.box_labels, num_valid, num_pos)

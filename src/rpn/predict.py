@@ -6,21 +6,22 @@ step, :cite:`Ren.He.Girshick.ea.2015`, 3.1.2-3.3.
 Shape glossary: ``B`` images, ``N = H * W * A`` anchors an image, ``M``
 proposals kept for an image. Boxes are corner form, normalised.
 """
-import math
-
 import numpy as onp
-from mxnet import np, npx
+from mxnet import ndarray as _nd
+from mxnet import np
 
-from .boxes import OFFSET_WEIGHTS, _decode
-from .nms import _batched_nms
+from .boxes import OFFSET_WEIGHTS
+from .nms import _check_threshold
+from .proposal_layer import select_proposals
 
 __all__ = ["predict_rpn", "proposals_from_predictions"]
 
 
 def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
                                pre_nms_top_n=None, post_nms_top_n=None,
-                               min_size=0.0, weights=OFFSET_WEIGHTS):
-    """Turn head outputs into proposals, all images in one NMS call.
+                               min_size=0.0, image_sizes=None, weights=OFFSET_WEIGHTS):
+    """Turn head outputs into proposals, all images in one NMS call
+    (:func:`rpn.proposal_layer.select_proposals`, as the proposal model).
 
     ``anchors`` (4, N); ``cls_preds`` (B * N, 2) logits; ``box_preds``
     (B * N, 4) offsets. Returns a list of B pairs ``[scores (M,), boxes
@@ -34,38 +35,34 @@ def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
         raise ValueError(
             f"expected cls_preds (B * {num}, 2) and box_preds (B * {num}, 4) "
             f"for {num} anchors, got {cls_preds.shape} and {box_preds.shape}")
+    _check_threshold(nms_threshold)
     ctx = anchors.ctx
     batch = cls_preds.shape[0] // num
     if batch == 0:
         # MXNet's box_nms on an empty batch breaks every later call of it
         # in the process ("delay_alloc"): never call it with nothing
         return []
-    # (B * N, 2) -> object probability (B * N,) -> (B, N)
-    scores = npx.softmax(cls_preds.as_in_context(ctx), axis=-1)[:, 1].reshape(batch, num)
-    # (B * N, 4) -> (B, N, 4); anchors (4, N) -> (1, N, 4)
-    offsets = box_preds.as_in_context(ctx).reshape(batch, num, 4)
-    boxes = np.clip(_decode(anchors.T[None], offsets, weights), 0.0, 1.0)
-    if min_size > 0:
-        small = ((boxes[..., 2] - boxes[..., 0] < min_size)
-                 | (boxes[..., 3] - boxes[..., 1] < min_size))
-        scores = np.where(small, -math.inf, scores)
-    top = -1 if pre_nms_top_n is None else int(pre_nms_top_n)
-    out = _batched_nms(scores, boxes, nms_threshold, topk=top)   # (B, N, 6)
-    counts = (out[..., 5] >= 0).sum(axis=1).asnumpy()          # one host read
-    if post_nms_top_n is not None:
-        counts = counts.clip(max=int(post_nms_top_n))
+    if image_sizes is not None:
+        image_sizes = np.array(image_sizes, dtype="float32", ctx=ctx).reshape(batch, -1)
+    valid = np.ones((batch, num), ctx=ctx)                        # every anchor proposes
+    out = select_proposals(_nd, anchors, cls_preds.as_in_context(ctx),
+                           box_preds.as_in_context(ctx), valid, nms_threshold=nms_threshold,
+                           pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n,
+                           image_sizes=image_sizes, min_size=min_size,
+                           weights=weights)                          # (B, K, 5)
+    counts = (out[..., 0] >= 0).sum(axis=1).asnumpy()               # one host read
     return _cut(out, counts.astype("int64"))
 
 
 def _cut(out, counts):
-    """NMS output (B, N, 6), kept rows first, and each image's count (B,)
+    """Proposals (B, K, 5), kept rows first, and each image's count (B,)
     on the host -> the chapter's list of ``[scores (M,), boxes (4, M)]``.
     A handful of operator calls whatever ``B``: every kept row is gathered
     at once, then split by image."""
     batch, num = out.shape[:2]
     flat = onp.concatenate([b * num + onp.arange(k) for b, k in enumerate(counts)])
-    # (B, N, 6) -> (B * N, 6) -> the kept rows (M_total, 6)
-    rows = np.take(out.reshape(-1, 6), np.array(flat, dtype="int64", ctx=out.ctx), axis=0)
+    # (B, K, 5) -> (B * K, 5) -> the kept rows (M_total, 5)
+    rows = np.take(out.reshape(-1, 5), np.array(flat, dtype="int64", ctx=out.ctx), axis=0)
     bounds = onp.cumsum(counts)[:-1].tolist()
     scores = np.split(rows[:, 0], bounds, axis=0) if bounds else [rows[:, 0]]
     # (M_total, 4) -> (4, M_total), the chapter's coordinate-major box set
@@ -75,7 +72,7 @@ def _cut(out, counts):
 
 def predict_rpn(backbone_features, output_model, anchor_fn, nms_threshold, *,
                 pre_nms_top_n=None, post_nms_top_n=None, min_size=0.0,
-                weights=OFFSET_WEIGHTS):
+                image_sizes=None, weights=OFFSET_WEIGHTS):
     """Predict region proposals (chapter section "Inference").
 
     ``backbone_features`` (B, C, H, W); ``output_model`` an
@@ -88,19 +85,21 @@ def predict_rpn(backbone_features, output_model, anchor_fn, nms_threshold, *,
 
     Extras: ``pre_nms_top_n`` boxes of best score enter NMS (``None``: all),
     ``post_nms_top_n`` are returned at most (``None``: all kept), boxes
-    narrower or lower than ``min_size`` (normalised) are dropped first.
-    Faster R-CNN used 6000 / 300 at test time; the defaults keep the
-    chapter's behaviour.
+    narrower or lower than ``min_size`` pixels are dropped first (which
+    needs ``image_sizes`` (B, 2) ``[height, width]`` in pixels: the unit of
+    the proposal model's ``min_size``). Faster R-CNN used 6000 / 300 at test
+    time; the defaults keep the chapter's behaviour.
 
     Departs from the chapter, which ranked by the raw logit, clipped after
     NMS, and ran a Python NMS per image: here the scores are
     probabilities, boxes are clipped before NMS (as Faster R-CNN does, so
     overlaps are measured inside the image), and every image goes through
-    one native NMS call.
+    one native NMS call, in :func:`rpn.proposal_layer.select_proposals`, the
+    code the proposal model runs.
     """
     anchors = anchor_fn(backbone_features)
     cls_preds, box_preds = output_model(backbone_features)
     return proposals_from_predictions(
         anchors, cls_preds, box_preds, nms_threshold,
         pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n,
-        min_size=min_size, weights=weights)
+        min_size=min_size, image_sizes=image_sizes, weights=weights)

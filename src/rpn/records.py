@@ -12,7 +12,12 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as onp
 
-__all__ = ["ImageSet", "CROWD", "rows_outside"]
+__all__ = ["ImageSet", "CROWD", "rows_outside", "DataError"]
+
+class DataError(ValueError):
+    """A dataset that cannot be used as it is; the message lists every
+    problem found."""
+
 
 #: Class code of a crowd region (COCO's ``iscrowd``): anchors that overlap
 #: it are neither positive nor negative, and it is not an object to recall.

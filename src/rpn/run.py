@@ -20,7 +20,8 @@ image's ``[height, width]`` (B, 2) in input pixels; its outputs are scores
 (B, K) and boxes (B, K, 4), best first, normalised by each image's size
 (rows scoring below 0 are padding). ``config.json`` says how images are
 resized (``resize``, ``size``, ``max_size``). :func:`load` opens either
-folder as a ready proposal model.
+folder as a :class:`TrainedModel`: the proposal model with its settings,
+classes and origin (nothing is attached to the Gluon block).
 """
 import os
 import warnings
@@ -28,12 +29,14 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from .checkpoint import load_checkpoint, verify_manifest, write_manifest
-from .config import RunConfig, build_proposal_model
-from .fileio import make_dir, private_dir, read_json, write_json
 from .batching import as_context_list
+from .checkpoint import latest_checkpoint, load_parts, verify_manifest, write_manifest
+from .config import RunConfig
+from .fileio import make_dir, private_dir, read_json, write_json
+from .model import RegionProposalNetwork
+from .outputs import Proposals
 
-__all__ = ["RunFolder", "load", "export", "ExportedModel", "RunError"]
+__all__ = ["RunFolder", "TrainedModel", "load", "export", "RunError"]
 
 _SYMBOL, _PARAMS = "rpn-symbol.json", "rpn-0000.params"
 
@@ -64,8 +67,9 @@ class RunFolder:
         return os.path.lexists(self.checkpoint_dir) or os.path.lexists(self.file("config.json"))
 
     def read(self):
-        """``(config, saved)``: the :class:`rpn.config.RunConfig` and the whole
-        ``config.json`` (data, images, seed, classes). Errors name the file."""
+        """``(config, record)``: the :class:`rpn.config.RunConfig`, and what
+        else ``config.json`` holds (data, images, seed, classes). Errors
+        name the file."""
         path = self.file("config.json")
         if not os.path.isfile(path):
             raise RunError(f"{self.path!r} holds no config.json: give the --out folder "
@@ -77,86 +81,125 @@ class RunFolder:
             config = RunConfig.from_dict(saved["config"])
         except (ValueError, TypeError) as error:
             raise RunError(f"{path}: {error}") from None
-        return config, saved
+        return config, {k: v for k, v in saved.items() if k != "config"}
 
-    def write_config(self, config, **meta):
+    def write_config(self, config, **record):
         make_dir(self.path)
-        write_json(self.file("config.json"), dict(meta, config=config.to_dict()))
+        write_json(self.file("config.json"), dict(record, config=config.to_dict()))
 
     def write_metrics(self, data):
         write_json(self.file("metrics.json"), data)
 
 
-class ExportedModel:
-    """An export folder as a proposal model: ``model(X, image_sizes) ->
-    (scores (B, K), boxes (B, K, 4))`` as
-    :class:`rpn.RegionProposalNetwork` in inference; ``config``, ``resize``
-    and ``classes`` as saved."""
+class TrainedModel:
+    """A proposal model with what it was trained for: ``net`` (a
+    :class:`rpn.RegionProposalNetwork`, or the ``SymbolBlock`` of an
+    export), ``config`` (:class:`rpn.config.RunConfig`), ``classes``,
+    ``source`` (the folder it came from, or ``None``) and ``record`` (what
+    its ``config.json`` says besides the settings: ``data``, ``images``,
+    ``seed``). ``model(X (B, 3, H, W), image_sizes (B, 2))`` gives
+    :class:`rpn.outputs.Proposals` ``(scores (B, K), boxes (B, K, 4))`` as
+    :class:`rpn.RegionProposalNetwork` in inference; ``resize``,
+    ``size_divisor`` and ``ctx`` say how to feed it."""
 
-    def __init__(self, path, ctx):
-        folder = RunFolder(path)
-        self.config, self.saved = folder.read()
-        self.resize = self.config.resize_rule()
-        self.classes = tuple(self.saved.get("classes") or self.config.classes)
-        verify_manifest(folder.path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.net = gluon.SymbolBlock.imports(folder.file(_SYMBOL), ["data0", "data1"],
-                                                 folder.file(_PARAMS), ctx=ctx)
-        self.ctx = ctx
+    def __init__(self, net, config, *, classes=(), source=None, record=None, ctx=None):
+        self.net, self.config = net, config
+        self.classes = tuple(classes or config.classes)
+        self.source = None if source is None else os.fspath(source)
+        self.record = dict(record or {})
+        self.ctx = ctx if ctx is not None else net.collect_params().list_ctx()[0]
+
+    @classmethod
+    def of(cls, model):
+        """``model`` as a :class:`TrainedModel`: itself, or a bare
+        :class:`rpn.RegionProposalNetwork` with its own settings (and no
+        classes, run or data)."""
+        if isinstance(model, TrainedModel):
+            return model
+        if isinstance(model, RegionProposalNetwork):
+            return cls(model, RunConfig(model=model.settings))
+        raise TypeError(f"expected a trained model (rpn.load), a RegionProposalNetwork or "
+                        f"a run folder's path, got {type(model).__name__}")
+
+    @property
+    def is_export(self):
+        return not isinstance(self.net, RegionProposalNetwork)
+
+    @property
+    def resize(self):
+        """The :class:`rpn.preprocess.Resize` of the model's images."""
+        return self.config.model.resize_rule()
+
+    @property
+    def size_divisor(self):
+        return self.config.model.size_divisor
+
+    @property
+    def stride(self):
+        return self.config.model.stride
 
     def __call__(self, X, image_sizes):
-        return self.net(X, image_sizes.astype("float32"))
+        return Proposals(*self.net(X, image_sizes.astype("float32")))
+
+
+def _read_export(folder, ctx):
+    config, record = folder.read()
+    verify_manifest(folder.path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = gluon.SymbolBlock.imports(folder.file(_SYMBOL), ["data0", "data1"],
+                                        folder.file(_PARAMS), ctx=ctx)
+    return TrainedModel(net, config, classes=record.get("classes") or (), source=folder.path,
+                        record=record, ctx=ctx)
 
 
 def load(path, ctx=None):
-    """The proposal model of a run folder (its latest checkpoint, verified)
-    or of an export folder, ready for inference on ``ctx`` (a context or a
-    list; the first is used for an export): a
-    :class:`rpn.RegionProposalNetwork` with ``config`` and ``classes``
-    attributes, or an :class:`ExportedModel`."""
+    """The :class:`TrainedModel` of a run folder (its latest checkpoint,
+    verified) or of an export folder, ready for inference on ``ctx`` (a
+    context or a list; the first is used for an export)."""
     ctxs = as_context_list(ctx if ctx is not None else mx.cpu())
     folder = RunFolder(path)
     if folder.is_export:
-        return ExportedModel(folder.path, ctxs[0])
-    config, saved = folder.read()
-    model = build_proposal_model(config, ctxs)
+        return _read_export(folder, ctxs[0])
+    config, record = folder.read()
+    net = RegionProposalNetwork.from_settings(config.model, ctxs)
+    latest = latest_checkpoint(folder.checkpoint_dir)
+    if latest is None:
+        raise RunError(f"{folder.path}: no checkpoint in {folder.checkpoint_dir!r}: expected "
+                       "a 'latest' file naming an epoch-NNNN folder, as rpn train writes")
     try:
-        load_checkpoint(folder.checkpoint_dir, model.backbone, model.head, ctxs)
-    except FileNotFoundError as error:
-        raise RunError(f"{folder.path}: {error}") from None
+        load_parts(latest, net.parts(), ctxs)
     except ValueError as error:
         if type(error) is ValueError:
-            raise RunError(f"{error}. The run's config.json says: "
-                           f"{ {k: saved['config'].get(k) for k in ('stride', 'anchor_sizes')} }"
-                           ) from None
+            shown = {k: config.get(k) for k in ("stride", "anchor_sizes")}
+            raise RunError(f"{error}. The run's config.json says: {shown}") from None
         raise
-    model.config, model.saved = config, saved
-    model.classes = tuple(saved.get("classes") or config.classes)
-    return model
+    return TrainedModel(net, config, classes=record.get("classes") or (),
+                        source=folder.path, record=record, ctx=ctxs[0])
 
 
 def export(model, out, *, ctx=None):
-    """Write ``model`` (a run folder's path or a loaded
-    :class:`rpn.RegionProposalNetwork` with its ``config``) to the export
-    folder ``out`` (see the module). Returns the symbol and parameter
-    paths."""
+    """Write ``model`` (a run folder's path or a :class:`TrainedModel` of
+    one) to the export folder ``out`` (see the module). Returns the symbol
+    and parameter paths."""
     if isinstance(model, (str, os.PathLike)):
         if RunFolder(model).is_export:
             raise RunError(f"{os.fspath(model)} is already an export")
         model = load(model, ctx)
-    if isinstance(model, ExportedModel):
+    model = TrainedModel.of(model)
+    if model.is_export:
         raise RunError("this model is already an export")
-    config = model.config
-    ctx = as_context_list(ctx or model.backbone.collect_params().list_ctx()[0])[0]
+    config, net = model.config, model.net
+    ctx = as_context_list(ctx or model.ctx)[0]
     make_dir(out)
     tmp = private_dir(out, ".export-")
-    model.hybridize()
-    size = config.size if config.resize == "fixed" else 64
-    model(mx.np.zeros((1, 3, size, size), ctx=ctx), mx.np.array([[size, size]], ctx=ctx))
-    model.export(os.path.join(tmp, "rpn"))
+    net.hybridize()
+    size = config.model.size if config.model.resize == "fixed" else 64
+    net(mx.np.zeros((1, 3, size, size), ctx=ctx), mx.np.array([[size, size]], ctx=ctx))
+    net.export(os.path.join(tmp, "rpn"))
     write_json(os.path.join(tmp, "config.json"),
-               dict(model.saved, config=config.to_dict(), exported=True))
+               dict(model.record, classes=list(model.classes), config=config.to_dict(),
+                    exported=True))
     write_manifest(tmp)
     for name in os.listdir(tmp):
         os.replace(os.path.join(tmp, name), os.path.join(out, name))

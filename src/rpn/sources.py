@@ -26,23 +26,18 @@ import warnings
 import numpy as onp
 
 from .coco import find_coco_split, read_coco
-from .dataset import DetectionDataset, DetectionLoader
+from .dataset import make_loader as _make_loader
 from .image_check import check_images
-from .records import ImageSet, rows_outside
+from .records import DataError, ImageSet, rows_outside
 from .synthetic import SYNTHETIC_CLASSES, SyntheticImages
 from .voc import find_classes as _voc_classes
 from .voc import read_voc_split
 
-__all__ = ["open_split", "data_classes", "check_split", "make_loader", "DataError",
-           "DataSpecError", "HOLDOUT"]
+__all__ = ["open_split", "data_classes", "check_split", "make_loader", "load_split",
+           "DataError", "DataSpecError", "HOLDOUT"]
 
 #: The share of a single-file COCO dataset that ``val`` holds out.
 HOLDOUT = 0.2
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used as it is; the message lists every
-    problem found."""
 
 
 class DataSpecError(DataError):
@@ -185,25 +180,47 @@ def _outside(label, size):
 
 def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shard=None,
                 augment=True, max_objects=None, on_error="skip", size_divisor=32):
-    """A :class:`rpn.DetectionLoader` over ``found``, images resized by
-    ``resize``: for training (``train``: images without objects left out,
-    shuffled, augmented, last incomplete batch dropped) or for evaluation
-    (in order, unaugmented). Yields ``(X, Y, info)``."""
-    images, labels, sizes = found.images, found.labels, found.sizes
-    if train:
-        keep = [i for i, label in enumerate(labels) if (label[:, 0] >= 0).any()]
-        if len(keep) < len(labels):
-            warnings.warn(f"training on {len(keep)} of {len(labels)} images: "
-                          f"{len(labels) - len(keep)} have no object of the classes")
-        if not keep:
-            raise DataError("no training image has an object of the classes")
-        images = images if len(keep) == len(labels) else [images[i] for i in keep]
-        labels = [labels[i] for i in keep]
-        sizes = [sizes[i] for i in keep]
-    dataset = DetectionDataset(images, labels, resize=resize, augment=train and augment,
-                               seed=seed, max_objects=max_objects, sizes=sizes,
-                               with_info=True, on_error=on_error)
-    return DetectionLoader(dataset, batch_size, shuffle=train,
-                           last_batch="discard" if train else "keep",
-                           num_workers=num_workers, seed=seed, shard=shard,
-                           size_divisor=size_divisor)
+    """The loader of ``found`` (an :class:`rpn.ImageSet`), images resized by
+    ``resize``: :func:`rpn.dataset.make_loader` for training (images without
+    objects left out, shuffled, augmented, last incomplete batch dropped)
+    or for evaluation (in order, unaugmented). Yields ``(X, Y, info)``;
+    an image that turns unreadable is skipped and counted (``on_error``)."""
+    return _make_loader(found.images, found.labels, resize, batch_size, train=train,
+                        sizes=found.sizes, augment=augment, seed=seed,
+                        num_workers=num_workers, shard=shard, max_objects=max_objects,
+                        on_error=on_error, size_divisor=size_divisor)
+
+
+def load_split(model, data, split, *, classes=None, images=None, batch_size=None,
+               num_workers=0, skip_bad=False, progress=False, require_objects=False,
+               on_error="skip"):
+    """One split of ``data`` for a trained model (:class:`rpn.run.TrainedModel`):
+    opened (default: the data the run was trained on, with its image
+    folder, classes and seed), checked (:func:`check_split`) and made into
+    an evaluation loader with the model's resize rule and batch size.
+    Returns ``(found, loader)``; ``require_objects``: a split without an
+    object of the classes is an error (there is nothing to recall)."""
+    config, record = model.config, model.record
+    if data is None:
+        data = record.get("data")
+        if data is None:
+            raise ValueError("give data=: the model's config.json does not name its data")
+    if images is None and record.get("data") in (data, os.path.abspath(data)):
+        images = record.get("images")
+    found = open_split(data, split, classes=classes or model.classes or None, images=images,
+                       skip_bad=skip_bad,
+                       synthetic=dict(size=config.model.size, num_train=config.num_train,
+                                      num_val=config.num_val, seed=record.get("seed", 0)))
+    if require_objects:
+        if not found.images:
+            raise DataError(f"split {split!r} of {data} has no image")
+        if not any((label[:, 0] >= 0).any() for label in found.labels):
+            raise DataError(f"split {split!r} of {data} has no object of the classes "
+                            f"{list(found.classes)}: there is nothing to recall")
+    found = check_split(found, skip_bad=skip_bad, num_workers=num_workers or None,
+                        progress=progress, what=f"{split} images")
+    loader = make_loader(found, config.model.resize_rule(),
+                         batch_size or config.train.batch_size, train=False,
+                         num_workers=num_workers, on_error=on_error,
+                         size_divisor=config.model.size_divisor)
+    return found, loader

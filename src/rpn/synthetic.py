@@ -17,7 +17,9 @@ import os
 import numpy as onp
 from PIL import Image, ImageDraw
 
-from .dataset import DetectionDataset, DetectionLoader
+from .boxes import overlap
+from .dataset import make_loader
+from .preprocess import Resize
 
 __all__ = ["SYNTHETIC_CLASSES", "SyntheticImages", "load_data_synthetic",
            "write_voc"]
@@ -28,11 +30,14 @@ _MAX_ASPECT = 3.0                         # width / height within 1:3 .. 3:1
 _MAX_COVER = 0.6                          # no shape hides more of another
 
 
-def _cover(a, b):
-    """Fraction of box ``b``'s area that box ``a`` covers."""
-    iw = max(min(a[2], b[2]) - max(a[0], b[0]) + 1, 0)
-    ih = max(min(a[3], b[3]) - max(a[1], b[1]) + 1, 0)
-    return iw * ih / ((b[2] - b[0] + 1) * (b[3] - b[1] + 1))
+def _covers(box, rows):
+    """The largest share of one box's area that the other covers, for the
+    pixel box ``box`` against each of ``rows`` (n, 4) (inclusive pixel
+    columns and rows, as this module's labels: one more than the exclusive
+    end), both ways: (n,) and (n,)."""
+    a = onp.array(box, dtype="float64") + [0, 0, 1, 1]            # (4,) exclusive end
+    b = onp.array(rows, dtype="float64").reshape(-1, 4) + [0, 0, 1, 1]   # (n, 4)
+    return overlap(b, a[None], over="first", xp=onp), overlap(a[None], b, over="first", xp=onp)
 
 
 def _layout(rng, height, width):
@@ -53,8 +58,7 @@ def _layout(rng, height, width):
         bw, bh = max(int(round(w * width)), 2), max(int(round(h * height)), 2)
         x0, y0 = int(rng.integers(0, width - bw + 1)), int(rng.integers(0, height - bh + 1))
         box = (x0, y0, x0 + bw - 1, y0 + bh - 1)
-        if any(_cover(box, r[1:]) > _MAX_COVER or _cover(r[1:], box) > _MAX_COVER
-               for r in rows):
+        if rows and max(map(onp.max, _covers(box, [r[1:] for r in rows]))) > _MAX_COVER:
             continue
         cls = int(rng.integers(0, len(SYNTHETIC_CLASSES)))
         rows.append((cls,) + box)
@@ -143,15 +147,12 @@ def load_data_synthetic(batch_size, height, width, *, num_train=1024,
     ih, iw = image_size or (height, width)
     train_images = SyntheticImages(num_train, ih, iw, seed=seed)
     val_images = SyntheticImages(num_val, ih, iw, seed=seed, offset=num_train)
-    train = DetectionDataset(train_images, train_images.labels, height, width,
-                             augment=augment, seed=seed, max_objects=6)
-    val = DetectionDataset(val_images, val_images.labels, height, width,
-                           max_objects=6)
-    train_iter = DetectionLoader(train, batch_size, shuffle=True,
-                                 last_batch="discard", num_workers=num_workers,
-                                 seed=seed, shard=shard)
-    val_iter = DetectionLoader(val, batch_size, num_workers=num_workers)
-    return train_iter, val_iter
+    options = dict(num_workers=num_workers, max_objects=6, with_info=False)
+    resize = Resize.fixed_size(height, width)
+    return (make_loader(train_images, train_images.labels, resize, batch_size, train=True,
+                        augment=augment, seed=seed, shard=shard, **options),
+            make_loader(val_images, val_images.labels, resize, batch_size, train=False,
+                        **options))
 
 
 def _voc_xml(name, height, width, rows):

@@ -15,7 +15,7 @@ import numpy as onp
 from mxnet import np, npx
 
 from ._host_labels import encode_host, match_on_host
-from .boxes import OFFSET_WEIGHTS, _encode
+from .boxes import OFFSET_WEIGHTS, _encode, overlap
 from .records import CROWD
 
 __all__ = ["POSITIVE", "NEGATIVE", "IGNORE", "label_anchors", "rpn_targets"]
@@ -125,10 +125,7 @@ def _crowd_cover(anchors_nd, crowd_boxes, is_crowd, num, batch, num_obj):
     # (N, 4) anchors and (B * G, 4) rows -> (N, B * G) intersections
     a = anchors_nd.as_np_ndarray()[:, None, :]                     # (N, 1, 4)
     c = crowd_boxes.reshape(-1, 4)[None, :, :]                     # (1, B * G, 4)
-    iw = np.maximum(np.minimum(a[..., 2], c[..., 2]) - np.maximum(a[..., 0], c[..., 0]), 0)
-    ih = np.maximum(np.minimum(a[..., 3], c[..., 3]) - np.maximum(a[..., 1], c[..., 1]), 0)
-    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])       # (N, 1)
-    cover = iw * ih / area * is_crowd.reshape(1, -1)               # (N, B * G)
+    cover = overlap(a, c, over="first") * is_crowd.reshape(1, -1)  # (N, B * G)
     # the largest over each image's rows: (N, B * G) -> (N, B, G) -> (N, B)
     return cover.reshape(num, batch, num_obj).max(axis=2)
 

@@ -8,24 +8,18 @@ Shape glossary: ``B`` images a batch, split over ``D`` devices; ``N =
 H * W * A`` anchors an image; features ``(B, C, H, W)``; ground truth
 ``(B, G, 5)``.
 """
-import math
-import time
-
-import mxnet as mx
-from mxnet import autograd, gluon, np
+import functools
 
 from .anchors import rpn_anchors
-from .batching import _check_takes_sizes, _sizes_of, as_context_list, split_batch, \
-    try_gpu, unpack_batch
-from .checkpoint import latest_checkpoint, load_checkpoint, load_optimizer_states, \
-    write_checkpoint
-from .loss import DetectionEvaluation, DetectionLoss
+from .batching import as_context_list, try_gpu, unpack_batch
+from .config import TrainSettings
+from .engine import normalised_losses, train_loop
+from .loss import DetectionLoss
+from .outputs import TrainingOutput
 from .targets import rpn_targets
 
-__all__ = ["rpn_batch", "train_detection", "evaluate_detection", "try_gpu",
+__all__ = ["rpn_batch", "train_detection", "chapter_batch_fn", "try_gpu",
            "as_context_list", "unpack_batch"]   # the last three from rpn.batching
-
-_METRICS = ("correct", "abs_err", "labelled", "positive")
 
 
 def rpn_batch(Y, backbone_features, output_model, anchors, *,
@@ -50,114 +44,69 @@ def rpn_batch(Y, backbone_features, output_model, anchors, *,
     return preds, labels, anchors
 
 
-class _AnchorCache:
-    """Anchors per (device, feature size), so that ``batch_fn`` computes
-    them once per device as the chapter computes them once."""
+def chapter_batch_fn(settings):
+    """The chapter's :func:`rpn_batch` with the anchors and labelling rule
+    of :class:`rpn.settings.ModelSettings` ``settings`` (fixed-size
+    batches: anchors of the whole canvas)."""
+    anchor_fn = functools.partial(rpn_anchors, sizes=settings.anchor_sizes,
+                                  ratios=settings.anchor_ratios,
+                                  product=settings.anchor_product)
+    target_fn = functools.partial(rpn_targets, pos_iou=settings.pos_iou,
+                                  neg_iou=settings.neg_iou,
+                                  neg_pos_ratio=settings.neg_pos_ratio)
+    return functools.partial(rpn_batch, anchor_fn=anchor_fn, target_fn=target_fn)
 
-    def __init__(self):
+
+class _WholeCanvas:
+    """A loader for the chapter's ``batch_fn``, which labels anchors of the
+    whole canvas: a batch whose images are padded (they keep their aspect
+    ratio) is an error naming the proposal model, which knows each image's
+    size. Checked on the host, from each batch's info."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def set_epoch(self, epoch):
+        if hasattr(self.loader, "set_epoch"):
+            self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        for batch in self.loader:
+            X, _, info = unpack_batch(batch)
+            if info is not None:
+                sizes = info.sizes[info.readable]
+                if (sizes[:, 0] < X.shape[2]).any() or (sizes[:, 1] < X.shape[3]).any():
+                    raise ValueError(
+                        f"train_detection's batch_fn labels whole canvases, but this batch "
+                        f"pads images of several sizes into {X.shape[2]}x{X.shape[3]}: "
+                        "train the proposal model (rpn.fit, or RegionProposalNetwork."
+                        "training_outputs) or resize images to a fixed size")
+            yield batch
+
+
+class _ChapterStep:
+    """The chapter's step as the engine's ``forward``: ``backbone``, then
+    ``batch_fn(Y, features, output_model, anchors)``, the anchors computed
+    once per device and feature size (as the chapter computes them once)."""
+
+    def __init__(self, backbone, output_model, batch_fn):
+        self.backbone, self.output_model, self.batch_fn = backbone, output_model, batch_fn
         self._anchors = {}
 
-    def run(self, batch_fn, Y, features, output_model, image_sizes=None):
+    def __call__(self, X, Y, image_sizes):
+        del image_sizes        # whole canvases (checked by _WholeCanvas)
+        features = self.backbone(X)
         key = (features.ctx, tuple(features.shape[2:]))
-        if image_sizes is None:
-            preds, labels, anchors = batch_fn(Y, features, output_model,
-                                              self._anchors.get(key))
-        else:
-            _check_takes_sizes(batch_fn)
-            preds, labels, anchors = batch_fn(Y, features, output_model,
-                                              self._anchors.get(key), image_sizes)
+        preds, labels, anchors = self.batch_fn(Y, features, self.output_model,
+                                               self._anchors.get(key))
         if len(self._anchors) >= 32 and key not in self._anchors:
             self._anchors.clear()
         self._anchors[key] = anchors
         labels = [y.as_in_context(features.ctx) for y in labels]
-        return preds, labels
-
-
-def _losses(loss, parts):
-    """One loss per device. A :class:`DetectionLoss` normalises every part
-    by the counts of the whole batch, so the summed gradient equals that of
-    the batch on one device."""
-    if not isinstance(loss, DetectionLoss) or len(parts) == 1:
-        return [loss(*preds, *labels) for preds, labels in parts]
-    home = parts[0][1][0].ctx
-    valid = sum((labels[0] >= 0).sum().as_in_context(home) for _, labels in parts)
-    pos = sum((labels[0] > 0).sum().as_in_context(home) for _, labels in parts)
-    # Block.__call__ takes positional arguments only: num_valid, num_pos
-    return [loss(*preds, *labels, valid.as_in_context(labels[0].ctx),
-                 pos.as_in_context(labels[0].ctx))
-            for preds, labels in parts]
-
-
-def _metric_sums(evaluator, preds, labels, home):
-    """The evaluator's four sums of one part as a (4,) float32 array on
-    ``home``."""
-    return np.stack([v.astype("float32") for v in evaluator(*preds, *labels)]) \
-        .as_in_context(home)
-
-
-def _summary(sums):
-    """Metric sums -> class error and box MAE (None when undefined)."""
-    correct, abs_err, labelled, positive = sums
-    return (1 - correct / labelled if labelled else None,
-            abs_err / positive if positive else None)
-
-
-def evaluate_detection(backbone, output_model, batch_fn, data_iter, ctx=None):
-    """Class error and box MAE of labelled anchors over ``data_iter``.
-
-    Runs ``batch_fn`` as in training, without recording, on ``ctx`` (one
-    context or a list). Returns ``{"class_err", "box_mae", "images"}``;
-    a metric is ``None`` when no anchor counts for it.
-    """
-    ctxs = as_context_list(ctx)
-    evaluator, cache = DetectionEvaluation(), _AnchorCache()
-    sums, images = None, 0
-    for batch in data_iter:
-        X, Y, info = unpack_batch(batch)
-        for Xd, Yd, Sd in zip(split_batch(X, ctxs, strict=False), split_batch(Y, ctxs, strict=False),
-                              _sizes_of(info, ctxs, strict=False)):
-            preds, labels = cache.run(batch_fn, Yd, backbone(Xd), output_model, Sd)
-            values = _metric_sums(evaluator, preds, labels, ctxs[0])
-            sums = values if sums is None else sums + values
-        images += X.shape[0]
-    if sums is None:
-        return {"class_err": None, "box_mae": None, "images": 0}
-    class_err, box_mae = _summary([float(v) for v in sums.asnumpy()])
-    return {"class_err": class_err, "box_mae": box_mae, "images": images}
-
-
-def _default_kvstore(ctxs):
-    """MXNet's advice: reduce on the GPUs when there are several, in host
-    memory otherwise."""
-    return "device" if len(ctxs) > 1 and any(c.device_type == "gpu" for c in ctxs) else "local"
-
-
-def _make_trainer(backbone, output_model, backbone_lr, output_lr, optimizer,
-                  optimizer_params, kvstore, lr_schedule, total_steps, warmup_steps):
-    """One ``gluon.Trainer`` for both networks, the backbone's learning rate
-    set through its parameters' ``lr_mult`` (one KVStore serves both, which
-    a distributed KVStore needs: two trainers would share its keys)."""
-    base = max(backbone_lr, output_lr)
-    for net, lr in ((backbone, backbone_lr), (output_model, output_lr)):
-        for param in net.collect_params().values():
-            param.lr_mult = lr / base if base > 0 else 1.0
-    options = {"learning_rate": base, "wd": 1e-4}
-    options.update(optimizer_params or {})
-    if lr_schedule == "cosine":
-        options["lr_scheduler"] = mx.lr_scheduler.CosineScheduler(
-            max_update=max(total_steps, warmup_steps + 1), base_lr=base,
-            final_lr=0.0, warmup_steps=warmup_steps, warmup_begin_lr=0.0)
-    elif lr_schedule != "constant":
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got "
-                         f"{lr_schedule!r}")
-    params = gluon.ParameterDict()
-    params.update(output_model.collect_params())
-    params.update(backbone.collect_params())
-    # the optimizer runs here (not in the KVStore), so that its state can be
-    # saved without pickle; dist_async allows nothing else
-    on_kvstore = "async" in getattr(kvstore, "type", str(kvstore))
-    return gluon.Trainer(params, optimizer, options, kvstore=kvstore,
-                         update_on_kvstore=True if on_kvstore else False)
+        return TrainingOutput(preds[0], preds[1], labels[0], labels[1], anchors)
 
 
 def _in_notebook():
@@ -208,10 +157,11 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
     trainers and lets one KVStore serve both). ``batch_fn(Y, features,
     output_model, anchors) -> (preds, labels, anchors)``, e.g.
     :func:`rpn_batch`. ``train_iter``, ``test_iter`` yield ``(X (B, 3, h,
-    w), Y (B, G, 5))``, or ``(X, Y, info)`` when images keep their aspect
-    ratio (then ``batch_fn`` also gets each image's ``(height, width)`` as a
-    fifth argument, e.g. :meth:`rpn.RegionProposalNetwork.batch_fn`);
-    ``test_iter`` may be ``None``. ``loss`` e.g. ``DetectionLoss(1)``.
+    w), Y (B, G, 5))`` (or ``(X, Y, info)`` whose images fill the canvas:
+    images that keep their aspect ratio need the proposal model, which
+    :func:`rpn.fit` trains); ``test_iter`` may be ``None``. ``loss`` e.g.
+    ``DetectionLoss(1)``. The loop itself is :func:`rpn.engine.train_loop`,
+    which :func:`rpn.fit` shares.
 
     Returns the history: one dict an epoch with ``epoch``, ``loss``,
     ``train_class_err``, ``train_box_mae``, ``test_class_err``,
@@ -264,117 +214,31 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
       proposal recall); ``config`` (JSON-able) is stored in checkpoints.
     """
     ctxs = as_context_list(ctx)
-    if int(log_interval) != log_interval or log_interval < 1:
-        raise ValueError(f"log_interval must be a positive integer, got {log_interval!r}")
-    for net in (backbone, output_model):
-        net.collect_params().reset_ctx(ctxs)
-        if hybridize:
-            net.hybridize(static_alloc=True, static_shape=True)
-    if kvstore is None:
-        kvstore = _default_kvstore(ctxs)
-    if isinstance(kvstore, str) and kvstore.startswith("dist"):
-        kvstore = mx.kv.create(kvstore)
-    rank = getattr(kvstore, "rank", 0)
-    workers = getattr(kvstore, "num_workers", 1)
-    sync_workers = workers if "sync" in getattr(kvstore, "type", "") else 1
-    steps_per_epoch = len(train_iter)
-    trainer = _make_trainer(backbone, output_model, backbone_lr, output_lr,
-                            optimizer, optimizer_params, kvstore, lr_schedule,
-                            num_epochs * steps_per_epoch, warmup_steps)
-    history, start = [], 0
-    last = latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir else None
-    if last is not None:
-        state = load_checkpoint(checkpoint_dir, backbone, output_model, ctxs)
-        load_optimizer_states(trainer, last)
-        history, start, seed = state["history"], state["epoch"] + 1, state["seed"]
-    if seed is None:
-        seed = int(np.random.randint(0, 2 ** 30, ctx=mx.cpu()).item())
+    optimizer_params = dict({"wd": TrainSettings().wd}, **(optimizer_params or {}))
     if callback is None and _in_notebook():
         callback = _AnimatorCallback(num_epochs)
-    evaluator, cache = DetectionEvaluation(), _AnchorCache()
-    home = ctxs[0]
-    # average over devices (other losses) and synchronous workers
-    scale = (len(ctxs) if not isinstance(loss, DetectionLoss) else 1) * sync_workers
-
-    for epoch in range(start, num_epochs):
-        mx.random.seed(seed + epoch)
-        if hasattr(train_iter, "set_epoch"):
-            train_iter.set_epoch(epoch)
-        sums, images, skipped, tic = np.zeros(5, ctx=home), 0, 0, time.time()
-        logged = {"step": 0, "loss": 0.0, "host": [0.0] * 5}
-        for i, batch in enumerate(train_iter):
-            X, Y, info = unpack_batch(batch)
-            with autograd.record():
-                parts = [cache.run(batch_fn, Yd, backbone(Xd), output_model, Sd)
-                         for Xd, Yd, Sd in zip(split_batch(X, ctxs), split_batch(Y, ctxs),
-                                               _sizes_of(info, ctxs))]
-                losses = _losses(loss, parts)
-            autograd.backward(losses)
-            trainer.step(scale)
-            loss_sum = sum(l.sum().as_in_context(home) for l in losses).reshape(1)
-            metrics = sum(_metric_sums(evaluator, preds, labels, home)
-                          for preds, labels in parts)
-            sums = sums + np.concatenate([loss_sum, metrics])          # (5,)
-            images += X.shape[0]
-            if info is not None:
-                skipped += int((info[:, 0] == 0).sum())                 # host array
-            if (i + 1) % log_interval == 0 or i + 1 == steps_per_epoch:
-                _log_step(logged, sums, epoch, i, steps_per_epoch, images, tic,
-                          callback, (backbone_lr, output_lr), checkpoint_dir, max_loss)
-        elapsed = time.time() - tic
-        if images == 0:
-            raise ValueError("train_iter yielded no batch")
-        host = logged["host"]
-        class_err, box_mae = _summary(host[1:])
-        record = {"epoch": epoch + 1, "loss": host[0] / (i + 1),
-                  "train_class_err": class_err, "train_box_mae": box_mae,
-                  "time": elapsed, "images_per_sec": images / elapsed,
-                  "test_class_err": None, "test_box_mae": None,
-                  "skipped_images": skipped}
-        if test_iter is not None:
-            test = evaluate_detection(backbone, output_model, batch_fn,
-                                      test_iter, ctxs)
-            record["test_class_err"] = test["class_err"]
-            record["test_box_mae"] = test["box_mae"]
-        if epoch_end is not None:
-            record.update(epoch_end(epoch))
-        history.append(record)
-        if checkpoint_dir and rank == 0:
-            write_checkpoint(checkpoint_dir, epoch, backbone, output_model, trainer,
-                             {"epoch": epoch, "seed": seed, "history": history,
-                              "config": config})
-        if callback is not None:
-            callback(dict(record, kind="epoch", epoch=epoch))
+    if isinstance(loss, DetectionLoss):
+        losses = functools.partial(normalised_losses, lambda out, valid, pos: loss(
+            *out.preds, *out.labels, valid, pos))
+    else:
+        def losses(outputs):
+            return [loss(*out.preds, *out.labels) for out in outputs]
+    history = train_loop(
+        {"output": output_model, "backbone": backbone},
+        {"output": output_lr, "backbone": backbone_lr},
+        _ChapterStep(backbone, output_model, batch_fn), losses, _WholeCanvas(train_iter),
+        num_epochs, ctxs, test_iter=None if test_iter is None else _WholeCanvas(test_iter),
+        optimizer=optimizer, optimizer_params=optimizer_params, lr_schedule=lr_schedule,
+        warmup_steps=warmup_steps, hybridize=hybridize, kvstore=kvstore, callback=callback,
+        checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, config=config,
+        epoch_end=epoch_end, log_interval=log_interval, max_loss=max_loss,
+        device_average=not isinstance(loss, DetectionLoss))
     if verbose and history:
         last = history[-1]
         print("train class err %s, box mae %s; test class err %s, box mae %s"
               % tuple(_fmt(last[k]) for k in ("train_class_err", "train_box_mae",
                                                "test_class_err", "test_box_mae")))
     return history
-
-
-def _log_step(logged, sums, epoch, i, steps, images, tic, callback, lrs, checkpoint_dir,
-              max_loss):
-    """Read the running sums from the device (the one host read of
-    ``log_interval`` steps), stop on a loss that is not finite, and tell the
-    callback."""
-    host = sums.asnumpy().tolist()
-    advance = i + 1 - logged["step"]
-    window_loss = (host[0] - logged["loss"]) / advance
-    if not all(math.isfinite(v) for v in host) or (max_loss is not None
-                                                    and window_loss > max_loss):
-        kept = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
-        raise FloatingPointError(
-            f"the loss became {window_loss} at epoch {epoch + 1}, steps "
-            f"{logged['step'] + 1}-{i + 1}: training diverged. Lower the learning "
-            f"rates ({lrs[0]}, {lrs[1]}) or add warm-up"
-            + (f"; the last good checkpoint is kept: {kept}" if kept else ""))
-    logged.update(step=i + 1, loss=host[0], host=host)
-    if callback is not None:
-        class_err, box_mae = _summary(host[1:])
-        callback({"kind": "step", "epoch": epoch, "step": i, "steps": steps,
-                  "advance": advance, "loss": window_loss, "class_err": class_err,
-                  "box_mae": box_mae, "images_per_sec": images / (time.time() - tic)})
 
 
 def _fmt(value):

@@ -12,7 +12,7 @@ import numpy as onp
 from mxnet import np
 
 from .dataset import RGB_MEAN, RGB_STD
-from .evaluation import AR_THRESHOLDS
+from .recall import AR_THRESHOLDS
 from .fileio import write_figure
 
 __all__ = ["show_boxes", "visualize_rpn_preds", "denormalize_image", "plot_curves",
@@ -146,7 +146,8 @@ def draw_proposals(X, Y, scores, boxes, info=None, *, top_k=5, num_images=10, pa
     """Ground truth (red) and the ``top_k`` best proposals (white, with
     scores) of a batch: ``X`` (B, 3, H, W) normalised, ``Y`` (B, G, 5),
     the proposal model's ``scores`` (B, K) and ``boxes`` (B, K, 4), and
-    ``info`` (B, 5) (each image is cut out of its canvas). Saved to
+    ``info`` (a :class:`rpn.batching.BatchInfo`: each image is cut out of
+    its canvas). Saved to
     ``path`` when given; returns the figure."""
     plt = _pyplot()
     count = min(num_images, X.shape[0])
@@ -159,7 +160,7 @@ def draw_proposals(X, Y, scores, boxes, info=None, *, top_k=5, num_images=10, pa
         if i >= count:
             continue
         image = denormalize_image(X[i])
-        h, w = (int(info[i][0]), int(info[i][1])) if info is not None else image.shape[:2]
+        h, w = (int(v) for v in info.sizes[i]) if info is not None else image.shape[:2]
         ax.imshow(image[:h, :w])
         scale = onp.array([w, h, w, h])
         objects = Y[i][Y[i][:, 0] >= 0][:, 1:5] * scale

@@ -24,7 +24,8 @@ import warnings
 import numpy as onp
 from defusedxml import ElementTree
 
-from .dataset import DetectionDataset, DetectionLoader, read_image
+from .dataset import make_loader, read_image
+from .preprocess import Resize
 from .images import IMAGE_EXTENSIONS
 from .records import ImageSet
 
@@ -301,21 +302,13 @@ def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=Fal
                     [sizes[i] for i in keep], tuple(classes))
 
 
-def list_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False,
-                   drop_empty=False):
+def list_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False):
     """Image paths and pixel labels of one split of a VOC-layout folder
-    (:func:`read_voc_split`'s ``images`` and ``labels``). Images without an
-    object of ``classes`` are left out with a warning that counts them when
-    ``drop_empty``."""
+    (:func:`read_voc_split`'s ``images`` and ``labels``), images without an
+    object included (the training loader leaves them out)."""
     found = read_voc_split(voc_dir, split, classes, keep_difficult=keep_difficult,
                            skip_bad=skip_bad)
-    kept = [(p, lab) for p, lab in zip(found.images, found.labels)
-            if len(lab) or not drop_empty]
-    dropped = len(found.images) - len(kept)
-    if dropped:
-        warnings.warn(f"{split}: kept {len(kept)} of {len(found.images)} images "
-                      f"({dropped} without objects of {list(classes)})")
-    return [p for p, _ in kept], [lab for _, lab in kept]
+    return list(found.images), list(found.labels)
 
 
 def find_classes(voc_dir, splits=("train", "val")):
@@ -359,7 +352,8 @@ def load_data_voc_detection(batch_size, height, width, classes=("cat", "dog"), *
     ``-1`` (chapter's conventions). Training images without an object of
     ``classes`` are dropped (the count is reported); the training loader
     shuffles, augments (flip, crop; ``augment``) and drops its last
-    incomplete batch. ``num_workers`` processes decode images as batches
+    incomplete batch (:func:`rpn.dataset.make_loader`, the package's one
+    loader factory). ``num_workers`` processes decode images as batches
     need them. ``shard=(rank, parts)`` splits the training set for
     distributed training.
 
@@ -381,8 +375,7 @@ def load_data_voc_detection(batch_size, height, width, classes=("cat", "dog"), *
                                     f"{sub}/ is missing")
     train_split, val_split = splits
     options = dict(keep_difficult=keep_difficult, skip_bad=skip_bad)
-    train_paths, train_labels = list_voc_split(voc_dir, train_split, classes,
-                                               drop_empty=True, **options)
+    train_paths, train_labels = list_voc_split(voc_dir, train_split, classes, **options)
     val_paths, val_labels = list_voc_split(voc_dir, val_split, classes, **options)
     found = {int(c) for lab in train_labels + val_labels for c in lab[:, 0]}
     missing = [c for k, c in enumerate(classes) if k not in found]
@@ -390,9 +383,8 @@ def load_data_voc_detection(batch_size, height, width, classes=("cat", "dog"), *
         raise ValueError(f"no object of class(es) {missing} in the {splits} "
                          f"splits of {voc_dir}; check the class names")
     most = max(len(lab) for lab in train_labels + val_labels)
-    train = DetectionDataset(train_paths, train_labels, height, width,
-                             augment=augment, seed=seed, max_objects=most)
-    val = DetectionDataset(val_paths, val_labels, height, width, max_objects=most)
-    return (DetectionLoader(train, batch_size, shuffle=True, last_batch="discard",
-                            num_workers=num_workers, seed=seed, shard=shard),
-            DetectionLoader(val, batch_size, num_workers=num_workers))
+    options = dict(num_workers=num_workers, max_objects=most, with_info=False)
+    resize = Resize.fixed_size(height, width)
+    return (make_loader(train_paths, train_labels, resize, batch_size, train=True,
+                        augment=augment, seed=seed, shard=shard, **options),
+            make_loader(val_paths, val_labels, resize, batch_size, train=False, **options))

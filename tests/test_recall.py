@@ -8,7 +8,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from rpn.evaluation import ProposalRecall
+from rpn.batching import BatchInfo
+from rpn.recall import ProposalRecall
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
@@ -144,10 +145,10 @@ def test_the_padded_model_output_and_the_chapter_format_agree():
     boxes = onp.concatenate([corners, corners + rng.uniform(0.05, 0.4, (2, 6, 2))], -1)
     scores = onp.array([[0.9, 0.8, 0.7, 0.5, -1, -1], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]])
     Y = np.array([[[0, 0.1, 0.1, 0.4, 0.5]], [[1, 0.3, 0.3, 0.9, 0.9]]])
-    info = onp.array([[64, 96, 200, 300, 0], [64, 64, 100, 100, 1]])
+    info = BatchInfo.from_rows([[64, 96, 200, 300, 0], [64, 64, 100, 100, 1]])
     padded = ProposalRecall(ks=(2, 5))
     padded.update_batch(np.array(scores), np.array(boxes), Y, info)
     chapter = ProposalRecall(ks=(2, 5))
     preds = [[np.array(s[s >= 0]), np.array(b[s >= 0]).T] for s, b in zip(scores, boxes)]
-    chapter.update(preds, Y, image_sizes=info[:, 2:4])
+    chapter.update(preds, Y, image_sizes=info.original_sizes)
     assert padded.result() == chapter.result()

@@ -1,27 +1,19 @@
-"""Proposals for a second stage: the proposal file, RoIs for ROIAlign, and
-a tiny second-stage head trained on them."""
+"""The proposal file of ``rpn propose``: what it holds, that it is read
+back without unpickling, and its checks."""
 import json
 import os
 import pickle
 
-import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import autograd, gluon, init, np
 
 import rpn
 from rpn.cli import main
-from rpn.config import PRESETS, build_proposal_model
-
-TINY = ["--size", "64", "--batch-size", "4", "--epochs", "1", "--quiet", "--workers", "0",
-        "--set", "num_train=8", "--set", "num_val=6"]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("prop") / "run")
-    assert main(["train", "--data", "synthetic", "--out", out] + TINY) == 0
-    return out
+@pytest.fixture
+def run_dir(tiny_run):
+    return tiny_run
 
 
 def test_propose_writes_every_image_of_a_split_in_original_pixels(run_dir, tmp_path, capsys):
@@ -57,7 +49,8 @@ def test_propose_gives_all_the_model_keeps_by_default(run_dir, tmp_path):
     model = rpn.load(run_dir)
     summary = rpn.propose(model, "synthetic", "val", out=str(tmp_path / "all.npz"))
     proposals = rpn.load_proposals(str(tmp_path / "all.npz"))
-    assert proposals.meta["top_k"] == model.config.post_nms_top_n_test
+    assert proposals.meta["top_k"] == model.config.model.post_nms_top_n_test
+    assert proposals.meta["model"] == run_dir
     assert summary["proposals"] == sum(len(p["boxes"]) for p in proposals) > 0
 
 
@@ -90,58 +83,3 @@ def test_load_proposals_never_unpickles_and_names_bad_files(tmp_path):
     onp.savez(short, boxes=onp.zeros((3, 4)))
     with pytest.raises(ValueError, match="missing"):
         rpn.load_proposals(str(short))
-
-
-def test_rois_from_the_model_output_and_from_the_chapter_format_agree():
-    mx.random.seed(2)
-    config = PRESETS["default"].replace(size=64, max_size=96)
-    model = build_proposal_model(config, [mx.cpu()])
-    X = np.random.normal(size=(2, 3, 64, 96))
-    sizes = np.array([[64, 96], [48, 64]])
-    scores, boxes = model(X, sizes)
-    rois = rpn.proposals_to_rois((scores, boxes), sizes).asnumpy()
-    valid = scores.asnumpy() >= 0
-    assert rois.shape == (valid.sum(), 5)
-    assert set(rois[:, 0].tolist()) == {0.0, 1.0}
-    for b, (h, w) in enumerate([(64, 96), (48, 64)]):
-        mine = rois[rois[:, 0] == b][:, 1:]
-        assert mine.min() >= 0 and (mine[:, [0, 2]] <= w + 1e-3).all()
-        assert (mine[:, [1, 3]] <= h + 1e-3).all()
-    padded = rpn.proposals_to_rois((scores, boxes), sizes, keep_padding=True).asnumpy()
-    assert padded.shape == (scores.size, 5)
-    onp.testing.assert_allclose(padded[valid.reshape(-1)], rois, atol=1e-4)
-    chapter = [[s[m], b[m].T] for s, b, m in zip(scores, boxes, np.array(valid))]
-    onp.testing.assert_allclose(rpn.proposals_to_rois(chapter, sizes).asnumpy(), rois,
-                                atol=1e-4)
-
-
-def test_roi_align_on_proposals_trains_a_tiny_second_stage():
-    mx.random.seed(3)
-    config = PRESETS["default"].replace(size=64, max_size=96)
-    model = build_proposal_model(config, [mx.cpu()])
-    head = gluon.nn.HybridSequential()
-    head.add(gluon.nn.Dense(16, activation="relu"), gluon.nn.Dense(2))
-    head.initialize(init.Xavier())
-    X = np.random.normal(size=(2, 3, 64, 96))
-    sizes = np.array([[64, 96], [48, 64]])
-    params = [p for net in (head, model.backbone) for p in net.collect_params().values()
-              if p.grad_req != "null"]
-    trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.1})
-    losses = []
-    for _ in range(5):
-        with autograd.record():
-            features = model.backbone(X)
-            scores, boxes = model(X, sizes)[:2]
-            rois = rpn.proposals_to_rois((scores, boxes), sizes)[:32]
-            pooled = rpn.roi_align(features, rois, (7, 7), 1 / config.stride)
-            logits = head(pooled)
-            labels = np.zeros(rois.shape[0])
-            loss = gluon.loss.SoftmaxCrossEntropyLoss()(logits, labels).mean()
-        loss.backward()
-        trainer.step(1)
-        losses.append(float(loss))
-    assert pooled.shape == (rois.shape[0], 128, 7, 7)
-    assert losses[-1] < losses[0]
-    conv = [p for name, p in model.backbone.collect_params().items()
-            if name.endswith("conv0_weight")][0]
-    assert abs(conv.grad().asnumpy()).sum() > 0         # gradients reach the backbone

@@ -1,5 +1,5 @@
-"""Proposals for a second stage: a file of every image's proposals, and
-RoI rows for ROIAlign.
+"""Proposals for a second stage: a file of every image's proposals, what
+``rpn propose`` writes.
 
 ``rpn propose`` (:func:`propose`) writes one NumPy ``.npz`` file (read
 with ``allow_pickle=False``: it holds arrays only) that plays the part of
@@ -18,78 +18,25 @@ detectron2's and mmdetection's precomputed proposal files:
 =============== ============ ===============================================
 
 :func:`load_proposals` reads it back (``proposals[i]`` or
-``proposals.by_id(image_id)``). :func:`proposals_to_rois` turns the proposal
-model's output into ``(R, 5)`` rows ``[batch index, x1, y1, x2, y2]`` in
-input pixels, the RoI format of MXNet's ``ROIAlign`` (``npx.roi_align`` in
-later MXNet; 1.9.1 has ``mx.nd.contrib.ROIAlign``, see :func:`roi_align`).
+``proposals.by_id(image_id)``). In process, :mod:`rpn.roi` feeds a second
+stage without a file.
 """
 import io
 import json
 import os
 
-import mxnet as mx
 import numpy as onp
 from mxnet import np
 
+from .evaluate_model import trained_model
 from .fileio import write_bytes
-from .inference import model_context
-from .run import load
-from .sources import check_split, make_loader, open_split
+from .sources import load_split
 
-__all__ = ["propose", "load_proposals", "ProposalSet", "proposals_to_rois", "roi_align",
-           "PROPOSAL_FORMAT"]
+__all__ = ["propose", "load_proposals", "ProposalSet", "PROPOSAL_FORMAT"]
 
 PROPOSAL_FORMAT = "rpn-proposals"
 _VERSION = 1
 _KEYS = ("boxes", "scores", "counts", "image_ids", "file_names", "image_sizes", "meta")
-
-
-def proposals_to_rois(proposals, image_sizes, *, keep_padding=False):
-    """RoIs for ROIAlign: ``(R, 5)`` rows ``[batch index, x1, y1, x2, y2]``
-    in input pixels (the batch's canvas), float32, on the boxes' context.
-
-    ``proposals``: the proposal model's ``(scores (B, K), boxes (B, K, 4))``
-    (normalised by each image's size; rows scoring below 0 are padding), or
-    the chapter's list of ``[scores (M,), boxes (4, M)]``. ``image_sizes``
-    (B, 2+): each image's ``[height, width]`` in input pixels. Padding rows
-    are dropped (one read of the scores from the device); with
-    ``keep_padding`` every one of the ``B * K`` rows is kept (no read: what
-    a GPU pipeline wants) and padding rows become empty boxes at the
-    origin."""
-    if isinstance(proposals, (list, tuple)) and proposals and isinstance(proposals[0], list):
-        rows = []
-        for b, (_, boxes) in enumerate(proposals):
-            ctx = boxes.ctx
-            h, w = (float(v) for v in onp.asarray(_host(image_sizes))[b][:2])
-            # (4, M) -> (M, 4) pixels, then the batch index in front: (M, 5)
-            pixels = boxes.T * np.array([w, h, w, h], ctx=ctx)
-            rows.append(np.concatenate([np.full((pixels.shape[0], 1), b, ctx=ctx), pixels], 1))
-        return np.concatenate(rows, axis=0) if rows else np.zeros((0, 5))
-    scores, boxes = proposals
-    batch, k = scores.shape
-    ctx = boxes.ctx
-    sizes = image_sizes.as_in_context(ctx).astype("float32")[:, :2]       # (B, 2)
-    scale = np.concatenate([sizes[:, 1:2], sizes[:, 0:1]] * 2, axis=1)    # (B, 4) w, h, w, h
-    pixels = boxes * scale[:, None, :] * (scores >= 0)[..., None]         # (B, K, 4)
-    index = np.broadcast_to(np.arange(batch, ctx=ctx).astype("float32")[:, None], (batch, k))
-    rois = np.concatenate([index[..., None], pixels], axis=-1).reshape(-1, 5)   # (B * K, 5)
-    if keep_padding:
-        return rois
-    valid = onp.flatnonzero(scores.asnumpy().reshape(-1) >= 0)
-    return rois[np.array(valid, dtype="int64", ctx=ctx)]
-
-
-def roi_align(features, rois, pooled_size, spatial_scale, *, sample_ratio=2):
-    """MXNet's ``ROIAlign`` on ``mxnet.np`` arrays, differentiable:
-    ``features`` (B, C, h, w), ``rois`` (R, 5) from :func:`proposals_to_rois`,
-    ``spatial_scale`` = 1 / stride. Returns (R, C, *pooled_size)."""
-    return mx.nd.contrib.ROIAlign(
-        features.as_nd_ndarray(), rois.as_nd_ndarray(), pooled_size=tuple(pooled_size),
-        spatial_scale=float(spatial_scale), sample_ratio=sample_ratio).as_np_ndarray()
-
-
-def _host(array):
-    return array.asnumpy() if hasattr(array, "asnumpy") else array
 
 
 def propose(model, data, split, *, out, top_k=None, classes=None, images=None,
@@ -101,41 +48,37 @@ def propose(model, data, split, *, out, top_k=None, classes=None, images=None,
     run/export folder. Images that cannot be read raise one error listing
     them, or are left out with a warning (``skip_bad``). Returns a summary
     dict. ``progress(n)`` is called after every batch of ``n`` images."""
-    model = load(model, ctx) if isinstance(model, (str, os.PathLike)) else model
-    config, saved = model.config, getattr(model, "saved", {})
-    top_k = config.post_nms_top_n_test if top_k is None else top_k
-    if int(top_k) != top_k or not 1 <= top_k <= config.post_nms_top_n_test:
+    model = trained_model(model, ctx)
+    config = model.config
+    most = config.model.post_nms_top_n_test
+    top_k = most if top_k is None else top_k
+    if int(top_k) != top_k or not 1 <= top_k <= most:
         raise ValueError(f"top_k must be an integer from 1 to the model's "
-                         f"post_nms_top_n_test ({config.post_nms_top_n_test}), got {top_k!r}")
-    found = open_split(data, split, classes=classes or model.classes or None, images=images,
-                       skip_bad=skip_bad,
-                       synthetic=dict(size=config.size, num_train=config.num_train,
-                                      num_val=config.num_val, seed=saved.get("seed", 0)))
-    found = check_split(found, skip_bad=skip_bad, num_workers=num_workers or None,
-                        progress=progress is not None, what=f"{split} images")
-    loader = make_loader(found, config.resize_rule(), batch_size or config.batch_size,
-                         train=False, num_workers=num_workers, on_error="raise",
-                         size_divisor=config.size_divisor)
-    ctx = model_context(model)
+                         f"post_nms_top_n_test ({most}), got {top_k!r}")
+    found, loader = load_split(model, data, split, classes=classes, images=images,
+                               batch_size=batch_size, num_workers=num_workers,
+                               skip_bad=skip_bad, progress=progress is not None,
+                               on_error="raise")
     per_image = {}
     for X, _, info in loader:
-        sizes = np.array(info[:, :2], dtype="float32", ctx=ctx)
-        scores, boxes = model(X.as_in_context(ctx), sizes)
+        sizes = np.array(info.sizes, dtype="float32", ctx=model.ctx)
+        scores, boxes = model(X.as_in_context(model.ctx), sizes)
         scores, boxes = scores.asnumpy(), boxes.asnumpy()            # one read a batch
-        for b, row in enumerate(info):
+        for b, ((height, width), index) in enumerate(zip(info.original_sizes,
+                                                         info.indices)):
             keep = scores[b] >= 0
-            scale = [row[3], row[2], row[3], row[2]]                   # original w, h
-            per_image[int(row[4])] = (scores[b][keep][:top_k],
-                                      boxes[b][keep][:top_k] * scale, (row[2], row[3]))
+            scale = [width, height, width, height]                     # original pixels
+            per_image[int(index)] = (scores[b][keep][:top_k],
+                                     boxes[b][keep][:top_k] * scale, (height, width))
         if progress is not None:
             progress(len(info))
     order = sorted(per_image)
     scores = [per_image[i][0] for i in order]
     ids = [found.ids[i] for i in order]
     meta = {"format": PROPOSAL_FORMAT, "version": _VERSION, "data": os.fspath(data),
-            "split": split, "top_k": int(top_k), "nms_threshold": config.nms_threshold,
-            "resize": config.resize_rule().describe(),
-            "model": os.fspath(getattr(model, "path", "")) or None,
+            "split": split, "top_k": int(top_k), "nms_threshold": config.model.nms_threshold,
+            "resize": config.model.resize_rule().describe(),
+            "model": model.source,
             "box_format": "x1, y1, x2, y2 in original image pixels"}
     arrays = {
         "boxes": onp.concatenate([per_image[i][1] for i in order] or [onp.zeros((0, 4))])

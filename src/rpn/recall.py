@@ -27,11 +27,13 @@ image's size, except in :meth:`ProposalRecall.update_image` (pixels).
 """
 import numpy as onp
 
+from .batching import as_context_list, split_batch, unpack_batch
+from .boxes import overlap
+from .config import DEFAULT_KS
 from .predict import predict_rpn
 from .records import CROWD
-from .batching import as_context_list, split_batch, unpack_batch
 
-__all__ = ["ProposalRecall", "evaluate_proposals", "AR_THRESHOLDS", "AREA_RANGES",
+__all__ = ["ProposalRecall", "proposal_recall", "AR_THRESHOLDS", "AREA_RANGES",
            "DEFAULT_KS"]
 
 #: The IoU thresholds that ``AR@K`` averages over (COCO's, to the bit).
@@ -39,25 +41,18 @@ AR_THRESHOLDS = tuple(onp.linspace(0.5, 0.95, 10))
 #: Object sizes by box area in original pixels (COCO's ranges).
 AREA_RANGES = {"small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2),
                "large": (96.0 ** 2, 1e5 ** 2)}
-#: Proposal counts reported by default: COCO's AR@100, AR@300, AR@1000.
-DEFAULT_KS = (100, 300, 1000)
 _ALL = (0.0, 1e5 ** 2)
 _NONE = onp.iinfo(onp.int64).max        # the rank of an object no proposal matched
 
 
 def _ious(proposals, boxes, crowd):
     """(M, 4) x (G, 4) pixel boxes -> (M, G) IoU; against crowd regions the
-    intersection over the proposal's area, as COCO."""
+    intersection over the proposal's area, as COCO (:func:`rpn.boxes.overlap`)."""
     if len(proposals) == 0 or len(boxes) == 0:
         return onp.zeros((len(proposals), len(boxes)))
-    p, b = proposals[:, None, :], boxes[None, :, :]
-    iw = onp.clip(onp.minimum(p[..., 2], b[..., 2]) - onp.maximum(p[..., 0], b[..., 0]), 0, None)
-    ih = onp.clip(onp.minimum(p[..., 3], b[..., 3]) - onp.maximum(p[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_p = ((proposals[:, 2] - proposals[:, 0]) * (proposals[:, 3] - proposals[:, 1]))[:, None]
-    area_b = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None, :]
-    union = onp.where(crowd[None, :], area_p, area_p + area_b - inter)
-    return onp.where(union > 0, inter / onp.where(union > 0, union, 1), 0.0)
+    p, b = proposals[:, None, :], boxes[None, :, :]                # (M, 1, 4), (1, G, 4)
+    return onp.where(crowd[None, :], overlap(p, b, over="first", xp=onp),
+                     overlap(p, b, xp=onp))
 
 
 def _match(ious, ignore, crowd, threshold):
@@ -158,15 +153,15 @@ class ProposalRecall:
 
     def update_batch(self, scores, boxes, Y, info):
         """The proposal model's output: ``scores`` (B, K) (rows below 0 are
-        padding) and ``boxes`` (B, K, 4); ``Y`` (B, G, 5); ``info`` (B, 5)
-        as the loaders give it (images of height 0 could not be read and
-        are left out)."""
+        padding) and ``boxes`` (B, K, 4); ``Y`` (B, G, 5); ``info`` the
+        batch's :class:`rpn.batching.BatchInfo` (images that could not be
+        read are left out; sizes come from each image's original size)."""
         scores, boxes, Y = _host(scores), _host(boxes), _host(Y)      # one read each
         for b in range(len(scores)):
-            if info[b][0] == 0:
+            if not info.readable[b]:
                 continue
             keep = scores[b] >= 0
-            self._add(boxes[b][keep], Y[b], (info[b][2], info[b][3]))
+            self._add(boxes[b][keep], Y[b], tuple(info.original_sizes[b]))
 
     def _add(self, boxes, rows, size):
         """Normalised boxes (M, 4) and ground truth rows (G, 5) of one image
@@ -202,9 +197,9 @@ class ProposalRecall:
         return out
 
 
-def evaluate_proposals(backbone, output_model, data_iter, anchor_fn, *,
-                       nms_threshold=0.7, ks=DEFAULT_KS, ctx=None,
-                       pre_nms_top_n=None, min_size=0.0, recall=None):
+def proposal_recall(backbone, output_model, data_iter, anchor_fn, *,
+                    nms_threshold=0.7, ks=DEFAULT_KS, ctx=None,
+                    pre_nms_top_n=None, recall=None):
     """Recall of the objects of ``data_iter`` among the proposals of
     :func:`rpn.predict_rpn` (the chapter's functions; see the module for the
     definitions). ``ctx`` one context or a list; returns
@@ -216,12 +211,12 @@ def evaluate_proposals(backbone, output_model, data_iter, anchor_fn, *,
     for batch in data_iter:
         X, Y, info = unpack_batch(batch)
         if info is not None:
-            raise ValueError("evaluate_proposals takes fixed-size batches (X, Y); for "
+            raise ValueError("proposal_recall takes fixed-size batches (X, Y); for "
                              "images that keep their aspect ratio use rpn.evaluate")
         for Xd, Yd in zip(split_batch(X, ctxs, strict=False), split_batch(Y, ctxs, strict=False)):
             preds = predict_rpn(backbone(Xd), output_model, anchor_fn, nms_threshold,
                                 pre_nms_top_n=pre_nms_top_n,
-                                post_nms_top_n=max(recall.ks), min_size=min_size)
+                                post_nms_top_n=max(recall.ks))
             recall.update(preds, Yd)
     return recall.result()
 

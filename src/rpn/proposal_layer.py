@@ -1,0 +1,72 @@
+"""From head outputs to proposals: decode, clip, filter, NMS. The one
+place where the package makes proposals.
+
+Faster R-CNN's proposal step (:cite:`Ren.He.Girshick.ea.2015`, 3.1-3.3;
+detectron2's ``find_top_rpn_proposals``, torchvision's
+``filter_proposals``): every anchor is moved by its predicted offsets,
+clipped to its image, anchors that may not propose and boxes smaller than
+``min_size`` pixels are dropped, the ``pre_nms_top_n`` best of an image
+enter greedy NMS, and the ``post_nms_top_n`` best survivors are kept.
+:class:`rpn.RegionProposalNetwork` calls it inside its graph and the
+chapter's :func:`rpn.predict_rpn` on arrays; ``F`` is MXNet's symbol or
+ndarray module, so the same code serves both.
+
+Shape glossary: ``B`` images, ``N`` anchors an image, ``K`` proposals kept
+an image. Anchors are corner form, normalised by the *canvas* (the padded
+batch); ``scale`` (B, 1, 4) gives each image's extent in the canvas
+``[w / W, h / H, w / W, h / H]``; proposals leave corner form, normalised
+by each *image's* own width and height.
+"""
+from .boxes import OFFSET_WEIGHTS, _decode
+
+__all__ = ["select_proposals", "PADDING"]
+
+#: The score of rows that hold no proposal (fewer than ``K`` survived).
+PADDING = -1.0
+
+
+def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
+                     pre_nms_top_n, post_nms_top_n, scale=None, image_sizes=None,
+                     min_size=0.0, weights=OFFSET_WEIGHTS):
+    """Proposals of a batch, best first: (B, K, 5) rows ``[score, x1, y1,
+    x2, y2]``.
+
+    ``anchors`` (4, N) canvas frame; ``cls_preds`` (B * N, 2) logits (column
+    1 the object); ``box_preds`` (B * N, 4) offsets (``weights`` as
+    :func:`rpn.anchor_to_gt_offset`); ``valid`` (B, N) float, 1 for the
+    anchors an image may use. ``scale`` (B, 1, 4): each image's extent in
+    the canvas (``None``: every image fills it). ``image_sizes`` (B, 2+)
+    ``[height, width]`` input pixels, needed when ``min_size`` (pixels) is
+    above 0. Scores are object probabilities; rows of score
+    :data:`PADDING` are padding. ``K = post_nms_top_n`` (at most ``N``;
+    ``None``: ``N``); ``pre_nms_top_n`` ``None`` lets every box into NMS.
+    """
+    # (B * N, 2) logits -> object probability (B * N,) -> (B, N)
+    prob = F.npx.softmax(cls_preds, axis=-1)[:, 1]
+    prob = F.npx.reshape_like(prob, valid, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
+    # (B * N, 4) -> (B, N, 4); anchors (4, N) -> (1, N, 4)
+    offsets = F.npx.reshape_like(box_preds, valid, lhs_begin=0, lhs_end=1,
+                                 rhs_begin=0, rhs_end=2)
+    boxes = _decode(F.np.expand_dims(anchors.T, 0), offsets, weights, xp=F.np)
+    # canvas frame -> each image's own frame, clipped to the image
+    if scale is not None:
+        boxes = boxes / scale
+    boxes = F.np.clip(boxes, 0.0, 1.0)
+    if min_size > 0:
+        if image_sizes is None:
+            raise ValueError(f"min_size {min_size} (pixels) needs each image's size: give "
+                             "image_sizes (B, 2) [height, width] in input pixels")
+        x0, y0, x1, y1 = F.np.split(boxes, 4, axis=-1)                  # (B, N, 1) each
+        wide = (x1 - x0)[:, :, 0] * image_sizes[:, 1:2] >= min_size     # (B, N)
+        high = (y1 - y0)[:, :, 0] * image_sizes[:, 0:1] >= min_size
+        valid = valid * wide.astype("float32") * high.astype("float32")
+    # unusable anchors score -1, below box_nms's valid_thresh
+    scores = prob * valid + (valid - 1)                                 # (B, N)
+    data = F.np.concatenate([F.np.expand_dims(scores, -1), boxes], axis=-1)  # (B, N, 5)
+    out = F.contrib.box_nms(
+        data.as_nd_ndarray(), overlap_thresh=float(nms_threshold), valid_thresh=-0.5,
+        topk=-1 if pre_nms_top_n is None else int(pre_nms_top_n), coord_start=1,
+        score_index=0, id_index=-1, force_suppress=True, in_format="corner",
+        out_format="corner")
+    out = F.BlockGrad(out).as_np_ndarray()                              # (B, N, 5)
+    return out if post_nms_top_n is None else out[:, :int(post_nms_top_n)]

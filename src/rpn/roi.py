@@ -1,0 +1,64 @@
+"""RoI rows for ROIAlign: proposals into a second stage, in process.
+
+:func:`proposals_to_rois` turns the proposal model's output into ``(R, 5)``
+rows ``[batch index, x1, y1, x2, y2]`` in input pixels, the RoI format of
+MXNet's ``ROIAlign`` (``npx.roi_align`` in later MXNet; 1.9.1 has
+``mx.nd.contrib.ROIAlign``, see :func:`roi_align`). The notebook's last
+section runs a tiny second stage on them.
+
+Shape glossary: ``B`` images, ``K`` proposals an image, ``R`` RoIs of a
+batch, ``C`` feature channels.
+"""
+import mxnet as mx
+import numpy as onp
+from mxnet import np
+
+__all__ = ["proposals_to_rois", "roi_align"]
+
+
+def proposals_to_rois(proposals, image_sizes, *, keep_padding=False):
+    """RoIs for ROIAlign: ``(R, 5)`` rows ``[batch index, x1, y1, x2, y2]``
+    in input pixels (the batch's canvas), float32, on the boxes' context.
+
+    ``proposals``: the proposal model's ``(scores (B, K), boxes (B, K, 4))``
+    (normalised by each image's size; rows scoring below 0 are padding), or
+    the chapter's list of ``[scores (M,), boxes (4, M)]``. ``image_sizes``
+    (B, 2+): each image's ``[height, width]`` in input pixels. Padding rows
+    are dropped (one read of the scores from the device); with
+    ``keep_padding`` every one of the ``B * K`` rows is kept (no read: what
+    a GPU pipeline wants) and padding rows become empty boxes at the
+    origin."""
+    if isinstance(proposals, (list, tuple)) and proposals and isinstance(proposals[0], list):
+        rows = []
+        for b, (_, boxes) in enumerate(proposals):
+            ctx = boxes.ctx
+            h, w = (float(v) for v in onp.asarray(_host(image_sizes))[b][:2])
+            # (4, M) -> (M, 4) pixels, then the batch index in front: (M, 5)
+            pixels = boxes.T * np.array([w, h, w, h], ctx=ctx)
+            rows.append(np.concatenate([np.full((pixels.shape[0], 1), b, ctx=ctx), pixels], 1))
+        return np.concatenate(rows, axis=0) if rows else np.zeros((0, 5))
+    scores, boxes = proposals
+    batch, k = scores.shape
+    ctx = boxes.ctx
+    sizes = image_sizes.as_in_context(ctx).astype("float32")[:, :2]       # (B, 2)
+    scale = np.concatenate([sizes[:, 1:2], sizes[:, 0:1]] * 2, axis=1)    # (B, 4) w, h, w, h
+    pixels = boxes * scale[:, None, :] * (scores >= 0)[..., None]         # (B, K, 4)
+    index = np.broadcast_to(np.arange(batch, ctx=ctx).astype("float32")[:, None], (batch, k))
+    rois = np.concatenate([index[..., None], pixels], axis=-1).reshape(-1, 5)   # (B * K, 5)
+    if keep_padding:
+        return rois
+    valid = onp.flatnonzero(scores.asnumpy().reshape(-1) >= 0)
+    return rois[np.array(valid, dtype="int64", ctx=ctx)]
+
+
+def roi_align(features, rois, pooled_size, spatial_scale, *, sample_ratio=2):
+    """MXNet's ``ROIAlign`` on ``mxnet.np`` arrays, differentiable:
+    ``features`` (B, C, h, w), ``rois`` (R, 5) from :func:`proposals_to_rois`,
+    ``spatial_scale`` = 1 / stride. Returns (R, C, *pooled_size)."""
+    return mx.nd.contrib.ROIAlign(
+        features.as_nd_ndarray(), rois.as_nd_ndarray(), pooled_size=tuple(pooled_size),
+        spatial_scale=float(spatial_scale), sample_ratio=sample_ratio).as_np_ndarray()
+
+
+def _host(array):
+    return array.asnumpy() if hasattr(array, "asnumpy") else array

@@ -1,0 +1,224 @@
+"""Settings as typed objects that check themselves.
+
+Each group of settings is a frozen dataclass whose fields say their
+default and the values they accept (torchvision's typed keyword
+arguments, detectron2's ``from_config``): :class:`ModelSettings` holds
+everything the proposal model needs (its input size, backbone shape,
+anchors, proposal and labelling rules, loss weights), and
+:mod:`rpn.config` composes it with the training settings into a run's
+``RunConfig``. A new model setting is one field here, the code that uses
+it, and its line in ``docs/settings.md`` (a test checks that every field
+has one).
+
+Every value is checked when an object is made: a wrong one is a
+:class:`SettingsError` naming the setting, what it got and what it takes.
+Numbers never accept ``true``/``false``; lists become tuples. This module
+imports nothing else of the package.
+"""
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Callable, NamedTuple
+
+__all__ = ["SettingsError", "ModelSettings", "Settings", "setting", "RPN_SIZES",
+           "RPN_RATIOS"]
+
+#: The chapter's anchors (``rpn.rpn_anchors``): sizes as fractions of the
+#: shorter side, ratios width / height.
+RPN_SIZES = (0.85, 0.43, 0.21)
+RPN_RATIOS = (1.0, 2.0, 0.5)
+
+
+class SettingsError(ValueError):
+    """A setting with a value it cannot take; the message names it."""
+
+
+class _Rule(NamedTuple):
+    test: Callable
+    expected: str
+    integer: bool = False
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(minimum, expected=None):
+    return _Rule(lambda v: _number(v) and float(v).is_integer() and v >= minimum,
+                 expected or f"an integer >= {minimum}", True)
+
+
+def number(minimum, expected=None):
+    return _Rule(lambda v: _number(v) and v >= minimum, expected or f"a number >= {minimum}")
+
+
+def unit(expected="a number in [0, 1]"):
+    return _Rule(lambda v: _number(v) and 0 <= v <= 1, expected)
+
+
+def choice(*values):
+    shown = ", ".join(repr(v) for v in values[:-1]) + f" or {values[-1]!r}"
+    return _Rule(lambda v: not isinstance(v, bool) and v in values, shown)
+
+
+def flag():
+    return _Rule(lambda v: isinstance(v, bool), "true or false")
+
+
+def optional(rule, expected):
+    return _Rule(lambda v: v is None or rule.test(v), expected)
+
+
+def positive_numbers(example):
+    return _Rule(lambda v: isinstance(v, tuple) and len(v) > 0
+                 and all(_number(x) and x > 0 for x in v),
+                 f"a list of positive numbers, e.g. {example}")
+
+
+def setting(default, rule, *, shaping=False, since=None):
+    """A dataclass field with its rule. ``shaping``: the value changes the
+    shapes of the model's parameters (a checkpoint only loads into a model
+    built with the same one). ``since``: the package version that added
+    the setting; settings saved by earlier versions lack it and load with
+    its default, which must keep their meaning (settings without ``since``
+    are in every saved run, and one missing is an error)."""
+    return field(default=default, metadata={"rule": rule, "shaping": shaping,
+                                            "since": since})
+
+
+class Settings:
+    """What every settings group can do: check itself on creation,
+    ``replace``, and go to and from a JSON-able dict."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                value = tuple(value)
+            rule = f.metadata.get("rule")
+            if rule is not None:
+                if not rule.test(value):
+                    raise SettingsError(f"setting {f.name}: got {value!r}; expected "
+                                        f"{rule.expected}")
+                if rule.integer:
+                    value = int(value)
+            object.__setattr__(self, f.name, value)
+        self._check_together()
+
+    def _check_together(self):
+        """Rules that involve several settings (none by default)."""
+
+    @classmethod
+    def names(cls):
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def shaping_names(cls):
+        return tuple(f.name for f in fields(cls) if f.metadata.get("shaping"))
+
+    @classmethod
+    def required_names(cls):
+        """The settings every saved run has (those without ``since``)."""
+        return tuple(f.name for f in fields(cls)
+                     if f.metadata.get("rule") is not None and not f.metadata.get("since"))
+
+    def replace(self, **changes):
+        unknown = set(changes) - set(self.names())
+        if unknown:
+            raise SettingsError(f"unknown settings {sorted(unknown)}; known: "
+                                f"{sorted(self.names())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of :meth:`to_dict`. A setting added by a later
+        version (``since``) that ``data`` lacks takes its default, so
+        settings saved before it existed load with the meaning they had; any
+        other missing setting, or an unknown one, is an error naming it."""
+        if not isinstance(data, dict):
+            raise SettingsError(f"expected an object of settings, got {type(data).__name__}")
+        missing = [n for n in cls.required_names() if n not in data]
+        if missing:
+            raise SettingsError(f"settings missing: {missing}")
+        return cls().replace(**data)
+
+
+@dataclass(frozen=True)
+class ModelSettings(Settings):
+    """Everything the proposal model (:class:`rpn.RegionProposalNetwork`)
+    needs, with the chapter's values as defaults. ``docs/settings.md`` says
+    what each one does; units: pixels are input pixels (after resizing),
+    anchor sizes fractions of ``size``."""
+    # the input: how images are resized
+    resize: str = setting("fixed", choice("fixed", "keep_ratio"))
+    size: int = setting(256, integer(16, "an integer >= 16 (pixels)"))
+    max_size: int = setting(256, integer(16, "an integer >= 16 and >= size (pixels)"))
+    # the backbone and the head
+    stride: int = setting(32, _Rule(lambda v: _number(v) and v in (8, 16, 32), "8, 16 or 32",
+                                    True), shaping=True)
+    top_down: bool = setting(False, flag(), shaping=True)
+    anchor_sizes: tuple = setting(RPN_SIZES, positive_numbers("[0.1,0.3]"), shaping=True)
+    anchor_ratios: tuple = setting(RPN_RATIOS, positive_numbers("[0.5,1,2]"), shaping=True)
+    anchor_product: bool = setting(False, flag(), shaping=True)
+    head_channels: int = setting(128, integer(1), shaping=True)
+    # proposals
+    nms_threshold: float = setting(0.7, unit())
+    pre_nms_top_n_train: int = setting(2000, integer(1))
+    post_nms_top_n_train: int = setting(2000, integer(1))
+    pre_nms_top_n_test: int = setting(2000, integer(1))
+    post_nms_top_n_test: int = setting(1000, integer(1))
+    min_size: float = setting(0.0, number(0, "a number >= 0 (pixels)"))
+    allowed_border: object = setting(None, optional(number(0), "null or a number >= 0 "
+                                                               "(pixels)"))
+    # labels and loss
+    pos_iou: float = setting(0.7, unit())
+    neg_iou: float = setting(0.3, unit("a number in [0, 1], at most pos_iou"))
+    neg_pos_ratio: float = setting(5, optional(number(0), "null (every candidate) or a "
+                                                          "number >= 0"))
+    crowd_ioa: float = setting(0.5, unit())
+    lambd: float = setting(1.0, number(0))
+
+    def _check_together(self):
+        if self.neg_iou > self.pos_iou:
+            raise SettingsError(f"setting neg_iou: got {self.neg_iou}; expected at most "
+                                f"pos_iou ({self.pos_iou})")
+        if self.max_size < self.size and self.resize == "keep_ratio":
+            raise SettingsError(f"setting max_size: got {self.max_size}; expected at "
+                                f"least size ({self.size})")
+        if self.top_down and self.stride != 8:
+            raise SettingsError(f"setting top_down: needs stride 8, got stride "
+                                f"{self.stride}")
+        if self.resize == "fixed" and self.size % self.size_divisor:
+            raise SettingsError(f"setting size: got {self.size}; expected a multiple of "
+                                f"{self.size_divisor} for stride {self.stride}"
+                                + (" with top_down" if self.top_down else ""))
+
+    @property
+    def size_divisor(self):
+        """Canvas sides must be multiples of this for the backbone."""
+        return 16 if self.top_down else self.stride
+
+    @property
+    def num_anchors(self):
+        """Anchors a pixel: every size with every ratio (``anchor_product``)
+        or the chapter's ``len(sizes) + len(ratios) - 1``."""
+        if self.anchor_product:
+            return len(self.anchor_sizes) * len(self.anchor_ratios)
+        return len(self.anchor_sizes) + len(self.anchor_ratios) - 1
+
+    def resize_rule(self):
+        """The :class:`rpn.preprocess.Resize` the model's images go through."""
+        from .preprocess import Resize
+        if self.resize == "fixed":
+            return Resize.fixed_size(self.size, self.size)
+        return Resize.keep_ratio(self.size, self.max_size)
+
+    def top_n(self, training):
+        """``(pre_nms_top_n, post_nms_top_n)`` of training or inference."""
+        if training:
+            return self.pre_nms_top_n_train, self.post_nms_top_n_train
+        return self.pre_nms_top_n_test, self.post_nms_top_n_test

@@ -1,0 +1,62 @@
+"""Devices and batches: parsing contexts, splitting a batch over devices,
+and the named metadata of a batch."""
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import np
+
+from rpn.batching import (BatchInfo, as_context_list, image_sizes, parse_context,
+                          split_batch, try_gpu, unpack_batch)
+
+
+def test_contexts_are_parsed_or_named():
+    assert parse_context("cpu") == [mx.cpu(0)]
+    assert parse_context("cpu:0,1") == [mx.cpu(0), mx.cpu(1)]
+    for text, words in (("tpu", "expected cpu"), ("cpu:a", "expected cpu"),
+                        ("cpu:-1", "expected cpu"), ("cpu:0,0", "listed twice"),
+                        (f"gpu:{mx.context.num_gpus()}", "does not exist")):
+        with pytest.raises(ValueError, match=words):
+            parse_context(text)
+    assert as_context_list(mx.cpu(1)) == [mx.cpu(1)]
+    assert as_context_list(None) == [try_gpu()]
+    with pytest.raises(ValueError, match="ctx must be"):
+        as_context_list(["cpu"])
+    with pytest.raises(ValueError, match="ctx must be"):
+        as_context_list([])
+
+
+def test_a_batch_is_split_over_devices_in_order():
+    X = np.arange(10).reshape(5, 2)
+    parts = split_batch(X, [mx.cpu(0), mx.cpu(1)])
+    assert [p.ctx for p in parts] == [mx.cpu(0), mx.cpu(1)]
+    onp.testing.assert_array_equal(onp.concatenate([p.asnumpy() for p in parts]),
+                                   X.asnumpy())
+    with pytest.raises(ValueError, match="cannot be split over 2 devices"):
+        split_batch(X[:1], [mx.cpu(0), mx.cpu(1)])
+    assert len(split_batch(X[:1], [mx.cpu(0), mx.cpu(1)], strict=False)) == 1
+
+
+def test_batch_info_names_the_columns_of_its_rows():
+    rows = [[24, 48, 60, 120, 0], [0, 0, 0, 0, 5], [48, 24, 90, 45, 2]]
+    info = BatchInfo.from_rows(rows)
+    assert len(info) == 3
+    assert info.sizes.tolist() == [[24, 48], [0, 0], [48, 24]]
+    assert info.original_sizes.tolist() == [[60, 120], [0, 0], [90, 45]]
+    assert info.indices.tolist() == [0, 5, 2]
+    assert info.readable.tolist() == [True, False, True]
+    first = info.select(slice(0, 1))
+    assert len(first) == 1 and first.sizes.tolist() == [[24, 48]]
+    assert info.select(onp.array([2])).indices.tolist() == [2]
+
+
+def test_unpack_batch_and_image_sizes():
+    X, Y = np.zeros((2, 3, 32, 64)), np.zeros((2, 1, 5))
+    assert unpack_batch((X, Y))[2] is None
+    onp.testing.assert_array_equal(image_sizes(None, X).asnumpy(), [[32, 64], [32, 64]])
+    _, _, info = unpack_batch((X, Y, onp.array([[32, 48, 64, 96, 0], [16, 64, 32, 128, 1]])))
+    assert isinstance(info, BatchInfo)
+    sizes = image_sizes(info, X)
+    assert sizes.dtype == onp.float32 and sizes.asnumpy().tolist() == [[32, 48], [16, 64]]
+    assert unpack_batch((X, Y, info))[2] is info
+    with pytest.raises(ValueError, match="got 1 items"):
+        unpack_batch((X,))
