@@ -206,7 +206,8 @@ def build_parser():
     train.add_argument("--no-hybridize", action="store_true")
 
     evaluate = command("evaluate", cmd_evaluate, "proposal recall on a split", data=False)
-    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--split", help="default: val of data with splits (and of the "
+                          "run's own data), all of a single annotation file")
     evaluate.add_argument("--ks", type=_ks, help="proposal counts, e.g. 100,300,1000")
     evaluate.add_argument("--batch-size", type=_positive)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -219,7 +220,8 @@ def build_parser():
 
     propose = command("propose", cmd_propose, "proposals of a whole split, for a second "
                       "stage", data=True)
-    propose.add_argument("--split", default="val")
+    propose.add_argument("--split", help="default: val of data with splits, all of a "
+                         "single annotation file")
     propose.add_argument("--top-k", type=_positive, default=None,
                          help="at most K an image (default: all the model keeps, 1000)")
     propose.add_argument("--batch-size", type=_positive)

@@ -88,6 +88,7 @@ _RULES = {
         isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v),
         "a list of proposal counts >= 1, e.g. [100,300,1000]"),
     "log_interval": ("int", 1, "an integer >= 1"),
+    "clip_boxes": (lambda v: isinstance(v, bool), "true or false"),
     "classes": (lambda v: isinstance(v, tuple) and all(isinstance(c, str) for c in v),
                 "a list of class names"),
 }
@@ -148,6 +149,7 @@ class RunConfig:
     min_size: float = 0.0
     ks: tuple = DEFAULT_KS
     log_interval: int = 10
+    clip_boxes: bool = False
     classes: tuple = field(default_factory=tuple)
 
     def __post_init__(self):
@@ -192,6 +194,7 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"expected an object of settings, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
+        data = {"clip_boxes": False, **data}         # runs saved before it existed
         missing = [n for n in names if n not in data]
         if missing:
             raise ConfigError(f"settings missing: {missing}")

@@ -21,7 +21,7 @@ from .fileio import UnsafePathError
 from .inference import evaluate_loader
 from .records import CROWD
 from .run import RunError, RunFolder
-from .sources import check_split, data_classes, make_loader, open_split
+from .sources import check_split, data_classes, make_loader, open_split, say_counts
 from .batching import as_context_list
 from .train import train_detection
 from .visualize import draw_proposals, plot_curves, plot_recall
@@ -97,12 +97,13 @@ def _open(data, split, config, classes, images, skip_bad, seed, workers, quiet, 
                      seed=seed)
     try:
         found = open_split(data, split, classes=classes, images=images, skip_bad=skip_bad,
-                           synthetic=synthetic)
+                           clip_boxes=config.clip_boxes, synthetic=synthetic)
     except FileNotFoundError:
         if required:
             raise
         return None
-    return check_split(found, skip_bad=skip_bad, num_workers=workers or None,
+    return check_split(found, skip_bad=skip_bad, clip_boxes=config.clip_boxes,
+                       num_workers=workers or None,
                        progress=not quiet, what=f"{split} images")
 
 
@@ -171,6 +172,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
                       num_workers, quiet, True)
     val_set = _open(data, "val", config, classes, images, skip_bad, seed,
                     num_workers, quiet, False)
+    say_counts("rpn train", train_set, "train", training=True)
+    say_counts("rpn train", val_set, "val")
     val_objects = 0 if val_set is None else sum(int((l[:, 0] >= 0).sum()) for l in val_set.labels)
     if not val_objects:
         warnings.warn(f"{data} has no validation object (no 'val' split, or an empty "

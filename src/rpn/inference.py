@@ -19,7 +19,7 @@ from .fileio import make_dir, write_json
 from .images import IMAGE_EXTENSIONS, BadImageError, read_image
 from .preprocess import pad_batch, preprocess_image
 from .run import load
-from .sources import check_split, make_loader, open_split
+from .sources import check_split, make_loader, open_split, resolve_split, say_counts
 
 __all__ = ["evaluate", "evaluate_loader", "predict_images", "save_predictions", "describe",
            "model_context", "IMAGE_EXTENSIONS"]
@@ -58,21 +58,25 @@ def evaluate_loader(model, loader, *, ks=None, thresholds=(0.5, 0.7), progress=N
     return result, recall
 
 
-def evaluate(model, data=None, split="val", *, classes=None, images=None, ks=None,
+def evaluate(model, data=None, split=None, *, classes=None, images=None, ks=None,
              batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=False):
     """Proposal recall of ``model`` (a proposal model or a run/export folder)
     on one split of ``data`` (default: the data the run was trained on),
-    as ``rpn evaluate`` reports it. Returns ``(result, recall)`` (see
+    as ``rpn evaluate`` reports it. ``split``: default ``val`` of the run's
+    own data, else :func:`rpn.sources.resolve_split`'s (all of a single
+    annotation file). Returns ``(result, recall)`` (see
     :func:`evaluate_loader`)."""
     model = _as_model(model, ctx)
     config, saved = model.config, getattr(model, "saved", {})
+    split = "val" if split is None and data is None else split     # the run's validation
     data = data if data is not None else saved.get("data")
     if data is None:
         raise ValueError("give data=: the model's config.json does not name its data")
     if images is None and saved.get("data") in (data, os.path.abspath(data)):
         images = saved.get("images")
+    split = resolve_split(data, split, images=images)
     found = open_split(data, split, classes=classes or model.classes or None,
-                       images=images, skip_bad=skip_bad,
+                       images=images, skip_bad=skip_bad, clip_boxes=config.clip_boxes,
                        synthetic=dict(size=config.size, num_train=config.num_train,
                                       num_val=config.num_val, seed=saved.get("seed", 0)))
     if not found.images:
@@ -80,8 +84,10 @@ def evaluate(model, data=None, split="val", *, classes=None, images=None, ks=Non
     if not any((label[:, 0] >= 0).any() for label in found.labels):
         raise ValueError(f"split {split!r} of {data} has no object of the classes "
                          f"{list(found.classes)}: there is nothing to recall")
-    found = check_split(found, skip_bad=skip_bad, num_workers=num_workers or None,
-                        progress=progress, what=f"{split} images")
+    found = check_split(found, skip_bad=skip_bad, clip_boxes=config.clip_boxes,
+                        num_workers=num_workers or None, progress=progress,
+                        what=f"{split} images")
+    say_counts("rpn evaluate", found, split)
     loader = make_loader(found, config.resize_rule(), batch_size or config.batch_size,
                          train=False, num_workers=num_workers,
                          size_divisor=config.size_divisor)

@@ -34,7 +34,7 @@ from mxnet import np
 from .fileio import write_bytes
 from .inference import model_context
 from .run import load
-from .sources import check_split, make_loader, open_split
+from .sources import check_split, make_loader, open_split, resolve_split, say_counts
 
 __all__ = ["propose", "load_proposals", "ProposalSet", "proposals_to_rois", "roi_align",
            "PROPOSAL_FORMAT"]
@@ -92,10 +92,12 @@ def _host(array):
     return array.asnumpy() if hasattr(array, "asnumpy") else array
 
 
-def propose(model, data, split, *, out, top_k=None, classes=None, images=None,
+def propose(model, data, split=None, *, out, top_k=None, classes=None, images=None,
             batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None):
     """Proposals for every image of one split of ``data``, written to
-    ``out`` (see the module). At most ``top_k`` proposals an image, from 1
+    ``out`` (see the module). ``split``: default
+    :func:`rpn.sources.resolve_split`'s (all of a single annotation file,
+    ``val`` of data with splits). At most ``top_k`` proposals an image, from 1
     to the model's ``post_nms_top_n_test``; ``None``: all the model keeps
     (``post_nms_top_n_test``). ``model``: a proposal model or a
     run/export folder. Images that cannot be read raise one error listing
@@ -107,12 +109,15 @@ def propose(model, data, split, *, out, top_k=None, classes=None, images=None,
     if int(top_k) != top_k or not 1 <= top_k <= config.post_nms_top_n_test:
         raise ValueError(f"top_k must be an integer from 1 to the model's "
                          f"post_nms_top_n_test ({config.post_nms_top_n_test}), got {top_k!r}")
+    split = resolve_split(data, split, images=images)
     found = open_split(data, split, classes=classes or model.classes or None, images=images,
-                       skip_bad=skip_bad,
+                       skip_bad=skip_bad, clip_boxes=config.clip_boxes,
                        synthetic=dict(size=config.size, num_train=config.num_train,
                                       num_val=config.num_val, seed=saved.get("seed", 0)))
-    found = check_split(found, skip_bad=skip_bad, num_workers=num_workers or None,
-                        progress=progress is not None, what=f"{split} images")
+    found = check_split(found, skip_bad=skip_bad, clip_boxes=config.clip_boxes,
+                        num_workers=num_workers or None, progress=progress is not None,
+                        what=f"{split} images")
+    say_counts("rpn propose", found, split)
     loader = make_loader(found, config.resize_rule(), batch_size or config.batch_size,
                          train=False, num_workers=num_workers, on_error="raise",
                          size_divisor=config.size_divisor)
