@@ -154,19 +154,19 @@ _BAD = {
                        "not 4 finite", {0}),
     "bbox with NaN": (_set(("annotations", 0), "bbox", [1, 2, math.nan, 4]),
                       "not 4 finite", {0}),
-    "bbox w = 0": (_set(("annotations", 0), "bbox", [1, 2, 0, 4]), "empty", {0}),
     "bbox of 400 digits": (_set(("annotations", 0), "bbox", [1, 2, 10 ** 400, 4]),
                            "not 4 finite", {0}),
     "width of 400 digits": (_set(("images", 1), "width", 10 ** 400), "bad height/width",
                             {1}),
-    "bbox w = 0, no size": (_set(("annotations", 4), "bbox", [1, 2, 0, 4]), "empty", {3}),
-    "bbox h < 0": (_set(("annotations", 1), "bbox", [1, 2, 3, -4]), "empty", {1}),
     "bbox outside": (_set(("annotations", 0), "bbox", [28, 2, 4, 4]),
-                     "outside its 30x20 image", {0}),
+                     "outside its 30x20 image (more than 1 pixel past its edge; --set "
+                     "clip_boxes=true clips such boxes)", {0}),
     "bbox outside left": (_set(("annotations", 0), "bbox", [-1.5, 2, 4, 4]),
                           "outside its 30x20 image", {0}),
     "absolute name": (_set(("images", 1), "file_name", "/etc/passwd"), "refusing", {1}),
     "dotdot name": (_set(("images", 1), "file_name", "sub/../../x.jpg"), "refusing", {1}),
+    "drive letter": (_set(("images", 1), "file_name", "C:x.jpg"), "refusing", {1}),
+    "drive letter, slash": (_set(("images", 1), "file_name", "d:/x.jpg"), "refusing", {1}),
     "backslash name": (_set(("images", 1), "file_name", "sub\\b.jpg"), "refusing", {1}),
     "NUL name": (_set(("images", 1), "file_name", "b\x00.jpg"), "refusing", {1}),
 }
@@ -233,27 +233,29 @@ def test_more_than_50_problems_are_counted(tmp_path):
     assert "'../49.jpg'" in message and "'../50.jpg'" not in message
 
 
-def test_names_escaping_by_symlink_are_refused(tmp_path):
-    pics, outside = tmp_path / "pics", tmp_path / "outside"
+def test_links_inside_the_image_folder_are_followed_names_that_climb_out_refused(tmp_path):
+    pics, raw = tmp_path / "pics", tmp_path / "raw"
     (pics / "inner").mkdir(parents=True)
-    outside.mkdir()
-    (outside / "secret.jpg").write_bytes(b"x")
+    raw.mkdir()
+    (raw / "x.jpg").write_bytes(b"x")
     (pics / "real.jpg").write_bytes(b"x")
-    os.symlink(outside / "secret.jpg", pics / "link.jpg")
-    os.symlink(outside, pics / "linkdir")
+    os.symlink(raw / "x.jpg", pics / "link.jpg")             # ln -s /data/raw/x.jpg images/
+    os.symlink(raw, pics / "linkdir")
     os.symlink(pics / "real.jpg", pics / "inner" / "ok.jpg")
-    names = ["link.jpg", "linkdir/secret.jpg", "inner/ok.jpg", "real.jpg"]
+    names = ["link.jpg", "linkdir/x.jpg", "inner/ok.jpg", "real.jpg"]
     data = {"images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
             "annotations": [], "categories": []}
     path = _write(tmp_path, data)
-    with pytest.raises(ValueError) as error:
-        read_coco(path, pics)
-    message = str(error.value)
-    assert "2 bad entries" in message
-    assert "'link.jpg'" in message and "'linkdir/secret.jpg'" in message
-    with pytest.warns(UserWarning):
-        found = read_coco(path, pics, skip_bad=True)
-    assert found.names == ["inner/ok.jpg", "real.jpg"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = read_coco(path, pics)
+    assert found.names == names
+    assert found.images[0] == os.path.join(str(pics), "link.jpg")
+    for name in ("../raw/x.jpg", str(raw / "x.jpg"), "inner/../../raw/x.jpg"):
+        data["images"][0]["file_name"] = name
+        with pytest.raises(ValueError, match="refusing file_name") as error:
+            read_coco(_write(tmp_path, data), pics)
+        assert repr(name) in str(error.value)
 
 
 def test_file_over_max_bytes_refused_without_parsing(tmp_path, monkeypatch):
@@ -405,14 +407,19 @@ def _photos(folder, names, size=(30, 20)):
         Image.new("RGB", size, (10, 20, 30)).save(os.path.join(folder, name))
 
 
-def test_skip_bad_also_applies_when_the_classes_are_read_from_the_data(tmp_path):
+def test_classes_from_the_data_come_from_the_categories_and_skip_bad_applies_to_reading(
+        tmp_path):
     data = _good()
-    data["annotations"][0]["bbox"] = [1, 2, 0, 4]          # image 10: an empty box
+    data["annotations"][0]["bbox"] = [1, 2, "3", 4]        # image 10: a bad box
     path = _write(tmp_path, data)
-    with pytest.raises(ValueError, match="empty"):
-        rpn.sources.data_classes(path)
-    with pytest.warns(UserWarning, match="empty"):
-        assert rpn.sources.data_classes(path, skip_bad=True) == ("dog", "cat")
+    assert rpn.sources.data_classes(path) == ("dog", "cat")     # only the categories
+    with pytest.raises(ValueError, match="not 4 finite"):
+        rpn.sources.open_split(path, "all")
+    with pytest.warns(UserWarning, match="not 4 finite"):
+        found = rpn.sources.open_split(path, "all", skip_bad=True)
+    assert found.ids == [11, 12, 13]
+    assert found.left_out == (rpn.records.LeftOut("bad", 1, None,
+                                                  "with bad annotations (--skip-bad)"),)
 
 
 def test_boxes_of_an_image_without_a_stated_size_are_checked_before_training(tmp_path):

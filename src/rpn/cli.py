@@ -79,8 +79,11 @@ def cmd_train(args):
     if pretrained == "imagenet":
         from .backbone import download_pretrained
         pretrained = download_pretrained()
+    if args.val_images and not args.val_data:
+        raise UsageError("--val-images needs --val-data (the COCO file it holds the images of)")
     final = fit(args.data, args.out, preset=args.preset, classes=_classes(args.classes),
-                images=args.images, ctx=parse_ctx(args.ctx), epochs=args.epochs,
+                images=args.images, val_data=args.val_data, val_images=args.val_images,
+                ctx=parse_ctx(args.ctx), epochs=args.epochs,
                 batch_size=args.batch_size, size=args.size, max_size=args.max_size,
                 lr=args.lr, settings=_settings(args.set), pretrained=pretrained,
                 resume=args.resume, kvstore=args.kvstore, seed=args.seed,
@@ -187,6 +190,9 @@ def build_parser():
     train = command("train", cmd_train, "train an RPN into a run folder", data=True,
                     model=False)
     train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--val-data", help="validation data of its own (any form --data "
+                       "takes; default: the val split of --data, or 20%% of one file)")
+    train.add_argument("--val-images", help="the image folder of a --val-data COCO .json file")
     train.add_argument("--preset", choices=("default", "chapter"), default="default")
     train.add_argument("--epochs", type=_positive, help="exactly this many epochs "
                        "(default: the preset's, raised to reach its min_steps)")
@@ -207,7 +213,8 @@ def build_parser():
     train.add_argument("--no-hybridize", action="store_true")
 
     evaluate = command("evaluate", cmd_evaluate, "proposal recall on a split", data=False)
-    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--split", help="default: val of data with splits (and of the "
+                          "run's own data), all of a single annotation file")
     evaluate.add_argument("--ks", type=_ks, help="proposal counts, e.g. 100,300,1000")
     evaluate.add_argument("--batch-size", type=_positive)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -220,7 +227,8 @@ def build_parser():
 
     propose = command("propose", cmd_propose, "proposals of a whole split, for a second "
                       "stage", data=True)
-    propose.add_argument("--split", default="val")
+    propose.add_argument("--split", help="default: val of data with splits, all of a "
+                         "single annotation file")
     propose.add_argument("--top-k", type=_positive, default=None,
                          help="at most K an image (default: all the model keeps, 1000)")
     propose.add_argument("--batch-size", type=_positive)

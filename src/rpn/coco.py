@@ -1,6 +1,7 @@
 """COCO detection annotations: :func:`read_coco` (one instances JSON file
-to an :class:`rpn.ImageSet`), :func:`find_coco_split` (a split's file and
-image folder in the usual layouts), :func:`write_coco` (the synthetic set).
+to an :class:`rpn.ImageSet`), :func:`coco_classes`, and from
+:mod:`rpn.coco_layout` :func:`find_coco_split` (a split's file and image
+folder in the usual layouts) and :func:`write_coco` (the synthetic set).
 The rules, since annotation files come from elsewhere:
 
 * The file is read at a bounded size (``max_bytes``, checked before
@@ -10,30 +11,36 @@ The rules, since annotation files come from elsewhere:
   ``skip_bad``.
 * Boxes are pixels at this edge: ``bbox [x, y, w, h]`` becomes the row
   ``[class, x, y, x + w, y + h]`` (no -1 shift); ``iscrowd: 1`` gives the
-  class :data:`rpn.CROWD`. A box that is not 4 finite numbers, is empty, or
-  lies outside its image by more than 1 pixel is bad; within 1 pixel it is
-  clipped to the image. Boxes of categories not kept are not checked.
-* ``file_name`` may hold sub-folders, but a name that is absolute, has a
-  ``..`` component, a NUL or a backslash, or resolves (symlinks followed)
-  outside the image folder is bad.
+  class :data:`rpn.CROWD`. A box that is not 4 finite numbers is bad. The
+  box rule of :mod:`rpn.records` does the rest: a box without width or
+  height (``w <= 0`` or ``h <= 0``) is dropped with its object, and its
+  image stays (one warning names each); within 1 pixel of the edge a box
+  is clipped to the image; further out it is bad, or clipped with
+  ``clip_boxes`` (one warning counts them). Boxes of categories not kept
+  are not checked.
+* ``file_name`` may hold sub-folders and name symbolic links (followed:
+  the image folder is the user's), but a name that climbs out of the
+  image folder by its letters (absolute, a drive letter, a ``..``
+  component, a backslash or a NUL) is bad.
 * Every bad entry is listed in one ``ValueError`` naming the file (the
   first 50, then a count); with ``skip_bad`` the images concerned (and
   annotations that name no image) are left out with one warning.
 """
-import glob
 import json
 import os
+import re
 import warnings
 
 import numpy as onp
-from PIL import Image
 
-from .records import CROWD, ImageSet
-from .synthetic import SYNTHETIC_CLASSES, SyntheticImages
+from .coco_layout import find_coco_split, write_coco
+from .counts import warn_edits
+from .records import CLIPPED, CROWD, EMPTY, OUTSIDE, Edit, ImageSet, LeftOut, place_box, subset
 
-__all__ = ["read_coco", "write_coco", "find_coco_split"]
+__all__ = ["read_coco", "coco_classes", "write_coco", "find_coco_split"]
 
 _MAX_LISTED = 50
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def _is_int(value, kinds=int):
@@ -116,23 +123,15 @@ def _categories(categories, classes, path):
     return chosen, {cid: index.get(name) for cid, name in names.items()}
 
 
-def _name_problem(name, image_dir, root, cache):
-    """Why ``file_name`` is refused, or ``None``."""
+def _name_problem(name):
+    """Why ``file_name`` is refused, or ``None``: only its letters count
+    (links inside the image folder are the user's, and followed)."""
     if not isinstance(name, str) or not name:
         return "no file_name (a non-empty string)"
     if ("\x00" in name or "\\" in name or os.path.isabs(name) or name.startswith("/")
-            or ".." in name.split("/")):
+            or _DRIVE.match(name) or ".." in name.split("/")):
         return (f"refusing file_name {name!r}: names must be relative paths inside "
-                "the image folder (no '..', backslash or NUL)")
-    path = os.path.join(image_dir, name)
-    folder = os.path.dirname(path)
-    if folder not in cache:
-        cache[folder] = os.path.realpath(folder)
-    real = os.path.join(cache[folder], os.path.basename(path))
-    if os.path.islink(real):
-        real = os.path.realpath(real)
-    if os.path.commonpath([real, root]) != root:
-        return f"refusing file_name {name!r}: it resolves to {real}, outside {root}"
+                "the image folder (no '..', absolute path, drive letter, backslash or NUL)")
     return None
 
 
@@ -146,28 +145,23 @@ def _size(entry):
     return int(round(height)), int(round(width))
 
 
-def _box(bbox, size):
-    """``(x0, y0, x1, y1)`` of a COCO bbox, clipped, or the problem."""
+def _box(bbox, size, clip):
+    """``(kind, (x0, y0, x1, y1))`` of a COCO bbox by the box rule of
+    :mod:`rpn.records`, or ``("bad", problem)``."""
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_finite, bbox)):
-        return f"bbox {str(bbox)[:80]} is not 4 finite numbers"
+        return "bad", f"bbox {str(bbox)[:80]} is not 4 finite numbers"
     x, y, w, h = bbox
-    if w <= 0 or h <= 0:
-        return f"bbox {bbox} is empty (w <= 0 or h <= 0)"
-    x0, y0, x1, y1 = x, y, x + w, y + h
-    if size is not None:
+    kind, box = place_box((x, y, x + w, y + h), size, clip=clip)
+    if kind == OUTSIDE:
         height, width = size
-        if x0 < -1 or y0 < -1 or x1 > width + 1 or y1 > height + 1:
-            return f"bbox {bbox} lies outside its {width}x{height} image"
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-        if x1 <= x0 or y1 <= y0:
-            return f"bbox {bbox} is empty once clipped to its {width}x{height} image"
-    return x0, y0, x1, y1
+        return "bad", (f"bbox {bbox} lies outside its {width}x{height} image (more than 1 "
+                       "pixel past its edge; --set clip_boxes=true clips such boxes)")
+    return kind, box
 
 
-def _read_images(images, image_dir, problems):
+def _read_images(images, problems):
     """Ids, names, sizes of the image entries; ``by_id``: image id -> index."""
-    root = os.path.realpath(image_dir)
-    ids, names, sizes, by_id, cache = [], [], [], {}, {}
+    ids, names, sizes, by_id = [], [], [], {}
     for k, entry in enumerate(images):
         if not isinstance(entry, dict):
             entry = {}
@@ -185,7 +179,7 @@ def _read_images(images, image_dir, problems):
             problems[first].append(f"duplicate image id {image_id} (also images[{k}])")
         else:
             by_id[image_id] = k
-        reason = _name_problem(name, image_dir, root, cache)
+        reason = _name_problem(name)
         if reason:
             problems[k].append(reason)
         ids.append(image_id)
@@ -194,8 +188,10 @@ def _read_images(images, image_dir, problems):
     return ids, names, sizes, by_id
 
 
-def _read_annotations(annotations, by_id, sizes, keep, problems, orphans):
-    """Pixel rows per image index, in one pass over the annotations."""
+def _read_annotations(annotations, by_id, images, keep, clip, problems, orphans, edits):
+    """Pixel rows per image index, in one pass over the annotations;
+    objects dropped and boxes clipped go to ``edits``."""
+    ids, names, sizes = images
     rows = [[] for _ in sizes]
     for k, ann in enumerate(annotations):
         if not isinstance(ann, dict):
@@ -221,12 +217,22 @@ def _read_annotations(annotations, by_id, sizes, keep, problems, orphans):
         if "bbox" not in ann:
             problems[index].append(f"{label}: no bbox")
             continue
-        box = _box(ann["bbox"], sizes[index])
-        if isinstance(box, str):
+        kind, box = _box(ann["bbox"], sizes[index], clip)
+        if kind == "bad":
             problems[index].append(f"{label}: {box}")
             continue
-        cls = CROWD if ann.get("iscrowd") == 1 else keep[category]
-        rows[index].append((cls,) + tuple(box))
+        crowd = ann.get("iscrowd") == 1
+        where = (f"{str(names[index])[:100]!r} (image {ids[index]}), {label}"
+                 + (" (a crowd region)" if crowd else ""))
+        if kind == EMPTY:
+            x, y, w, h = ann["bbox"]
+            edits.append(Edit(index, EMPTY, f"{where}: bbox {ann['bbox']}" + (
+                "" if w <= 0 or h <= 0 else " (nothing left once clipped to its image)")))
+            continue
+        if kind == CLIPPED:
+            edits.append(Edit(index, CLIPPED, f"{where}: bbox {ann['bbox']} -> "
+                              f"[{', '.join(f'{v:g}' for v in box)}] (corners)"))
+        rows[index].append(((CROWD if crowd else keep[category]),) + tuple(box))
     return rows
 
 
@@ -246,15 +252,18 @@ def _report(path, lines, skip_bad, left_out):
 
 
 def read_coco(annotation_file, image_dir=None, *, classes=None, skip_bad=False,
-              max_bytes=1 << 30):
+              clip_boxes=False, max_bytes=1 << 30, warn=True):
     """One COCO instances JSON file as an :class:`rpn.ImageSet` (see the
     module for the rules), in the order of its ``images`` list.
 
     ``image_dir``: the folder ``file_name`` is relative to (default: the
     file's folder). ``classes``: the category names to keep, class index =
-    position (default: every category, by id). ``ids`` are COCO image ids,
-    ``names`` the file names, ``sizes`` the stated ``(height, width)`` or
-    ``None``. Images without annotations get an empty (0, 5) label.
+    position (default: every category, by id). ``clip_boxes``: clip boxes
+    more than 1 pixel past their image's edge instead of refusing them.
+    ``ids`` are COCO image ids, ``names`` the file names, ``sizes`` the
+    stated ``(height, width)`` or ``None``. Images without annotations get
+    an empty (0, 5) label. ``warn``: warn about the objects dropped and
+    boxes clipped (:func:`rpn.counts.warn_edits`; they are in ``edits``).
     """
     path = os.fspath(annotation_file)
     images, annotations, categories = _top_level(_load_json(path, max_bytes), path)
@@ -262,110 +271,31 @@ def read_coco(annotation_file, image_dir=None, *, classes=None, skip_bad=False,
     if image_dir is None:
         image_dir = os.path.dirname(os.path.abspath(path))
     image_dir = os.fspath(image_dir)
-    problems, orphans = [[] for _ in images], []
-    ids, names, sizes, by_id = _read_images(images, image_dir, problems)
-    rows = _read_annotations(annotations, by_id, sizes, keep, problems, orphans)
+    problems, orphans, edits = [[] for _ in images], [], []
+    ids, names, sizes, by_id = _read_images(images, problems)
+    rows = _read_annotations(annotations, by_id, (ids, names, sizes), keep, clip_boxes,
+                             problems, orphans, edits)
     lines = [f"images[{k}] (id {ids[k]!r}, {str(names[k])[:100]!r}): {reason}"
              for k, found in enumerate(problems) for reason in found] + orphans
     bad = [k for k, found in enumerate(problems) if found]
     _report(path, lines, skip_bad, len(bad))
+    every = ImageSet([os.path.join(image_dir, n) if isinstance(n, str) else None
+                      for n in names],
+                     [onp.array(r, dtype="float32").reshape(-1, 5) for r in rows],
+                     ids, names, sizes, chosen, tuple(edits))
     bad = set(bad)
-    kept = [k for k in range(len(images)) if k not in bad]
-    return ImageSet([os.path.join(image_dir, names[k]) for k in kept],
-                    [onp.array(rows[k], dtype="float32").reshape(-1, 5) for k in kept],
-                    [ids[k] for k in kept], [names[k] for k in kept],
-                    [sizes[k] for k in kept], chosen)
+    left_out = (LeftOut("bad", len(bad), None, "with bad annotations (--skip-bad)"),) \
+        if bad else ()
+    found = subset(every, [k for k in range(len(images)) if k not in bad], left_out=left_out)
+    if warn:
+        warn_edits(found, path)
+    return found
 
 
-def write_coco(root, *, num_train=64, num_val=16, height=256, width=256, seed=0):
-    """Write the synthetic set in the COCO layout: ``annotations/
-    instances_train.json``, ``annotations/instances_val.json``, and the
-    JPEG images ``train/<name>.jpg``, ``val/<name>.jpg`` (the images and
-    boxes of :func:`rpn.write_voc` for the same arguments). Categories are
-    :data:`rpn.SYNTHETIC_CLASSES` with ids 1, 2, 3. Returns ``root``."""
-    sets = {"train": SyntheticImages(num_train, height, width, seed=seed),
-            "val": SyntheticImages(num_val, height, width, seed=seed, offset=num_train)}
-    categories = [{"id": k + 1, "name": name, "supercategory": "shape"}
-                  for k, name in enumerate(SYNTHETIC_CLASSES)]
-    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
-    image_id, ann_id = 0, 0
-    for split, images in sets.items():
-        os.makedirs(os.path.join(root, split), exist_ok=True)
-        entries, annotations = [], []
-        for i in range(len(images)):
-            name = f"{split}_{i:05d}.jpg"
-            image_id += 1
-            Image.fromarray(images[i]).save(os.path.join(root, split, name), quality=95)
-            entries.append({"id": image_id, "file_name": name, "height": height,
-                            "width": width})
-            for cls, x0, y0, x1, y1 in images.labels[i].astype(int).tolist():
-                ann_id += 1
-                w, h = x1 - x0, y1 - y0
-                annotations.append({"id": ann_id, "image_id": image_id,
-                                    "category_id": cls + 1, "bbox": [x0, y0, w, h],
-                                    "area": w * h, "iscrowd": 0})
-        with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
-            json.dump({"images": entries, "annotations": annotations,
-                       "categories": categories}, f)
-    return root
-
-
-def _one(matches, what):
-    if len(matches) > 1:
-        raise ValueError(f"two matches for {what}: {matches[0]} and {matches[1]}; "
-                         "keep one, or name the files")
-    return matches[0] if matches else None
-
-
-def find_coco_split(folder, split):
-    """``(annotation_file, image_dir)`` of ``split`` in ``folder``, trying:
-
-    a. ``annotations/instances_<split>*.json``, images in the first of
-       ``<split>*/``, ``images/<split>*/``, ``images/`` that exists;
-    b. Roboflow's ``<split>/_annotations.coco.json``, images beside it
-       (``val`` and ``valid`` stand for each other);
-    c. for ``split == "all"`` only: ``annotations.json``, or the single
-       ``*.json`` in ``folder``, images in ``images/`` if it exists, else
-       ``folder``.
-
-    Nothing found: ``FileNotFoundError`` saying what was looked for; two
-    matches at one step: ``ValueError`` naming both.
-    """
-    folder, tried = os.fspath(folder), []
-    base, split_glob = glob.escape(folder), glob.escape(split)
-
-    def matches(pattern, test):
-        return sorted(p for p in glob.glob(os.path.join(base, pattern)) if test(p))
-
-    pattern = os.path.join("annotations", f"instances_{split_glob}*.json")
-    tried.append(os.path.join(folder, pattern))
-    annotation = _one(matches(pattern, os.path.isfile), tried[-1])
-    if annotation:
-        candidates = [f"{split_glob}*", os.path.join("images", f"{split_glob}*")]
-        for candidate in candidates:
-            image_dir = _one(matches(candidate, os.path.isdir), os.path.join(folder, candidate))
-            if image_dir:
-                return annotation, image_dir
-        if os.path.isdir(os.path.join(folder, "images")):
-            return annotation, os.path.join(folder, "images")
-        raise FileNotFoundError(
-            f"found {annotation} but no image folder: looked for "
-            + ", ".join(os.path.join(folder, c) + os.sep for c in candidates + ["images"]))
-    aliases = {"val": ["val", "valid"], "valid": ["valid", "val"]}.get(split, [split])
-    paths = [os.path.join(folder, name, "_annotations.coco.json") for name in aliases]
-    tried.extend(paths)
-    annotation = _one([p for p in paths if os.path.isfile(p)], " / ".join(paths))
-    if annotation:
-        return annotation, os.path.dirname(annotation)
-    if split == "all":
-        images = os.path.join(folder, "images")
-        image_dir = images if os.path.isdir(images) else folder
-        single = os.path.join(folder, "annotations.json")
-        tried.extend([single, os.path.join(folder, "*.json")])
-        if os.path.isfile(single):
-            return single, image_dir
-        annotation = _one(matches("*.json", os.path.isfile), tried[-1])
-        if annotation:
-            return annotation, image_dir
-    raise FileNotFoundError(f"no COCO annotations for split {split!r} in {folder}: looked "
-                            "for " + ", ".join(tried))
+def coco_classes(annotation_file, *, max_bytes=1 << 30):
+    """The category names of a COCO instances file, by id: the classes a
+    run on it has when none are given. Its images and annotations are not
+    checked here (:func:`read_coco` does that)."""
+    path = os.fspath(annotation_file)
+    _, _, categories = _top_level(_load_json(path, max_bytes), path)
+    return _categories(categories, None, path)[0]

@@ -78,6 +78,7 @@ class RunConfig(Settings):
     num_train: int = setting(1024, integer(1))
     num_val: int = setting(256, integer(1))
     ks: tuple = setting(DEFAULT_KS, _KS)
+    clip_boxes: bool = setting(False, flag(), since="0.3.0")
     classes: tuple = setting((), _CLASSES)
 
     def _check_together(self):

@@ -48,15 +48,18 @@ def evaluate_loader(model, loader, *, ks=None, thresholds=(0.5, 0.7), progress=N
     return result, recall
 
 
-def evaluate(model, data=None, split="val", *, classes=None, images=None, ks=None,
+def evaluate(model, data=None, split=None, *, classes=None, images=None, ks=None,
              batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=False):
     """Proposal recall of ``model`` (a trained model, a
     :class:`rpn.RegionProposalNetwork` or a run/export folder's path) on one
     split of ``data`` (default: the data the run was trained on), as ``rpn
-    evaluate`` reports it. Returns ``(result, recall)`` (see
-    :func:`evaluate_loader`)."""
+    evaluate`` reports it. ``split``: default ``val`` of the run's own data,
+    else :func:`rpn.sources.resolve_split`'s (all of a single annotation
+    file). The images and objects used (and left out, and why) are counted
+    on stderr. Returns ``(result, recall)`` (see :func:`evaluate_loader`)."""
     model = trained_model(model, ctx)
     found, loader = load_split(model, data, split, classes=classes, images=images,
                                batch_size=batch_size, num_workers=num_workers,
-                               skip_bad=skip_bad, progress=progress, require_objects=True)
+                               skip_bad=skip_bad, progress=progress, require_objects=True,
+                               command="rpn evaluate")
     return evaluate_loader(model, loader, ks=ks)

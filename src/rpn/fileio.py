@@ -19,7 +19,7 @@ import stat
 import tempfile
 
 __all__ = ["write_bytes", "write_json", "write_figure", "make_dir", "private_dir",
-           "read_json", "sha256_of", "UnsafePathError"]
+           "read_json", "sha256_of", "link_problem", "UnsafePathError"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _MAX_JSON_BYTES = 64 << 20
@@ -111,3 +111,23 @@ def sha256_of(path):
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
+
+
+def link_problem(path):
+    """Why ``path`` cannot be opened because of a symbolic link, in words,
+    or ``None``: a dangling link (it or its folder names a target that does
+    not exist) or a loop of links. Links themselves are fine to read: data
+    folders are often made of them."""
+    try:
+        os.stat(path)
+        return None
+    except FileNotFoundError:
+        for link in (path, os.path.dirname(path)):
+            if link and os.path.islink(link):
+                return (f"{'its folder is ' if link != path else ''}a symbolic link to "
+                        f"{os.readlink(link)}, which does not exist (a dangling link)")
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a loop of symbolic links (following them never reaches a file)"
+        return None

@@ -25,7 +25,8 @@ from .loss import ProposalLoss
 from .model import RegionProposalNetwork
 from .records import CROWD
 from .run import RunError, RunFolder, TrainedModel
-from .sources import check_split, make_loader, open_split, data_classes
+from .sources import (check_split, data_classes, make_loader, open_split, open_validation,
+                      say_counts, train_split)
 from .visualize import draw_proposals, plot_curves, plot_recall
 
 __all__ = ["fit", "FINAL_KEYS"]
@@ -74,13 +75,27 @@ def _open(data, split, config, classes, images, skip_bad, seed, workers, quiet, 
                      seed=seed)
     try:
         found = open_split(data, split, classes=classes, images=images, skip_bad=skip_bad,
-                           synthetic=synthetic)
+                           clip_boxes=config.clip_boxes, synthetic=synthetic)
     except FileNotFoundError:
         if required:
             raise
         return None
-    return check_split(found, skip_bad=skip_bad, num_workers=workers or None,
+    return check_split(found, skip_bad=skip_bad, clip_boxes=config.clip_boxes,
+                       num_workers=workers or None,
                        progress=not quiet, what=f"{split} images")
+
+
+def _open_validation(val_data, val_images, config, classes, skip_bad, seed, workers, quiet):
+    """Validation data given apart from the training data: the set (checked)
+    and the split it uses (all of a single annotation file)."""
+    synthetic = dict(size=config.model.size, num_train=config.num_train, num_val=config.num_val,
+                     seed=seed)
+    found, split = open_validation(val_data, classes=classes, val_images=val_images,
+                                   skip_bad=skip_bad, clip_boxes=config.clip_boxes,
+                                   synthetic=synthetic)
+    return check_split(found, skip_bad=skip_bad, clip_boxes=config.clip_boxes,
+                       num_workers=workers or None, progress=not quiet,
+                       what=f"{split} images of {val_data}"), split
 
 
 def _absolute(path):
@@ -106,7 +121,8 @@ def _pictures(folder, history, recall, model, loader):
         warnings.warn(f"could not write the pictures of {folder.path}: {error}")
 
 
-def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
+def fit(data, out, *, preset="default", classes=None, images=None, val_data=None,
+        val_images=None, ctx=None,
         epochs=None, batch_size=None, size=None, max_size=None, lr=None, settings=None,
         pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
         skip_bad=False, eval_every=0, hybridize=True, quiet=False):
@@ -117,7 +133,11 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
 
     Settings: ``preset`` and the keywords of :func:`resolve_config`.
     ``classes``: the class names to train on (default: every class of the
-    data); ``images``: the image folder of a COCO file. ``ctx``: a context
+    data); ``images``: the image folder of a COCO file. ``val_data`` (with
+    ``val_images`` for a COCO file): validation data of its own, any source
+    ``data`` may be (default: the ``val`` split of ``data``, or a fixed 20%
+    of a single annotation file); it must have the training classes, and
+    ``rpn evaluate`` on the run defaults to it. ``ctx``: a context
     or a list (default CPU). ``pretrained``: ImageNet weights for the
     backbone (a file or model-store folder that must exist). ``resume``:
     continue the run in ``out``. ``kvstore``: see
@@ -144,10 +164,17 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     folder = RunFolder(out)
     if rank == 0:
         _check_folder(folder, config, resume)
-    train_set = _open(data, "train", config, classes, images, skip_bad, seed,
+    split = train_split(data, images=images, val_data=val_data)
+    train_set = _open(data, split, config, classes, images, skip_bad, seed,
                       num_workers, quiet, True)
-    val_set = _open(data, "val", config, classes, images, skip_bad, seed,
-                    num_workers, quiet, False)
+    if val_data is None:
+        val_set, val_split = _open(data, "val", config, classes, images, skip_bad, seed,
+                                   num_workers, quiet, False), "val"
+    else:
+        val_set, val_split = _open_validation(val_data, val_images, config, classes,
+                                              skip_bad, seed, num_workers, quiet)
+    say_counts("rpn train", train_set, split, training=True)
+    say_counts("rpn train", val_set, val_split)
     val_objects = 0 if val_set is None else sum(int((l[:, 0] >= 0).sum()) for l in val_set.labels)
     if not val_objects:
         warnings.warn(f"{data} has no validation object (no 'val' split, or an empty "
@@ -177,6 +204,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     # absolute, so that evaluate and propose find the data from any folder
     meta = {"data": _absolute(data), "images": images and _absolute(images), "seed": seed,
             "classes": list(classes)}
+    if val_data is not None:
+        meta.update(val_data=_absolute(val_data), val_images=val_images and _absolute(val_images))
     if rank == 0:
         folder.write_config(config, **meta)
     mx.random.seed(seed)

@@ -4,7 +4,8 @@
 Pillow's ``draft``, which still reads and entropy-decodes the whole
 bitstream, so it finds truncated and broken data as a full decode does)
 by the rules of :mod:`rpn.images`, in worker processes that die with their
-parent, with a progress bar. Sizes are ``(height, width)`` in pixels.
+parent, with a progress bar. Symbolic links are followed; a dangling link
+or a loop of links is a bad file, named as such. Sizes are ``(height, width)`` in pixels.
 """
 import contextlib
 import functools
@@ -17,6 +18,7 @@ from typing import List, NamedTuple, Optional, Tuple
 from tqdm import tqdm
 
 from ._proc import die_with_parent
+from .fileio import link_problem
 from .images import BadImageError, _expected, _read, _warn_truncated
 
 __all__ = ["check_images", "ImageCheck"]
@@ -41,9 +43,10 @@ def _check_one(job):
     except BadImageError as error:
         return None, error.reason, False
     except FileNotFoundError:
-        return None, "file not found", False
+        return None, link_problem(path) or "file not found", False
     except OSError as error:
-        return None, f"cannot open the file: {error.strerror or error}", False
+        return None, link_problem(path) or f"cannot open the file: {error.strerror or error}", \
+            False
     except Exception as error:   # anything a broken file makes a decoder raise
         return None, f"cannot read: {type(error).__name__}: {error}", False
 

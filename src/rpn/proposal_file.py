@@ -30,7 +30,7 @@ from mxnet import np
 
 from .evaluate_model import trained_model
 from .fileio import write_bytes
-from .sources import load_split
+from .sources import load_split, resolve_split
 
 __all__ = ["propose", "load_proposals", "ProposalSet", "PROPOSAL_FORMAT"]
 
@@ -39,10 +39,12 @@ _VERSION = 1
 _KEYS = ("boxes", "scores", "counts", "image_ids", "file_names", "image_sizes", "meta")
 
 
-def propose(model, data, split, *, out, top_k=None, classes=None, images=None,
+def propose(model, data, split=None, *, out, top_k=None, classes=None, images=None,
             batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None):
     """Proposals for every image of one split of ``data``, written to
-    ``out`` (see the module). At most ``top_k`` proposals an image, from 1
+    ``out`` (see the module). ``split``: default
+    :func:`rpn.sources.resolve_split`'s (all of a single annotation file,
+    ``val`` of data with splits). At most ``top_k`` proposals an image, from 1
     to the model's ``post_nms_top_n_test``; ``None``: all the model keeps
     (``post_nms_top_n_test``). ``model``: a proposal model or a
     run/export folder. Images that cannot be read raise one error listing
@@ -55,10 +57,11 @@ def propose(model, data, split, *, out, top_k=None, classes=None, images=None,
     if int(top_k) != top_k or not 1 <= top_k <= most:
         raise ValueError(f"top_k must be an integer from 1 to the model's "
                          f"post_nms_top_n_test ({most}), got {top_k!r}")
+    split = resolve_split(data, split, images=images)
     found, loader = load_split(model, data, split, classes=classes, images=images,
                                batch_size=batch_size, num_workers=num_workers,
                                skip_bad=skip_bad, progress=progress is not None,
-                               on_error="raise")
+                               on_error="raise", command="rpn propose")
     per_image = {}
     for X, _, info in loader:
         sizes = np.array(info.sizes, dtype="float32", ctx=model.ctx)

@@ -13,21 +13,26 @@ This is an edge of the package: labels are pixels here, rows ``[class,
 xmin - 1, ymin - 1, xmax - 1, ymax - 1]`` (VOC is 1-based; the chapter
 subtracts 1), and :class:`rpn.DetectionDataset` normalises them.
 Annotation files come from elsewhere: XML is parsed without entity
-expansion (defusedxml) and at a bounded size, and image names that would
-leave the folder are refused.
+expansion (defusedxml) and at a bounded size (:mod:`rpn.voc_xml`, which
+also has the rules for boxes without area and boxes past the edge), and
+list entries that would leave the folder by their letters (a ``/``, a
+backslash, a drive letter, ``..``) are refused. Image files in
+``JPEGImages/`` may be symbolic links (followed; a dangling link or a
+loop is named as a bad file when the images are checked).
 """
 import codecs
 import collections
 import os
+import re
 import warnings
 
-import numpy as onp
-from defusedxml import ElementTree
-
+from .counts import warn_edits
 from .dataset import make_loader, read_image
-from .preprocess import Resize
 from .images import IMAGE_EXTENSIONS
-from .records import ImageSet
+from .preprocess import Resize
+from .records import Edit, ImageSet, LeftOut, subset
+from .voc_xml import MAX_XML_BYTES as _MAX_XML_BYTES
+from .voc_xml import parse_annotation, read_xml
 
 __all__ = ["read_voc_images", "read_voc_detection_labels", "list_voc_split",
            "read_voc_split", "find_classes",
@@ -39,12 +44,12 @@ VOC_CLASSES = (
     "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 #: Where the chapter's data lives (d2l's download folder).
 VOC_DEFAULT_DIR = os.path.join("..", "data", "VOCdevkit", "VOC2012")
-_MAX_XML_BYTES = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def _check_name(name, source):
     if (not name or os.path.isabs(name) or "/" in name or "\\" in name
-            or name in (".", "..") or "\x00" in name):
+            or name in (".", "..") or "\x00" in name or _DRIVE.match(name)):
         raise ValueError(f"{source}: refusing image name {name!r}: names must be "
                          "plain file names inside the dataset folder")
     return name
@@ -133,83 +138,16 @@ def _image_paths(voc_dir, names):
     return paths
 
 
-def _text(node, tag, path):
-    child = node.find(tag)
-    if child is None or child.text is None or not child.text.strip():
-        raise ValueError(f"{path}: missing <{tag}>")
-    return child.text.strip()
-
-
-def _number(node, tag, path):
-    value = _text(node, tag, path)
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"{path}: <{tag}> is {value!r}, not a number") from None
-
-
-def _read_xml(path):
-    """The root element of an annotation file, parsed safely at a bounded
-    size, or an error that names the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation not found: {path}")
-    if os.path.getsize(path) > _MAX_XML_BYTES:
-        raise ValueError(f"{path}: larger than {_MAX_XML_BYTES} bytes, refused")
-    try:
-        return ElementTree.parse(path).getroot()
-    except Exception as error:  # ParseError and defusedxml's refusals
-        raise ValueError(f"{path}: not a well-formed, safe XML file: {error}") from error
-
-
-def _size(root, path):
-    """``(height, width)`` stated by ``<size>``, or ``None`` (absent or 0,
-    which some tools write for "unknown")."""
-    size = root.find("size")
-    if size is None:
-        return None
-    width, height = _number(size, "width", path), _number(size, "height", path)
-    if width <= 0 or height <= 0:
-        return None
-    return int(round(height)), int(round(width))
-
-
-def _parse_annotation(path, classes, keep_difficult):
-    """(n, 5) pixel rows of the objects of ``classes`` in one XML file, the
-    image size it states, and the names of the objects left out."""
-    root = _read_xml(path)
-    size = _size(root, path)
-    height, width = size or (None, None)
-    rows, ignored = [], []
-    for obj in root.iter("object"):
-        name = _text(obj, "name", path)
-        if name not in classes:
-            ignored.append(name)
-            continue
-        difficult = obj.find("difficult")
-        if not keep_difficult and difficult is not None and (difficult.text or "").strip() == "1":
-            continue
-        box = obj.find("bndbox")
-        if box is None:
-            raise ValueError(f"{path}: an object {name!r} has no <bndbox>")
-        x0, y0, x1, y1 = (_number(box, t, path) for t in ("xmin", "ymin", "xmax", "ymax"))
-        if not all(map(onp.isfinite, (x0, y0, x1, y1))) or not (x0 < x1 and y0 < y1):
-            raise ValueError(f"{path}: object {name!r} has an empty or non-finite box "
-                             f"({x0}, {y0}, {x1}, {y1})")
-        if x0 < 0 or y0 < 0 or (width and x1 > width + 1) or (height and y1 > height + 1):
-            raise ValueError(f"{path}: object {name!r} box ({x0}, {y0}, {x1}, {y1}) "
-                             f"lies outside its {width}x{height} image")
-        rows.append([classes.index(name), x0 - 1, y0 - 1, x1 - 1, y1 - 1])
-    return onp.array(rows, dtype="float32").reshape(-1, 5), size, ignored
-
-
-def _read_labels(voc_dir, names, classes, keep_difficult):
-    """Labels (``None`` where bad), stated sizes and the problems found."""
-    labels, sizes, problems, near = [], [], [], collections.Counter()
+def _read_labels(voc_dir, names, classes, keep_difficult, clip=False):
+    """Labels (``None`` where bad), stated sizes, the problems found, and
+    the :class:`rpn.records.Edit` entries (objects dropped, boxes clipped)."""
+    labels, sizes, problems, edits, near = [], [], [], [], collections.Counter()
     wanted = {_folded(c): c for c in classes}
-    for name in names:
+    for index, name in enumerate(names):
         path = os.path.join(voc_dir, "Annotations", _check_name(name, "image_fns") + ".xml")
         try:
-            label, size, ignored = _parse_annotation(path, classes, keep_difficult)
+            label, size, ignored, changed = parse_annotation(path, classes, keep_difficult,
+                                                             clip)
         except (ValueError, FileNotFoundError) as error:
             labels.append(None)
             sizes.append(None)
@@ -217,6 +155,7 @@ def _read_labels(voc_dir, names, classes, keep_difficult):
             continue
         labels.append(label)
         sizes.append(size)
+        edits.extend(Edit(index, kind, text) for kind, text in changed)
         near.update(n for n in ignored if _folded(n) in wanted)
     if near:
         listing = ", ".join(f"{n!r} ({count}, not {wanted[_folded(n)]!r})"
@@ -224,7 +163,7 @@ def _read_labels(voc_dir, names, classes, keep_difficult):
         warnings.warn(f"{voc_dir}: objects left out because class names are exact (case "
                       f"and spaces count): {listing}. Rename them in the annotations, or "
                       "give those names as classes")
-    return labels, sizes, problems
+    return labels, sizes, problems, edits
 
 
 def _folded(name):
@@ -250,12 +189,18 @@ def read_voc_detection_labels(voc_dir, image_fns, classes, *, keep_difficult=Tru
     Keeps objects whose name is in ``classes``; returns one (n, 5) float32
     array an image, rows ``[class_index, xmin - 1, ymin - 1, xmax - 1,
     ymax - 1]`` in pixels. ``keep_difficult=False`` drops objects marked
-    ``difficult``. Missing, malformed or incomplete files, or boxes outside
-    their image, raise one ``ValueError`` that lists every bad file; with
-    ``skip_bad=True`` one warning lists them and those images get ``None``.
+    ``difficult``. Objects whose box has no width or height are dropped
+    with one warning (their images stay). Missing, malformed or incomplete
+    files, or boxes outside their image, raise one ``ValueError`` that lists
+    every bad file; with ``skip_bad=True`` one warning lists them and those
+    images get ``None``.
     """
-    labels, _, problems = _read_labels(voc_dir, image_fns, list(classes), keep_difficult)
+    image_fns = list(image_fns)
+    labels, sizes, problems, edits = _read_labels(voc_dir, image_fns, list(classes),
+                                                  keep_difficult)
     _report(problems, skip_bad, "annotation file(s)")
+    warn_edits(ImageSet(image_fns, labels, image_fns, image_fns, sizes, tuple(classes),
+                        tuple(edits)), voc_dir)
     return labels
 
 
@@ -272,20 +217,25 @@ def _split_lists(voc_dir, split, classes):
         f"<class>_{split}.txt for each of {list(classes)}")
 
 
-def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False):
+def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False,
+                   clip_boxes=False, warn=True):
     """One split of a VOC-layout folder as an :class:`rpn.ImageSet`: image
     paths, pixel labels, names as ids, and the sizes the annotations state.
 
     Reads the per-class lists ``<class>_<split>.txt`` (positives only) when
     every class has one, otherwise the plain ``<split>.txt``. Bad annotation
     files and listed images that are absent raise one error listing them
-    all, or are left out with a warning (``skip_bad``). Images without
-    objects stay (see :func:`list_voc_split`).
+    all, or are left out with a warning (``skip_bad``). Objects whose box
+    has no area are dropped (the image stays); ``clip_boxes`` clips boxes
+    more than 1 pixel past the stated image size instead of refusing them;
+    ``warn``: one warning for each (:func:`rpn.counts.warn_edits`; they are
+    in ``edits``). Images without objects stay (see :func:`list_voc_split`).
     """
     classes = list(classes)
     names = _list_names(voc_dir, _split_lists(voc_dir, split, classes))
     paths = _image_paths(voc_dir, names)
-    labels, sizes, problems = _read_labels(voc_dir, names, classes, keep_difficult)
+    labels, sizes, problems, edits = _read_labels(voc_dir, names, classes, keep_difficult,
+                                                  clip_boxes)
     reasons = collections.defaultdict(list)       # one line a name, in list order
     for name, reason in problems:
         reasons[name].append(reason)
@@ -297,9 +247,14 @@ def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=Fal
     _report([(n, "; ".join(reasons[n])) for n in names if n in reasons], skip_bad,
             "annotation file(s)" if all(paths) else "image(s) or annotation file(s)")
     keep = [i for i, label in enumerate(labels) if label is not None]
-    return ImageSet([paths[i] for i in keep], [labels[i] for i in keep],
-                    [names[i] for i in keep], [os.path.basename(paths[i]) for i in keep],
-                    [sizes[i] for i in keep], tuple(classes))
+    every = ImageSet(paths, labels, names, [p and os.path.basename(p) for p in paths], sizes,
+                     tuple(classes), tuple(edits))
+    bad = len(names) - len(keep)
+    found = subset(every, keep, left_out=(LeftOut(
+        "bad", bad, None, "with bad annotations or no image file (--skip-bad)"),) if bad else ())
+    if warn:
+        warn_edits(found, voc_dir)
+    return found
 
 
 def list_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=False):
@@ -320,7 +275,7 @@ def find_classes(voc_dir, splits=("train", "val")):
         if not os.path.isfile(listing):
             continue
         for name in _read_list(listing):
-            root = _read_xml(os.path.join(voc_dir, "Annotations", name + ".xml"))
+            root = read_xml(os.path.join(voc_dir, "Annotations", name + ".xml"))
             names.update((obj.findtext("name") or "").strip() for obj in root.iter("object"))
     names.discard("")
     if not names:
