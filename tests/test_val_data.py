@@ -61,3 +61,20 @@ def test_validation_data_of_other_classes_or_without_its_file_is_refused(tmp_pat
                  str(tmp_path / "r2")] + TINY) == 2
     assert "--val-images needs --val-data" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "r2")
+
+
+def test_predict_data_takes_all_of_a_single_file_or_a_split(tiny_run, tmp_path, capsys):
+    coco = rpn.write_coco(str(tmp_path / "coco"), num_train=5, num_val=2, height=32, width=32)
+    one = os.path.join(coco, "annotations", "instances_train.json")
+    assert main(["predict", "--checkpoint", tiny_run, "--data", one, "--data-images",
+                 os.path.join(coco, "train"), "--out", str(tmp_path / "p1")]) == 0
+    assert last_json(capsys.readouterr().out)["images"] == 5
+    voc = rpn.write_voc(str(tmp_path / "voc"), num_train=3, num_val=2, height=32, width=32)
+    assert main(["predict", "--checkpoint", tiny_run, "--data", voc, "--split", "train",
+                 "--out", str(tmp_path / "p2")]) == 0
+    assert last_json(capsys.readouterr().out)["images"] == 3
+    assert main(["predict", "--checkpoint", tiny_run, "--out", str(tmp_path / "p3")]) == 2
+    assert "give image files" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", tiny_run, "--data", "synthetic", "--out",
+                 str(tmp_path / "p4")]) == 2
+    assert "drawn in memory" in capsys.readouterr().err

@@ -122,7 +122,15 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     from .predict_files import save_predictions
-    summary, errors = save_predictions(args.checkpoint, args.images, args.out,
+    from .sources import split_image_files
+    paths = list(args.images)
+    if args.data is not None:
+        paths += split_image_files(args.data, args.split, images=args.data_images)
+    elif args.split is not None or args.data_images is not None:
+        raise UsageError("--split and --data-images need --data")
+    if not paths:
+        raise UsageError("give image files or folders, or --data DATA (with --split)")
+    summary, errors = save_predictions(args.checkpoint, paths, args.out,
                                        top_k=args.top_k, ctx=parse_ctx(args.ctx)[0])
     for path, error in errors:
         print(f"rpn predict: cannot read {path}: {error}", file=sys.stderr)
@@ -221,7 +229,12 @@ def build_parser():
     evaluate.add_argument("--out", help="where recall_iou.png goes (default: the run)")
 
     predict = command("predict", cmd_predict, "proposals for image files or folders")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("images", nargs="*", metavar="IMAGE")
+    predict.add_argument("--data", help="also the images of a split of this data (a single "
+                         "annotation file: all of it)")
+    predict.add_argument("--split", help="the split of --data (default: all of a single "
+                         "annotation file, else val)")
+    predict.add_argument("--data-images", help="the image folder of a --data COCO .json file")
     predict.add_argument("--top-k", type=_count, default=10)
     predict.add_argument("--out", required=True)
 

@@ -45,8 +45,8 @@ from .voc import find_classes as _voc_classes
 from .voc import read_voc_split
 
 __all__ = ["open_split", "resolve_split", "train_split", "open_validation", "data_classes",
-           "check_split", "make_loader", "load_split", "say_counts", "DataError",
-           "DataSpecError", "HOLDOUT"]
+           "check_split", "make_loader", "load_split", "split_image_files", "say_counts",
+           "DataError", "DataSpecError", "HOLDOUT"]
 
 #: The share of a single-file COCO dataset that ``val`` holds out.
 HOLDOUT = 0.2
@@ -350,3 +350,15 @@ def load_split(model, data, split, *, classes=None, images=None, batch_size=None
                          num_workers=num_workers, on_error=on_error,
                          size_divisor=config.model.size_divisor)
     return found, loader
+
+
+def split_image_files(data, split=None, *, images=None, skip_bad=False):
+    """The image files of one split of ``data`` (:func:`resolve_split`: all
+    of a single annotation file, ``val`` of data with splits), for ``rpn
+    predict --data``; every object class counts."""
+    if _kind(data, images) == "synthetic":
+        raise DataSpecError("predict --data takes data of image files; the synthetic set "
+                            "is drawn in memory (use rpn evaluate or rpn propose on it)")
+    split = resolve_split(data, split, images=images)
+    return [os.fspath(path) for path in
+            open_split(data, split, images=images, skip_bad=skip_bad).images]
