@@ -24,7 +24,7 @@ import mxnet as mx
 
 import rpn
 from rpn.config import resolve_config
-from rpn.engine import normalised_losses, train_loop
+from rpn.engine import learning_rates, normalised_losses, train_loop
 from rpn.loss import ProposalLoss
 from rpn.sources import check_split, make_loader, open_split
 
@@ -53,7 +53,7 @@ def steps_per_cpu_second(data, classes, settings, calibration=8):
     loss = ProposalLoss.from_settings(config.model)
 
     def train(batches):                     # the training loop of rpn train
-        train_loop(model.parts(), {"output": 1e-3, "backbone": 1e-3},
+        train_loop(model.parts(), learning_rates(model.parts(), 1e-3, 1e-3),
                    lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
                    lambda outputs: normalised_losses(loss, outputs), batches, 1, [mx.cpu()],
                    optimizer="adam", seed=0)

@@ -48,11 +48,11 @@ def anchor_fn(config=SMALL):
 def train_model(model, loader, epochs=1, lr=0.001, **kwargs):
     """Train the proposal model ``model`` on ``loader`` as :func:`rpn.fit`
     does (the shared training loop, Adam); returns the history."""
-    from rpn.engine import normalised_losses, train_loop
+    from rpn.engine import learning_rates, normalised_losses, train_loop
     from rpn.loss import ProposalLoss
     loss = ProposalLoss.from_settings(model.settings)
     kwargs = dict(dict(optimizer="adam", seed=0), **kwargs)
-    return train_loop(model.parts(), {"output": lr, "backbone": lr},
+    return train_loop(model.parts(), learning_rates(model.parts(), lr, lr),
                       lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
                       lambda outputs: normalised_losses(loss, outputs), loader, epochs,
                       model.collect_params().list_ctx(), **kwargs)

@@ -22,6 +22,16 @@ def test_every_setting_has_its_row_in_docs_settings_md():
     assert documented <= set(RunConfig.names()), documented - set(RunConfig.names())
 
 
+def test_settings_added_later_are_marked_with_their_version_in_the_docs():
+    text = open(os.path.join(ROOT, "docs", "settings.md")).read()
+    for f in dataclasses.fields(ModelSettings) + dataclasses.fields(RunConfig):
+        since = f.metadata.get("since")
+        row = re.search(rf"^\| `{f.name}`[^|]*\|", text, flags=re.M)
+        if row is None:
+            continue                    # the groups model and train have no row
+        assert (f"({since})" in row.group(0)) == bool(since), (f.name, row.group(0))
+
+
 def test_names_are_flat_unique_and_sent_to_their_group():
     names = RunConfig.names()
     assert len(names) == len(set(names))
@@ -94,7 +104,8 @@ def test_model_settings_derive_what_the_model_needs():
     assert ModelSettings().num_anchors == 5 and ModelSettings().top_n(True) == (2000, 2000)
     assert ModelSettings(stride=8, top_down=True).size_divisor == 16
     assert RunConfig.shaping_names() == ("stride", "top_down", "anchor_sizes",
-                                         "anchor_ratios", "anchor_product", "head_channels")
+                                         "anchor_ratios", "anchor_product", "head_channels",
+                                         "iou_branch", "refine")
     other = PRESETS["default"].replace(head_channels=64, lambd=2.0)
     assert PRESETS["default"].model_mismatch(other) == ["head_channels"]
 

@@ -18,7 +18,7 @@ from mxnet import np
 __all__ = [
     "box_corner_to_center", "box_center_to_corner", "iou",
     "anchor_to_gt_offset", "anchor_plus_offset", "project_box",
-    "OFFSET_WEIGHTS", "MAX_LOG_SCALE", "overlap",
+    "OFFSET_WEIGHTS", "MAX_LOG_SCALE", "overlap", "generalized_iou",
 ]
 
 #: The chapter's offset scaling ``(10, 10, 5, 5)`` for ``(x, y, w, h)``.
@@ -82,6 +82,17 @@ def box_center_to_corner(boxes):
     return _center_to_corner(boxes.T).T
 
 
+def _clamped_area(boxes, xp):
+    return xp.maximum(boxes[..., 2] - boxes[..., 0], 0) * xp.maximum(
+        boxes[..., 3] - boxes[..., 1], 0)
+
+
+def _intersection(a, b, xp):
+    iw = xp.maximum(xp.minimum(a[..., 2], b[..., 2]) - xp.maximum(a[..., 0], b[..., 0]), 0)
+    ih = xp.maximum(xp.minimum(a[..., 3], b[..., 3]) - xp.maximum(a[..., 1], b[..., 1]), 0)
+    return iw * ih
+
+
 def overlap(a, b, *, over="union", area_a=None, xp=np):
     """The one overlap formula of the package: corner boxes ``a`` (..., 4)
     and ``b`` (..., 4), broadcast against each other (e.g. ``a[:, None]``
@@ -95,19 +106,32 @@ def overlap(a, b, *, over="union", area_a=None, xp=np):
     ``np`` or NumPy; the operations and their order are the same in both,
     so the float32 results agree to the bit (the labeler's host path
     relies on it)."""
-    iw = xp.maximum(xp.minimum(a[..., 2], b[..., 2]) - xp.maximum(a[..., 0], b[..., 0]), 0)
-    ih = xp.maximum(xp.minimum(a[..., 3], b[..., 3]) - xp.maximum(a[..., 1], b[..., 1]), 0)
-    inter = iw * ih
+    inter = _intersection(a, b, xp)
     if area_a is None:
-        area_a = (xp.maximum(a[..., 2] - a[..., 0], 0) * xp.maximum(a[..., 3] - a[..., 1], 0))
+        area_a = _clamped_area(a, xp)
     if over == "first":
         denom = area_a
     elif over == "union":
-        area_b = (xp.maximum(b[..., 2] - b[..., 0], 0) * xp.maximum(b[..., 3] - b[..., 1], 0))
-        denom = area_a + area_b - inter
+        denom = area_a + _clamped_area(b, xp) - inter
     else:
         raise ValueError(f"over must be 'union' or 'first', got {over!r}")
     return xp.where(denom > 0, inter / xp.where(denom > 0, denom, 1), 0)
+
+
+def generalized_iou(a, b, xp=np):
+    """GIoU (Rezatofighi et al., 2019) of corner boxes ``a`` and ``b``
+    (..., 4), broadcast against each other -> (...): the IoU of
+    :func:`overlap` less the share of the smallest enclosing box that the
+    union leaves empty. In [-1, 1]; 1 for equal boxes, and it still falls
+    as disjoint boxes move apart, so ``1 - GIoU`` is a box loss with a
+    gradient everywhere."""
+    inter = _intersection(a, b, xp)
+    union = _clamped_area(a, xp) + _clamped_area(b, xp) - inter
+    enclosing = _clamped_area(xp.concatenate([
+        xp.minimum(a[..., 0:2], b[..., 0:2]), xp.maximum(a[..., 2:4], b[..., 2:4])],
+        axis=-1), xp)
+    tiny = 1e-9
+    return inter / xp.maximum(union, tiny) - (enclosing - union) / xp.maximum(enclosing, tiny)
 
 
 def _pairwise_iou(boxes1, boxes2):

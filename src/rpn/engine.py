@@ -25,7 +25,7 @@ from .checkpoint import latest_checkpoint, load_parts, load_optimizer_states, \
     write_checkpoint
 from .loss import DetectionEvaluation
 
-__all__ = ["train_loop", "anchor_metrics", "normalised_losses"]
+__all__ = ["train_loop", "anchor_metrics", "normalised_losses", "learning_rates"]
 
 
 def _default_kvstore(ctxs):
@@ -60,6 +60,13 @@ def _make_trainer(parts, lrs, optimizer, optimizer_params, kvstore, lr_schedule,
     on_kvstore = "async" in getattr(kvstore, "type", str(kvstore))
     return gluon.Trainer(params, optimizer, options, kvstore=kvstore,
                          update_on_kvstore=True if on_kvstore else False)
+
+
+def learning_rates(parts, backbone_lr, output_lr):
+    """The chapter's two learning rates for ``parts`` (name -> block): the
+    ``backbone`` part trains at ``backbone_lr``, every other part (the head,
+    the refinement stage) at ``output_lr``."""
+    return {name: backbone_lr if name == "backbone" else output_lr for name in parts}
 
 
 def normalised_losses(loss, outputs):

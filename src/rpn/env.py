@@ -53,7 +53,7 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128):
     import mxnet as mx
     from mxnet import np
     from .config import PRESETS
-    from .engine import normalised_losses, train_loop
+    from .engine import learning_rates, normalised_losses, train_loop
     from .loss import ProposalLoss
     from .model import RegionProposalNetwork
     from .sources import make_loader, open_split
@@ -69,7 +69,7 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128):
 
         def train(part):
             # the training loop of rpn train, on this device
-            train_loop(model.parts(), {"output": 1e-3, "backbone": 1e-3},
+            train_loop(model.parts(), learning_rates(model.parts(), 1e-3, 1e-3),
                        lambda X, Y, sizes: model.training_outputs(X, sizes, Y, crowd=False,
                                                                   validate=False),
                        lambda outputs: normalised_losses(loss, outputs), part, 1, [ctx],

@@ -18,7 +18,7 @@ import mxnet as mx
 from .batching import as_context_list
 from .checkpoint import remove_stale
 from .config import resolve_config
-from .engine import normalised_losses, train_loop
+from .engine import learning_rates, normalised_losses, train_loop
 from .evaluate_model import evaluate_loader
 from .fileio import UnsafePathError
 from .loss import ProposalLoss
@@ -234,7 +234,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     progress = _Progress(train.epochs * steps, disable=quiet)
     try:
         history = train_loop(
-            net.parts(), {"output": train.output_lr, "backbone": train.backbone_lr},
+            net.parts(), learning_rates(net.parts(), train.backbone_lr, train.output_lr),
             forward, lambda outputs: normalised_losses(loss, outputs), train_iter,
             train.epochs, ctxs, test_iter=val_iter, optimizer=train.optimizer,
             optimizer_params=train.optimizer_params(), lr_schedule=train.lr_schedule,

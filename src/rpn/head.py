@@ -25,20 +25,29 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     (B * N, 4) offsets, flattened image-major, then pixel row-major, then
     anchor: the order of :func:`rpn.generate_anchors`.
 
+    ``quality=True`` (an extra of the package, for the proposal model's
+    ``iou_branch``) adds a third sibling 1x1 convolution of ``A`` channels:
+    a logit of how well each anchor's decoded box fits its object (its IoU,
+    as IoU-Net and the Object Localization Network predict one), returned
+    third as ``quality_preds`` (B * N,).
+
     Departs from the chapter only in being a ``HybridBlock`` (so it can be
     hybridized and exported), in the ``channels`` keyword (the chapter's
-    128 by default; Faster R-CNN used 256 or 512), and in answering a batch
-    of zero feature maps with empty outputs (see :mod:`rpn._guards`).
+    128 by default; Faster R-CNN used 256 or 512), in the optional
+    ``quality`` output, and in answering a batch of zero feature maps with
+    empty outputs (see :mod:`rpn._guards`).
     """
 
-    def __init__(self, num_anchors=5, *, channels=128, **kwargs):
+    def __init__(self, num_anchors=5, *, channels=128, quality=False, **kwargs):
         super().__init__(**kwargs)
-        self.num_anchors = num_anchors
+        self.num_anchors, self.quality = num_anchors, bool(quality)
         with self.name_scope():
             self.conv = nn.Conv2D(channels, kernel_size=3, padding=1,
                                   activation="relu")
             self.cls_predictor = nn.Conv2D(num_anchors * 2, kernel_size=1)
             self.box_predictor = nn.Conv2D(num_anchors * 4, kernel_size=1)
+            if self.quality:
+                self.quality_predictor = nn.Conv2D(num_anchors, kernel_size=1)
 
     def hybrid_forward(self, F, X):
         Y = self.conv(X)
@@ -48,4 +57,8 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
         cls_preds = cls_preds.transpose(0, 2, 3, 1).reshape(-1, 2)
         # (B, 4A, H, W) -> (B, H, W, 4A) -> (B * H * W * A, 4)
         box_preds = box_preds.transpose(0, 2, 3, 1).reshape(-1, 4)
-        return cls_preds, box_preds
+        if not self.quality:
+            return cls_preds, box_preds
+        # (B, A, H, W) -> (B, H, W, A) -> (B * H * W * A,)
+        quality = self.quality_predictor(Y).transpose(0, 2, 3, 1).reshape(-1)
+        return cls_preds, box_preds, quality

@@ -10,6 +10,7 @@ RPN). Labels use :data:`rpn.POSITIVE` (or ``class + 1``),
 from mxnet import gluon, np
 from mxnet.gluon import nn
 
+from .boxes import OFFSET_WEIGHTS, _decode, generalized_iou, overlap
 from .targets import IGNORE, NEGATIVE
 
 __all__ = ["DetectionLoss", "DetectionEvaluation", "ProposalLoss"]
@@ -81,10 +82,27 @@ class DetectionEvaluation:
         return correct, abs_err, labelled.sum(), positive.sum()
 
 
+def _spread(value, like):
+    """A scalar as a (M,) array like ``like`` whose sum is the scalar."""
+    return np.ones_like(like) * (value / like.shape[0])
+
+
 class ProposalLoss(nn.Block):
     """The loss of the proposal model (:class:`rpn.RegionProposalNetwork`),
     computed from its :class:`rpn.outputs.TrainingOutput`: the chapter's
-    :class:`DetectionLoss` with weight ``lambd``.
+    :class:`DetectionLoss` with weight ``lambd``, plus two extras that
+    train localisation (both off by default, which is the chapter's loss):
+
+    * ``giou_weight`` times ``1 - GIoU`` between each positive anchor's
+      decoded box and its object (:func:`rpn.boxes.generalized_iou`; a loss
+      on the boxes themselves, which the offsets' L1 loss only
+      approximates), over the positives;
+    * ``iou_weight`` times the binary cross-entropy between the IoU
+      branch's prediction (``quality_preds``) and the IoU that the anchor's
+      decoded box has with its object (no gradient through the target),
+      over the positives: how well a box fits, learnt to rank proposals;
+    * ``refine_weight`` times the refinement stage's loss
+      (:mod:`rpn.refine`), when the output has one.
 
     ``forward(output, num_valid=None, num_pos=None)`` returns a (B * N,)
     array whose sum is the loss; ``num_valid`` and ``num_pos`` override the
@@ -93,15 +111,63 @@ class ProposalLoss(nn.Block):
     model's settings with :meth:`from_settings`.
     """
 
-    def __init__(self, *, lambd=1.0, **kwargs):
+    def __init__(self, *, lambd=1.0, giou_weight=0.0, iou_weight=0.0, refine_weight=0.0,
+                 weights=OFFSET_WEIGHTS, **kwargs):
         super().__init__(**kwargs)
         self.detection = DetectionLoss(lambd)
+        self.giou_weight, self.iou_weight = float(giou_weight), float(iou_weight)
+        self.refine_weight = float(refine_weight)
+        self.weights = tuple(weights)
 
     @classmethod
     def from_settings(cls, settings):
         """The loss of a model of :class:`rpn.settings.ModelSettings` ``settings``."""
-        return cls(lambd=settings.lambd)
+        return cls(lambd=settings.lambd, giou_weight=settings.giou_weight,
+                   iou_weight=settings.iou_weight if settings.iou_branch else 0.0,
+                   refine_weight=settings.refine_weight if settings.refine else 0.0)
 
     def forward(self, output, num_valid=None, num_pos=None):
-        return self.detection(output.cls_preds, output.box_preds, output.cls_labels,
+        loss = self.detection(output.cls_preds, output.box_preds, output.cls_labels,
                               output.box_labels, num_valid, num_pos)
+        if self.refine_weight and output.refine is not None:
+            # a scalar spread over the first anchor rows keeps the (B * N,) form
+            loss = loss + _spread(self.refine_weight * self._refine(output.refine), loss)
+        if not (self.giou_weight or (self.iou_weight and output.quality_preds is not None)):
+            return loss
+        _, positive = _masks(output.cls_labels)                            # (M,)
+        num_pos = positive.sum() if num_pos is None else num_pos
+        # anchors (4, N) -> (N, 4), one copy an image: (B * N, 4) = (M, 4)
+        rows = output.anchors.T
+        anchors = np.tile(rows, (output.cls_labels.shape[0] // rows.shape[0], 1))
+        boxes = _decode(anchors, output.box_preds, self.weights)           # (M, 4)
+        target = _decode(anchors, output.box_labels, self.weights)         # (M, 4)
+        if self.giou_weight:
+            giou = generalized_iou(boxes, target)                          # (M,)
+            loss = loss + self.giou_weight * (1 - giou) * positive / np.maximum(num_pos, 1)
+        if self.iou_weight and output.quality_preds is not None:
+            fit = overlap(boxes.detach(), target)                          # (M,) IoU target
+            bce = self._bce(output.quality_preds, fit)                     # (M,)
+            loss = loss + self.iou_weight * bce * positive / np.maximum(num_pos, 1)
+        return loss
+
+    def _refine(self, refine):
+        """The refinement stage's loss (a scalar): the L1 loss of its offsets
+        over the positive RoIs (averaged over the 4 coordinates) and the
+        binary cross-entropy of its IoU prediction against the IoU of its
+        refined box with the RoI's object (no gradient through the target)
+        over every real RoI, each divided by its count on this device."""
+        from .refine import REFINE_WEIGHTS
+        box = (np.abs(refine.box_preds - refine.box_targets).mean(axis=1)
+               * refine.positive).sum() / np.maximum(refine.positive.sum(), 1)
+        refined = _decode(refine.rois, refine.box_preds.detach(), REFINE_WEIGHTS)
+        fit = overlap(refined, refine.objects) * (refine.positive > 0)     # (B * R,)
+        quality = (self._bce(refine.quality_preds, fit) * refine.valid).sum() / np.maximum(
+            refine.valid.sum(), 1)
+        return box + quality
+
+    @staticmethod
+    def _bce(logits, target):
+        """Binary cross-entropy of ``sigmoid(logits)`` against soft targets
+        in [0, 1], in the stable form ``max(x, 0) - x t + log(1 + e^-|x|)``."""
+        return (np.maximum(logits, 0) - logits * target
+                + np.log1p(np.exp(-np.abs(logits))))

@@ -38,6 +38,8 @@ from .backbone import detection_backbone
 from .head import RPNOutput
 from .outputs import Proposals, TrainingOutput
 from .proposal_layer import select_proposals
+from .refine import (BoxRefiner, RefineOutput, refine_targets, refined_boxes, roi_rows,
+                     sample_rois)
 from .settings import ModelSettings
 from .targets import rpn_targets
 
@@ -129,8 +131,13 @@ class RegionProposalNetwork(nn.HybridBlock):
         if len(shapes) != head.num_anchors:
             raise ValueError(f"the head predicts {head.num_anchors} anchors a pixel, "
                              f"but the anchor settings give {len(shapes)}")
+        if getattr(head, "quality", False) != settings.iou_branch:
+            raise ValueError(f"iou_branch is {settings.iou_branch}, but the head "
+                             f"{'has' if getattr(head, 'quality', False) else 'has no'} "
+                             "IoU branch (RPNOutput(..., quality=iou_branch))")
         self.settings = settings
         self.backbone, self.head = backbone, head
+        self.refiner = BoxRefiner(stride=settings.stride) if settings.refine else None
         self.anchor_shapes = self.params.get_constant(
             "anchor_shapes", onp.array(shapes, dtype="float32"))     # (A, 2) pixels
         self.anchor_shapes.initialize(ctx=mx.current_context())
@@ -148,9 +155,12 @@ class RegionProposalNetwork(nn.HybridBlock):
             backbone.initialize(init=init.Xavier(), ctx=ctx, force_reinit=True)
         else:
             backbone.collect_params().reset_ctx(ctx)
-        head = RPNOutput(settings.num_anchors, channels=settings.head_channels)
+        head = RPNOutput(settings.num_anchors, channels=settings.head_channels,
+                         quality=settings.iou_branch)
         head.initialize(init=init.Xavier(), ctx=ctx)
         model = cls(backbone, head, settings)
+        if model.refiner is not None:
+            model.refiner.initialize(init=init.Xavier(), ctx=ctx)
         model.collect_params().reset_ctx(ctx)
         return model
 
@@ -166,8 +176,12 @@ class RegionProposalNetwork(nn.HybridBlock):
     def parts(self):
         """The trained blocks by name, in the order the trainer takes their
         parameters and the checkpoint names their files (``output``, the
-        head, first: the chapter's order)."""
-        return {"output": self.head, "backbone": self.backbone}
+        head, first: the chapter's order; ``refine``, the refinement stage,
+        last when there is one)."""
+        parts = {"output": self.head, "backbone": self.backbone}
+        if self.refiner is not None:
+            parts["refine"] = self.refiner
+        return parts
 
     def _follow(self, ctx):
         """Keep the anchor shapes (a constant) on every context the model
@@ -177,8 +191,10 @@ class RegionProposalNetwork(nn.HybridBlock):
 
     # ---- the graph ----------------------------------------------------------
 
-    def _proposals(self, F, features, cls_preds, box_preds, image_sizes, shapes, training):
-        """(scores (B, K), boxes (B, K, 4)) of the head's outputs."""
+    def _proposals(self, F, features, cls_preds, box_preds, image_sizes, shapes, training,
+                   quality=None, refine=True):
+        """(scores (B, K), boxes (B, K, 4)) of the head's outputs, refined
+        when the model has a refinement stage (and ``refine``)."""
         s = self.settings
         pre, post = s.top_n(training)
         anchors = _grid_anchors(F, features, shapes, s.stride)             # (4, N)
@@ -188,7 +204,30 @@ class RegionProposalNetwork(nn.HybridBlock):
         out = select_proposals(F, anchors, cls_preds, box_preds, valid,
                                nms_threshold=s.nms_threshold, pre_nms_top_n=pre,
                                post_nms_top_n=post, scale=scale, image_sizes=image_sizes,
-                               min_size=s.min_size)                        # (B, K, 5)
+                               min_size=s.min_size, quality=quality,
+                               quality_power=s.iou_score_power)            # (B, K, 5)
+        scores, boxes = out[:, :, 0], out[:, :, 1:5]
+        if refine and self.refiner is not None:
+            return self._refined(F, features, scores, boxes, image_sizes)
+        return scores, boxes
+
+    def _refined(self, F, features, scores, boxes, image_sizes):
+        """The refinement stage at test time: every proposal (B, K) moved
+        by the refiner and scored ``p ** (1 - a) * IoU ** a`` (``a`` the
+        ``iou_score_power``), then NMS again, best first."""
+        box_preds, quality = self.refiner(features, roi_rows(F, boxes, image_sizes))
+        boxes = refined_boxes(F, boxes, box_preds)                         # (B, K, 4)
+        power = self.settings.iou_score_power
+        # (B * K,) -> (B, K)
+        fit = F.npx.reshape_like(F.npx.sigmoid(quality), scores)
+        kept = scores >= 0
+        scores = F.np.where(kept, F.np.maximum(scores, 0) ** (1 - power) * fit ** power, -1.0)
+        data = F.np.concatenate([F.np.expand_dims(scores, -1), boxes], axis=-1)  # (B, K, 5)
+        out = F.contrib.box_nms(
+            data.as_nd_ndarray(), overlap_thresh=self.settings.nms_threshold,
+            valid_thresh=-0.5, topk=-1, coord_start=1, score_index=0, id_index=-1,
+            force_suppress=True, in_format="corner", out_format="corner")
+        out = F.BlockGrad(out).as_np_ndarray()                             # (B, K, 5)
         return out[:, :, 0], out[:, :, 1:5]
 
     def _border(self, F, features):
@@ -202,9 +241,11 @@ class RegionProposalNetwork(nn.HybridBlock):
 
     def hybrid_forward(self, F, X, image_sizes, anchor_shapes):
         features = self.backbone(X)                          # (B, C, h, w)
-        cls_preds, box_preds = self.head(features)           # (B * N, 2), (B * N, 4)
+        # (B * N, 2), (B * N, 4) and, with the IoU branch, (B * N,)
+        cls_preds, box_preds, *quality = self.head(features)
         return self._proposals(F, features, cls_preds, box_preds,
-                               image_sizes.astype("float32"), anchor_shapes, False)
+                               image_sizes.astype("float32"), anchor_shapes, False,
+                               *quality)
 
     def _check_batch(self, X, image_sizes):
         self._follow(X.ctx)
@@ -225,10 +266,11 @@ class RegionProposalNetwork(nn.HybridBlock):
         # are computed imperatively, so the cached inference graph never
         # depends on the mode it was first called in
         features = self.backbone(X)
-        cls_preds, box_preds = self.head(features)
+        cls_preds, box_preds, *quality = self.head(features)
         with autograd.pause():
             return Proposals(*self._proposals(_nd, features, cls_preds, box_preds,
-                                              image_sizes, self._shapes(X.ctx), True))
+                                              image_sizes, self._shapes(X.ctx), True,
+                                              *quality))
 
     def training_outputs(self, X, image_sizes, Y, *, proposals=False, crowd=True,
                          validate=True):
@@ -246,15 +288,36 @@ class RegionProposalNetwork(nn.HybridBlock):
         anchors = self.anchors(features)                                # (4, N)
         cls_labels, box_labels = self._labels(Y, features, anchors, image_sizes,
                                               crowd=crowd, validate=validate)
-        cls_preds, box_preds = self.head(features)                      # (B * N, 2), (B * N, 4)
-        found = None
-        if proposals:
+        # (B * N, 2), (B * N, 4) and, with the IoU branch, (B * N,)
+        cls_preds, box_preds, *quality = self.head(features)
+        found = refined = None
+        if proposals or self.refiner is not None:
             training = autograd.is_training()
             with autograd.pause():
                 found = Proposals(*self._proposals(
                     _nd, features, cls_preds, box_preds, image_sizes, self._shapes(X.ctx),
-                    training))
-        return TrainingOutput(cls_preds, box_preds, cls_labels, box_labels, anchors, found)
+                    training, *quality, refine=False))
+        if self.refiner is not None:
+            refined = self._refine_outputs(features, found, image_sizes,
+                                           Y.as_in_context(X.ctx))
+            if proposals:
+                with autograd.pause():
+                    found = Proposals(*self._refined(_nd, features, *found, image_sizes))
+        return TrainingOutput(cls_preds, box_preds, cls_labels, box_labels, anchors,
+                              found if proposals else None,
+                              quality[0] if quality else None, refined)
+
+    def _refine_outputs(self, features, proposals, image_sizes, Y):
+        """The refiner on RoIs sampled from the first stage's proposals
+        (:func:`rpn.refine.sample_rois`), with their targets."""
+        with autograd.pause():
+            rois, valid = sample_rois(proposals, self.settings.refine_rois)   # (B, R, ...)
+            objects, _, targets, positive = refine_targets(rois, valid, Y)
+            rows = roi_rows(_nd, rois, image_sizes)                          # (B * R, 5)
+        box_preds, quality = self.refiner(features, rows)
+        # (B, R, ...) -> (B * R, ...)
+        return RefineOutput(box_preds, quality, targets.reshape(-1, 4), rois.reshape(-1, 4),
+                            objects.reshape(-1, 4), positive.reshape(-1), valid.reshape(-1))
 
     # ---- anchors and labels, outside the graph --------------------------------
 

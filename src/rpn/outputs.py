@@ -27,13 +27,18 @@ class TrainingOutput(NamedTuple):
     ``cls_preds`` (B * N, 2) logits; ``box_preds`` (B * N, 4) offsets;
     ``cls_labels`` (B * N,) and ``box_labels`` (B * N, 4) as
     :func:`rpn.rpn_targets`; ``anchors`` (4, N); ``proposals`` the
-    batch's :class:`Proposals` when asked for (``None`` otherwise)."""
+    batch's :class:`Proposals` when asked for (``None`` otherwise);
+    ``quality_preds`` (B * N,) the IoU branch's logits (``None`` without
+    one); ``refine`` the refinement stage's :class:`rpn.refine.RefineOutput`
+    (``None`` without one)."""
     cls_preds: Any
     box_preds: Any
     cls_labels: Any
     box_labels: Any
     anchors: Any
     proposals: Optional[Proposals] = None
+    quality_preds: Any = None
+    refine: Any = None
 
     @property
     def preds(self):

@@ -27,7 +27,8 @@ PADDING = -1.0
 
 def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
                      pre_nms_top_n, post_nms_top_n, scale=None, image_sizes=None,
-                     min_size=0.0, weights=OFFSET_WEIGHTS):
+                     min_size=0.0, quality=None, quality_power=0.5,
+                     weights=OFFSET_WEIGHTS):
     """Proposals of a batch, best first: (B, K, 5) rows ``[score, x1, y1,
     x2, y2]``.
 
@@ -37,12 +38,18 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
     anchors an image may use. ``scale`` (B, 1, 4): each image's extent in
     the canvas (``None``: every image fills it). ``image_sizes`` (B, 2+)
     ``[height, width]`` input pixels, needed when ``min_size`` (pixels) is
-    above 0. Scores are object probabilities; rows of score
-    :data:`PADDING` are padding. ``K = post_nms_top_n`` (at most ``N``;
+    above 0. Scores are object probabilities, or with ``quality`` (B * N,)
+    (the IoU branch's logits) ``p ** (1 - a) * sigmoid(q) ** a`` with ``a =
+    quality_power``: a proposal ranks by how surely it is an object and how
+    well it fits it, so NMS keeps the better-fitting of two overlapping
+    boxes. Rows of score :data:`PADDING` are padding. ``K = post_nms_top_n`` (at most ``N``;
     ``None``: ``N``); ``pre_nms_top_n`` ``None`` lets every box into NMS.
     """
     # (B * N, 2) logits -> object probability (B * N,) -> (B, N)
     prob = F.npx.softmax(cls_preds, axis=-1)[:, 1]
+    if quality is not None and quality_power > 0:
+        fit = F.npx.sigmoid(quality)                                    # (B * N,)
+        prob = prob ** (1 - quality_power) * fit ** quality_power
     prob = F.npx.reshape_like(prob, valid, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
     # (B * N, 4) -> (B, N, 4); anchors (4, N) -> (1, N, 4)
     offsets = F.npx.reshape_like(box_preds, valid, lhs_begin=0, lhs_end=1,

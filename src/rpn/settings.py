@@ -181,6 +181,14 @@ class ModelSettings(Settings):
                                                           "number >= 0"))
     crowd_ioa: float = setting(0.5, unit())
     lambd: float = setting(1.0, number(0))
+    # localisation (issue 17): off by default, which is the chapter's model
+    giou_weight: float = setting(0.0, number(0), since="0.3.0")
+    iou_branch: bool = setting(False, flag(), shaping=True, since="0.3.0")
+    iou_weight: float = setting(1.0, number(0), since="0.3.0")
+    iou_score_power: float = setting(0.5, unit(), since="0.3.0")
+    refine: bool = setting(False, flag(), shaping=True, since="0.3.0")
+    refine_rois: int = setting(64, integer(2), since="0.3.0")
+    refine_weight: float = setting(1.0, number(0), since="0.3.0")
 
     def _check_together(self):
         if self.neg_iou > self.pos_iou:
