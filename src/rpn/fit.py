@@ -14,6 +14,7 @@ import time
 import warnings
 
 import mxnet as mx
+from mxnet import autograd
 
 from .batching import as_context_list
 from .checkpoint import remove_stale
@@ -217,8 +218,11 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     last = {}
 
     def forward(X, Y, image_sizes):
-        # data checked before training; without crowd regions, no crowd pass
-        return net.training_outputs(X, image_sizes, Y, crowd=crowd, validate=False)
+        # data checked before training; without crowd regions, no crowd pass;
+        # the refinement stage in training steps only (the validation metrics
+        # between epochs are the first stage's)
+        return net.training_outputs(X, image_sizes, Y, crowd=crowd, validate=False,
+                                    refine=autograd.is_training())
 
     def recall_at_epoch_end(epoch):
         final = epoch + 1 == train.epochs

@@ -192,11 +192,12 @@ class RegionProposalNetwork(nn.HybridBlock):
     # ---- the graph ----------------------------------------------------------
 
     def _proposals(self, F, features, cls_preds, box_preds, image_sizes, shapes, training,
-                   quality=None, refine=True):
+                   quality=None, refine=True, top_n=None):
         """(scores (B, K), boxes (B, K, 4)) of the head's outputs, refined
-        when the model has a refinement stage (and ``refine``)."""
+        when the model has a refinement stage (and ``refine``). ``top_n``:
+        ``(pre, post)`` NMS counts of arrays (not a graph), preselected."""
         s = self.settings
-        pre, post = s.top_n(training)
+        pre, post = top_n or s.top_n(training)
         anchors = _grid_anchors(F, features, shapes, s.stride)             # (4, N)
         ex, ey = _canvas_extent(F, features, image_sizes, s.stride)         # (B, 1) each
         valid = _valid_anchors(F, anchors, ex, ey, *self._border(F, features))  # (B, N)
@@ -205,7 +206,8 @@ class RegionProposalNetwork(nn.HybridBlock):
                                nms_threshold=s.nms_threshold, pre_nms_top_n=pre,
                                post_nms_top_n=post, scale=scale, image_sizes=image_sizes,
                                min_size=s.min_size, quality=quality,
-                               quality_power=s.iou_score_power)            # (B, K, 5)
+                               quality_power=s.iou_score_power,
+                               preselect=top_n is not None)               # (B, K, 5)
         scores, boxes = out[:, :, 0], out[:, :, 1:5]
         if refine and self.refiner is not None:
             return self._refined(F, features, scores, boxes, image_sizes)
@@ -273,7 +275,7 @@ class RegionProposalNetwork(nn.HybridBlock):
                                               *quality))
 
     def training_outputs(self, X, image_sizes, Y, *, proposals=False, crowd=True,
-                         validate=True):
+                         validate=True, refine=True):
         """One batch for training: :class:`rpn.outputs.TrainingOutput` with
         the head's predictions for every anchor and the anchors' labels for
         ground truth ``Y`` (B, G, 5) (rows ``[class, x1, y1, x2, y2]``,
@@ -291,20 +293,23 @@ class RegionProposalNetwork(nn.HybridBlock):
         # (B * N, 2), (B * N, 4) and, with the IoU branch, (B * N,)
         cls_preds, box_preds, *quality = self.head(features)
         found = refined = None
-        if proposals or self.refiner is not None:
-            training = autograd.is_training()
+        training = autograd.is_training()
+        if proposals:
             with autograd.pause():
                 found = Proposals(*self._proposals(
                     _nd, features, cls_preds, box_preds, image_sizes, self._shapes(X.ctx),
-                    training, *quality, refine=False))
-        if self.refiner is not None:
-            refined = self._refine_outputs(features, found, image_sizes,
+                    training, *quality))
+        if refine and self.refiner is not None:
+            # RoIs from the best 4 x refine_rois boxes after NMS: cheap, and
+            # the best and many lower-ranked ones, as at test time
+            count = 4 * self.settings.refine_rois
+            with autograd.pause():
+                candidates = Proposals(*self._proposals(
+                    _nd, features, cls_preds, box_preds, image_sizes, self._shapes(X.ctx),
+                    training, *quality, refine=False, top_n=(count, count)))
+            refined = self._refine_outputs(features, candidates, image_sizes,
                                            Y.as_in_context(X.ctx))
-            if proposals:
-                with autograd.pause():
-                    found = Proposals(*self._refined(_nd, features, *found, image_sizes))
-        return TrainingOutput(cls_preds, box_preds, cls_labels, box_labels, anchors,
-                              found if proposals else None,
+        return TrainingOutput(cls_preds, box_preds, cls_labels, box_labels, anchors, found,
                               quality[0] if quality else None, refined)
 
     def _refine_outputs(self, features, proposals, image_sizes, Y):

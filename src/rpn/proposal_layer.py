@@ -27,7 +27,7 @@ PADDING = -1.0
 
 def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
                      pre_nms_top_n, post_nms_top_n, scale=None, image_sizes=None,
-                     min_size=0.0, quality=None, quality_power=0.5,
+                     min_size=0.0, quality=None, quality_power=0.5, preselect=False,
                      weights=OFFSET_WEIGHTS):
     """Proposals of a batch, best first: (B, K, 5) rows ``[score, x1, y1,
     x2, y2]``.
@@ -70,6 +70,8 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
     # unusable anchors score -1, below box_nms's valid_thresh
     scores = prob * valid + (valid - 1)                                 # (B, N)
     data = F.np.concatenate([F.np.expand_dims(scores, -1), boxes], axis=-1)  # (B, N, 5)
+    if preselect and pre_nms_top_n is not None and pre_nms_top_n < scores.shape[1]:
+        data = _best(data, int(pre_nms_top_n))                          # (B, pre, 5)
     out = F.contrib.box_nms(
         data.as_nd_ndarray(), overlap_thresh=float(nms_threshold), valid_thresh=-0.5,
         topk=-1 if pre_nms_top_n is None else int(pre_nms_top_n), coord_start=1,
@@ -77,3 +79,14 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
         out_format="corner")
     out = F.BlockGrad(out).as_np_ndarray()                              # (B, N, 5)
     return out if post_nms_top_n is None else out[:, :int(post_nms_top_n)]
+
+
+def _best(data, count):
+    """The ``count`` best rows (by column 0) of each image of ``data`` (B,
+    N, 5), best first: (B, count, 5)."""
+    from mxnet import np, npx
+    batch, num = data.shape[:2]
+    index = npx.topk(data[:, :, 0], k=count, axis=1, ret_typ="indices").astype("int64")
+    # (B, N, 5) -> (B * N, 5), rows b * N + index
+    flat = (index + (np.arange(batch, ctx=data.ctx) * num)[:, None]).reshape(-1)
+    return np.take(data.reshape(-1, 5), flat, axis=0).reshape(batch, count, 5)

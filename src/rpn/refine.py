@@ -69,7 +69,7 @@ class BoxRefiner(EmptyBatchSafe, nn.HybridBlock):
         reduced = self.reduce(features)                                # (B, c, h, w)
         pooled = F.contrib.ROIAlign(
             reduced.as_nd_ndarray(), rois.as_nd_ndarray(), pooled_size=(self.pool, self.pool),
-            spatial_scale=1.0 / self.stride, sample_ratio=2).as_np_ndarray()  # (B*R, c, P, P)
+            spatial_scale=1.0 / self.stride, sample_ratio=1).as_np_ndarray()  # (B*R, c, P, P)
         hidden = self.fc2(self.fc1(pooled))                            # (B * R, hidden)
         # (B * R, 1) -> (B * R,)
         return self.box_predictor(hidden), self.quality_predictor(hidden).reshape(-1)
