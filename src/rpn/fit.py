@@ -16,11 +16,11 @@ import warnings
 import mxnet as mx
 
 from .config import PRESETS, ConfigError, build_proposal_model
-from .checkpoint import remove_stale
-from .fileio import UnsafePathError
 from .inference import evaluate_loader
 from .records import CROWD
-from .run import RunError, RunFolder
+from .resume_check import check_resume
+from .run import RunFolder
+from .runlock import claim_run, releases_run_locks
 from .sources import check_split, data_classes, make_loader, open_split
 from .batching import as_context_list
 from .train import train_detection
@@ -129,6 +129,7 @@ def _pictures(folder, history, recall, model, loader):
         warnings.warn(f"could not write the pictures of {folder.path}: {error}")
 
 
+@releases_run_locks
 def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
         epochs=None, batch_size=None, size=None, max_size=None, lr=None, settings=None,
         pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
@@ -166,7 +167,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     quiet = quiet or rank > 0
     folder = RunFolder(out)
     if rank == 0:
-        _check_folder(folder, config, resume)
+        claim_run(folder, config, resume)       # the lock, held until fit returns
     train_set = _open(data, "train", config, classes, images, skip_bad, seed,
                       num_workers, quiet, True)
     val_set = _open(data, "val", config, classes, images, skip_bad, seed,
@@ -200,6 +201,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     meta = {"data": _absolute(data), "images": images and _absolute(images), "seed": seed,
             "classes": list(classes)}
     if rank == 0:
+        meta.update(check_resume(folder, config, meta, train_set, val_set, resume))
         folder.write_config(config, **meta)
     mx.random.seed(seed)
     model = build_proposal_model(config, ctxs, pretrained=pretrained)
@@ -241,27 +243,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, ctx=None,
     if skipped:
         warnings.warn(f"{skipped} times an image could not be read during training and "
                       "was skipped (see skipped_images in metrics.json)")
-    folder.write_metrics({"history": history, "final": final, "config": config.to_dict()})
+    folder.write_metrics({"history": history, "final": final, "config": config.to_dict(),
+                          "changes": meta.get("changes", [])})
     _pictures(folder, history, last.get("recall"), model, val_iter)
     return final
-
-
-def _check_folder(folder, config, resume):
-    if resume and os.path.isfile(folder.file("config.json")):
-        previous, _ = folder.read()
-        mismatch = previous.model_mismatch(config)
-        if mismatch:
-            raise RunError(f"--resume: {folder.path} was trained with other {mismatch}; "
-                           "use the same settings or another --out")
-    elif not resume and folder.has_run():
-        raise RunError(f"{folder.path} already holds a run; resume it (--resume, "
-                       "resume=True) or choose another folder")
-    try:
-        os.makedirs(folder.path, exist_ok=True)
-    except OSError as error:
-        raise UnsafePathError(error.errno, f"cannot create the run folder: {error.strerror}",
-                              folder.path) from None
-    # what a killed run left under private names
-    remove_stale(folder.path)
-    remove_stale(folder.checkpoint_dir)
 

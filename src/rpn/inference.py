@@ -17,6 +17,7 @@ from mxnet import np
 from .evaluation import ProposalRecall
 from .fileio import make_dir, write_json
 from .images import IMAGE_EXTENSIONS, BadImageError, read_image
+from .predict_inputs import expand_images, warn_if_tiny
 from .preprocess import pad_batch, preprocess_image
 from .run import load
 from .sources import check_split, make_loader, open_split
@@ -89,17 +90,9 @@ def evaluate(model, data=None, split="val", *, classes=None, images=None, ks=Non
 
 
 def _expand(paths):
-    """Files, and every image file of each folder (sorted)."""
-    out = []
-    for path in paths:
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            out += sorted(os.path.join(path, name) for name in os.listdir(path)
-                          if name.lower().endswith(IMAGE_EXTENSIONS)
-                          and os.path.isfile(os.path.join(path, name)))
-        else:
-            out.append(path)
-    return out
+    """Files, and every image file of each folder (sorted; links that lead
+    nowhere warned about; a folder without images is an error)."""
+    return expand_images(paths)
 
 
 def predict_images(model, paths, *, top_k=10, batch_size=8, ctx=None):
@@ -136,6 +129,7 @@ def predict_images(model, paths, *, top_k=10, batch_size=8, ctx=None):
             errors.append((path, str(error)))
             continue
         pending.append((path, image, preprocess_image(image, model.resize)))
+        warn_if_tiny(path, image.shape[:2], pending[-1][2].shape[1:], model.config.stride)
         if len(pending) == batch_size:
             flush()
     if pending:

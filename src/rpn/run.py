@@ -30,7 +30,7 @@ from mxnet import gluon
 
 from .checkpoint import load_checkpoint, verify_manifest, write_manifest
 from .config import RunConfig, build_proposal_model
-from .fileio import make_dir, private_dir, read_json, write_json
+from .fileio import make_dir, read_json, staging_dir, write_json
 from .batching import as_context_list
 
 __all__ = ["RunFolder", "load", "export", "ExportedModel", "RunError"]
@@ -150,15 +150,14 @@ def export(model, out, *, ctx=None):
     config = model.config
     ctx = as_context_list(ctx or model.backbone.collect_params().list_ctx()[0])[0]
     make_dir(out)
-    tmp = private_dir(out, ".export-")
-    model.hybridize()
-    size = config.size if config.resize == "fixed" else 64
-    model(mx.np.zeros((1, 3, size, size), ctx=ctx), mx.np.array([[size, size]], ctx=ctx))
-    model.export(os.path.join(tmp, "rpn"))
-    write_json(os.path.join(tmp, "config.json"),
-               dict(model.saved, config=config.to_dict(), exported=True))
-    write_manifest(tmp)
-    for name in os.listdir(tmp):
-        os.replace(os.path.join(tmp, name), os.path.join(out, name))
-    os.rmdir(tmp)
+    with staging_dir(out, ".export-", what=out) as tmp:     # removed if the export fails
+        model.hybridize()
+        size = config.size if config.resize == "fixed" else 64
+        model(mx.np.zeros((1, 3, size, size), ctx=ctx), mx.np.array([[size, size]], ctx=ctx))
+        model.export(os.path.join(tmp, "rpn"))
+        write_json(os.path.join(tmp, "config.json"),
+                   dict(model.saved, config=config.to_dict(), exported=True))
+        write_manifest(tmp)
+        for name in os.listdir(tmp):
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
     return {"symbol": os.path.join(out, _SYMBOL), "params": os.path.join(out, _PARAMS)}

@@ -110,7 +110,7 @@ def open_split(data, split, *, classes=None, images=None, keep_difficult=True,
         options.update(synthetic or {})
         return _synthetic(split, **options)
     if kind == "voc":
-        names = tuple(classes) if classes else tuple(_voc_classes(data))
+        names = tuple(classes) if classes else tuple(_voc_classes(data, skip_bad=skip_bad))
         return read_voc_split(data, split, names, keep_difficult=keep_difficult,
                               skip_bad=skip_bad)
     if kind == "coco-file":
@@ -138,7 +138,7 @@ def data_classes(data, *, images=None, classes=None, skip_bad=False):
     if kind == "synthetic":
         return tuple(SYNTHETIC_CLASSES)
     if kind == "voc":
-        return tuple(_voc_classes(data))
+        return tuple(_voc_classes(data, skip_bad=skip_bad))
     return open_split(data, "all" if kind == "coco-file" else "train",
                       images=images, skip_bad=skip_bad).classes
 

@@ -19,6 +19,7 @@ from .batching import _check_takes_sizes, _sizes_of, as_context_list, split_batc
     try_gpu, unpack_batch
 from .checkpoint import latest_checkpoint, load_checkpoint, load_optimizer_states, \
     write_checkpoint
+from .interrupt import training_at
 from .loss import DetectionEvaluation, DetectionLoss
 from .targets import rpn_targets
 
@@ -286,7 +287,8 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
     if last is not None:
         state = load_checkpoint(checkpoint_dir, backbone, output_model, ctxs)
         load_optimizer_states(trainer, last)
-        history, start, seed = state["history"], state["epoch"] + 1, state["seed"]
+        history, start = state["history"], state["epoch"] + 1
+        seed = state["seed"] if seed is None else seed      # a seed given anew holds
     if seed is None:
         seed = int(np.random.randint(0, 2 ** 30, ctx=mx.cpu()).item())
     if callback is None and _in_notebook():
@@ -303,6 +305,7 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
         sums, images, skipped, tic = np.zeros(5, ctx=home), 0, 0, time.time()
         logged = {"step": 0, "loss": 0.0, "host": [0.0] * 5}
         for i, batch in enumerate(train_iter):
+            training_at(epoch, i, steps_per_epoch)          # for an interruption's message
             X, Y, info = unpack_batch(batch)
             with autograd.record():
                 parts = [cache.run(batch_fn, Yd, backbone(Xd), output_model, Sd)
