@@ -112,6 +112,30 @@ def test_a_second_writer_is_refused_naming_the_holder_and_sigkill_leaves_no_lock
     assert train(empty) == 0
 
 
+def test_a_process_forked_by_the_holder_does_not_keep_the_lock(tmp_path):
+    code = textwrap.dedent("""
+        import os, sys, time
+        from rpn.runlock import RunLock
+        RunLock(sys.argv[1]).acquire()
+        if os.fork() == 0:              # a loader process that outlives its parent
+            time.sleep(30)
+            os._exit(0)
+        print("held", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    children = psutil.Process(proc.pid).children()
+    kill(proc)
+    try:
+        assert children and children[0].is_running()
+        RunLock(str(tmp_path)).acquire().release()       # free while the child lives
+    finally:
+        for child in children:
+            child.kill()
+
+
 def test_a_failed_fit_leaves_no_lock_behind(tmp_path, monkeypatch):
     out = tmp_path / "run"
 

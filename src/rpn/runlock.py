@@ -1,9 +1,12 @@
 """One writer a run folder, and a clean-up that touches only its own files.
 
-The process that trains into a run folder holds an exclusive
-``fcntl.flock`` on ``RUN/.lock`` for as long as it trains. The kernel
-releases the lock when the process ends, however it ends (SIGKILL too), so
-a lock is never stale. A second writer is refused with
+The process that trains into a run folder holds an exclusive POSIX
+lock (``fcntl.lockf``) on ``RUN/.lock`` for as long as it trains. The
+kernel releases the lock when the process ends, however it ends (SIGKILL
+too), so a lock is never stale; and unlike ``flock`` it belongs to the
+process alone, so a loader process forked from it (which may outlive a
+killed parent for a moment) holds nothing. Locks of one process do not
+exclude each other, so the process keeps a table of its own. A second writer is refused with
 :class:`RunBusyError`, naming the holder's pid (exit code 2). The workers
 of a cluster (rank > 0 under ``python -m rpn.launch``) share rank 0's lock
 and take none.
@@ -83,7 +86,7 @@ class RunLock:
         for _ in range(3):
             fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
                 if error.errno in _NO_LOCKS:        # a file system without locks
                     warnings.warn(f"cannot lock {self.path} ({error.strerror}): make sure "
