@@ -9,8 +9,8 @@ from mxnet import gluon, np
 
 import rpn
 from conftest import SMALL, small_model
-from rpn.checkpoint import (CorruptCheckpointError, latest_checkpoint, load_parts,
-                            remove_stale, write_checkpoint)
+from rpn.checkpoint import (CorruptCheckpointError, latest_checkpoint, load_latest,
+                            load_parts, write_checkpoint)
 
 
 def _ready(config=SMALL, seed=1):
@@ -66,12 +66,3 @@ def test_load_gives_the_chapters_error_without_a_checkpoint(tmp_path):
     model = _ready()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         rpn.load_checkpoint(str(tmp_path), model.backbone, model.head)
-
-
-def test_remove_stale_removes_only_private_names(tmp_path):
-    for name in (".epoch-0003-abc", ".x.tmp", "epoch-0001", "notes.txt"):
-        (tmp_path / name).mkdir() if not name.endswith((".tmp", ".txt")) else \
-            (tmp_path / name).write_text("x")
-    assert sorted(remove_stale(str(tmp_path))) == [".epoch-0003-abc", ".x.tmp"]
-    assert sorted(os.listdir(tmp_path)) == ["epoch-0001", "notes.txt"]
-    assert remove_stale(str(tmp_path / "missing")) == []

@@ -13,10 +13,44 @@ import os
 import signal
 import sys
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "forks_die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
 _done_in = None     # the pid in which the request was made
+_forks = {"on": False, "parent": None}     # see forks_die_with_parent
+
+
+def _prctl_pdeathsig(sig):
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _before_fork():
+    _forks["parent"] = os.getpid()
+
+
+def _after_fork_in_child():
+    global _done_in
+    if _forks["on"] and sys.platform.startswith("linux") and _prctl_pdeathsig(signal.SIGKILL):
+        _done_in = os.getpid()
+        if os.getppid() != _forks["parent"]:        # the parent died before the request
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+def forks_die_with_parent():
+    """From now on, every process forked in this one (a worker pool's, from
+    any thread: also the replacements a pool starts when a signal killed
+    workers) asks for SIGKILL when the thread that forked it ends. Called
+    when the package starts worker processes of its own; without it, a
+    replacement that never took a task would outlive a killed run."""
+    _forks["on"] = True
 
 
 def die_with_parent(sig=signal.SIGKILL):
@@ -29,11 +63,7 @@ def die_with_parent(sig=signal.SIGKILL):
     parent = multiprocessing.parent_process()
     if parent is None or not sys.platform.startswith("linux"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
+    if not _prctl_pdeathsig(sig):
         return False
     # the parent may have died before the request: then end now
     if os.getppid() != parent.pid:

@@ -260,6 +260,7 @@ def build_parser():
 
 def main(argv=None):
     from .config import ConfigError
+    from .interrupt import end_process, interrupted, signals_interrupt
     from .run import RunError
     from .sources import DataSpecError
     parser = build_parser()
@@ -267,7 +268,7 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         command = f"rpn {args.command}"
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), signals_interrupt():
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.showwarning = _warning
@@ -275,6 +276,12 @@ def main(argv=None):
     except UsageError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:      # Ctrl-C, or SIGTERM (rpn.interrupt)
+        line, code = interrupted(command, error)
+        print(line, file=sys.stderr)
+        if argv is None:                    # the program, not a call: end now
+            end_process(code)
+        return code
     except (RunError, ConfigError, DataSpecError) as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2

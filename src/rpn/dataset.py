@@ -27,7 +27,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import gluon, np
 
-from ._proc import die_with_parent
+from ._proc import die_with_parent, forks_die_with_parent
 from .batching import BatchInfo
 from .images import BadImageError, read_image
 from .preprocess import MEAN, STD, Resize, pad_batch, preprocess_image, SIZE_DIVISOR
@@ -349,6 +349,10 @@ class DetectionLoader:
                       for i in self.indices}
         self.batch_sampler = _EpochBatches(self.indices, batch_size, shuffle=shuffle,
                                            last_batch=last_batch, seed=seed, groups=groups)
+        if num_workers > 0:
+            # workers the pool starts later (after a signal killed some)
+            # must end with this process too, not only those that read
+            forks_die_with_parent()
         divisor = size_divisor if keeps_ratio else 1
         batchify = functools.partial(_batchify, divisor=divisor, shared=num_workers > 0)
         self._loader = gluon.data.DataLoader(

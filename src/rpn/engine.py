@@ -23,6 +23,7 @@ from mxnet import autograd, gluon, np
 from .batching import image_sizes, split_batch, unpack_batch
 from .checkpoint import latest_checkpoint, load_parts, load_optimizer_states, \
     write_checkpoint
+from .interrupt import training_at
 from .loss import DetectionEvaluation
 
 __all__ = ["train_loop", "anchor_metrics", "normalised_losses", "learning_rates"]
@@ -161,7 +162,8 @@ def train_loop(parts, lrs, forward, losses, train_iter, num_epochs, ctxs, *,
     if last is not None:
         state = load_parts(last, parts, ctxs)
         load_optimizer_states(trainer, last)
-        history, start, seed = state["history"], state["epoch"] + 1, state["seed"]
+        history, start = state["history"], state["epoch"] + 1
+        seed = state["seed"] if seed is None else seed      # a new seed from here on
     if seed is None:
         seed = int(np.random.randint(0, 2 ** 30, ctx=mx.cpu()).item())
     evaluator, home = DetectionEvaluation(), ctxs[0]
@@ -176,6 +178,7 @@ def train_loop(parts, lrs, forward, losses, train_iter, num_epochs, ctxs, *,
         sums, images, skipped, tic = np.zeros(5, ctx=home), 0, 0, time.time()
         logged = {"step": 0, "loss": 0.0, "host": [0.0] * 5}
         for i, batch in enumerate(train_iter):
+            training_at(epoch, i, steps_per_epoch)          # where an interrupt says it was
             X, Y, info = unpack_batch(batch)
             with autograd.record():
                 outputs = [forward(*part) for part in _parts_of(X, Y, info, ctxs, True)]

@@ -17,15 +17,15 @@ import mxnet as mx
 from mxnet import autograd
 
 from .batching import as_context_list
-from .checkpoint import remove_stale
 from .config import resolve_config
 from .engine import learning_rates, normalised_losses, train_loop
 from .evaluate_model import evaluate_loader
-from .fileio import UnsafePathError
 from .loss import ProposalLoss
 from .model import RegionProposalNetwork
 from .records import CROWD
-from .run import RunError, RunFolder, TrainedModel
+from .resume_check import check_resume
+from .run import RunFolder, TrainedModel
+from .runlock import claim_run, releases_run_locks
 from .sources import (check_split, data_classes, make_loader, open_split, open_validation,
                       say_counts, train_split)
 from .visualize import draw_proposals, plot_curves, plot_recall
@@ -122,6 +122,7 @@ def _pictures(folder, history, recall, model, loader):
         warnings.warn(f"could not write the pictures of {folder.path}: {error}")
 
 
+@releases_run_locks
 def fit(data, out, *, preset="default", classes=None, images=None, val_data=None,
         val_images=None, ctx=None,
         epochs=None, batch_size=None, size=None, max_size=None, lr=None, settings=None,
@@ -164,7 +165,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     quiet = quiet or rank > 0
     folder = RunFolder(out)
     if rank == 0:
-        _check_folder(folder, config, resume)
+        claim_run(folder, config, resume)       # the lock, held until fit returns
     split = train_split(data, images=images, val_data=val_data)
     train_set = _open(data, split, config, classes, images, skip_bad, seed,
                       num_workers, quiet, True)
@@ -208,6 +209,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     if val_data is not None:
         meta.update(val_data=_absolute(val_data), val_images=val_images and _absolute(val_images))
     if rank == 0:
+        meta.update(check_resume(folder, config, meta, train_set, val_set, resume))
         folder.write_config(config, **meta)
     mx.random.seed(seed)
     net = RegionProposalNetwork.from_settings(config.model, ctxs, pretrained=pretrained)
@@ -257,27 +259,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     if skipped:
         warnings.warn(f"{skipped} times an image could not be read during training and "
                       "was skipped (see skipped_images in metrics.json)")
-    folder.write_metrics({"history": history, "final": final, "config": config.to_dict()})
+    folder.write_metrics({"history": history, "final": final, "config": config.to_dict(),
+                          "changes": meta.get("changes", [])})
     _pictures(folder, history, last.get("recall"), model, val_iter)
     return final
-
-
-def _check_folder(folder, config, resume):
-    if resume and os.path.isfile(folder.file("config.json")):
-        previous, _ = folder.read()
-        mismatch = previous.model_mismatch(config)
-        if mismatch:
-            raise RunError(f"--resume: {folder.path} was trained with other {mismatch}; "
-                           "use the same settings or another --out")
-    elif not resume and folder.has_run():
-        raise RunError(f"{folder.path} already holds a run; resume it (--resume, "
-                       "resume=True) or choose another folder")
-    try:
-        os.makedirs(folder.path, exist_ok=True)
-    except OSError as error:
-        raise UnsafePathError(error.errno, f"cannot create the run folder: {error.strerror}",
-                              folder.path) from None
-    # what a killed run left under private names
-    remove_stale(folder.path)
-    remove_stale(folder.checkpoint_dir)
 

@@ -87,12 +87,18 @@ def check_images(paths, expected_sizes=None, *, num_workers=None, progress=True,
         if workers:
             pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker)
             stack.callback(pool.join)
-            stack.callback(pool.terminate)  # first, also on Ctrl-C (workers ignore it)
+
+            def end_early(kind, *_):    # an error, or Ctrl-C (which the workers ignore)
+                if kind is not None:
+                    pool.terminate()
+            stack.push(end_early)
             run = functools.partial(pool.imap, chunksize=max(1, min(8, len(jobs) // (
                 workers * 16))))
         for result in run(_check_one, jobs):
             results.append(result)
             bar.update()
+        if workers:
+            pool.close()                    # done: the workers end by themselves
     check = ImageCheck([size for size, _, _ in results],
                        [(p, reason) for p, (_, reason, _) in zip(paths, results) if reason],
                        [p for p, (_, _, cut) in zip(paths, results) if cut])

@@ -16,23 +16,10 @@ from mxnet import np
 from .evaluate_model import trained_model
 from .fileio import make_dir, write_json
 from .images import IMAGE_EXTENSIONS, BadImageError, read_image
+from .predict_inputs import expand_images, warn_if_tiny
 from .preprocess import pad_batch, preprocess_image
 
 __all__ = ["predict_images", "save_predictions", "describe", "IMAGE_EXTENSIONS"]
-
-
-def _expand(paths):
-    """Files, and every image file of each folder (sorted)."""
-    out = []
-    for path in paths:
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            out += sorted(os.path.join(path, name) for name in os.listdir(path)
-                          if name.lower().endswith(IMAGE_EXTENSIONS)
-                          and os.path.isfile(os.path.join(path, name)))
-        else:
-            out.append(path)
-    return out
 
 
 def predict_images(model, paths, *, top_k=10, batch_size=8, ctx=None):
@@ -62,13 +49,16 @@ def predict_images(model, paths, *, top_k=10, batch_size=8, ctx=None):
                             "boxes": boxes[b][keep][:top_k] * [width, height, width, height]})
         pending.clear()
 
-    for path in _expand(paths):
+    # files, and every image file of each folder (sorted; links that lead
+    # nowhere warned about; a folder without images is an error)
+    for path in expand_images(paths):
         try:
             image = read_image(path)
         except (BadImageError, FileNotFoundError, OSError) as error:
             errors.append((path, str(error)))
             continue
         pending.append((path, image, preprocess_image(image, model.resize)))
+        warn_if_tiny(path, image.shape[:2], pending[-1][2].shape[1:], model.stride)
         if len(pending) == batch_size:
             flush()
     if pending:

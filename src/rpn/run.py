@@ -30,9 +30,9 @@ import mxnet as mx
 from mxnet import gluon
 
 from .batching import as_context_list
-from .checkpoint import latest_checkpoint, load_parts, verify_manifest, write_manifest
+from .checkpoint import load_latest, verify_manifest, write_manifest
 from .config import RunConfig
-from .fileio import make_dir, private_dir, read_json, write_json
+from .fileio import make_dir, read_json, staging_dir, write_json
 from .model import RegionProposalNetwork
 from .outputs import Proposals
 
@@ -163,12 +163,11 @@ def load(path, ctx=None):
         return _read_export(folder, ctxs[0])
     config, record = folder.read()
     net = RegionProposalNetwork.from_settings(config.model, ctxs)
-    latest = latest_checkpoint(folder.checkpoint_dir)
-    if latest is None:
-        raise RunError(f"{folder.path}: no checkpoint in {folder.checkpoint_dir!r}: expected "
-                       "a 'latest' file naming an epoch-NNNN folder, as rpn train writes")
     try:
-        load_parts(latest, net.parts(), ctxs)
+        # one whole checkpoint, even while the run trains and replaces it
+        load_latest(folder.checkpoint_dir, net.parts(), ctxs)
+    except FileNotFoundError as error:
+        raise RunError(f"{folder.path}: {error}") from None
     except ValueError as error:
         if type(error) is ValueError:
             shown = {k: config.get(k) for k in ("stride", "anchor_sizes")}
@@ -192,16 +191,15 @@ def export(model, out, *, ctx=None):
     config, net = model.config, model.net
     ctx = as_context_list(ctx or model.ctx)[0]
     make_dir(out)
-    tmp = private_dir(out, ".export-")
-    net.hybridize()
-    size = config.model.size if config.model.resize == "fixed" else 64
-    net(mx.np.zeros((1, 3, size, size), ctx=ctx), mx.np.array([[size, size]], ctx=ctx))
-    net.export(os.path.join(tmp, "rpn"))
-    write_json(os.path.join(tmp, "config.json"),
-               dict(model.record, classes=list(model.classes), config=config.to_dict(),
-                    exported=True))
-    write_manifest(tmp)
-    for name in os.listdir(tmp):
-        os.replace(os.path.join(tmp, name), os.path.join(out, name))
-    os.rmdir(tmp)
+    with staging_dir(out, ".export-", what=out) as tmp:     # removed if the export fails
+        net.hybridize()
+        size = config.model.size if config.model.resize == "fixed" else 64
+        net(mx.np.zeros((1, 3, size, size), ctx=ctx), mx.np.array([[size, size]], ctx=ctx))
+        net.export(os.path.join(tmp, "rpn"))
+        write_json(os.path.join(tmp, "config.json"),
+                   dict(model.record, classes=list(model.classes), config=config.to_dict(),
+                        exported=True))
+        write_manifest(tmp)
+        for name in os.listdir(tmp):
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
     return {"symbol": os.path.join(out, _SYMBOL), "params": os.path.join(out, _PARAMS)}

@@ -183,7 +183,7 @@ def open_split(data, split=None, *, classes=None, images=None, keep_difficult=Tr
         return _synthetic(split, **options)
     options = dict(skip_bad=skip_bad, clip_boxes=clip_boxes, warn=False)
     if kind == "voc":
-        names = tuple(classes) if classes else tuple(_voc_classes(data))
+        names = tuple(classes) if classes else tuple(_voc_classes(data, skip_bad=skip_bad))
         found = read_voc_split(data, split, names, keep_difficult=keep_difficult, **options)
         source = data
     elif kind == "coco-file":
@@ -216,7 +216,7 @@ def data_classes(data, *, images=None, classes=None, skip_bad=False):
     if kind == "synthetic":
         return tuple(SYNTHETIC_CLASSES)
     if kind == "voc":
-        return tuple(_voc_classes(data))
+        return tuple(_voc_classes(data, skip_bad=skip_bad))
     if kind == "coco-file":
         return tuple(coco_classes(data))
     try:

@@ -266,17 +266,25 @@ def list_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=Fal
     return list(found.images), list(found.labels)
 
 
-def find_classes(voc_dir, splits=("train", "val")):
+def find_classes(voc_dir, splits=("train", "val"), *, skip_bad=False):
     """The object names of the annotations of the images listed in the plain
-    split lists, sorted: the classes a folder has, for when none are given."""
-    names = set()
+    split lists, sorted: the classes a folder has, for when none are given.
+    Unreadable annotation files raise one error listing them all, or with
+    ``skip_bad`` are passed over (reading the splits lists them)."""
+    names, problems = set(), []
     for split in splits:
         listing = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
         if not os.path.isfile(listing):
             continue
         for name in _read_list(listing):
-            root = read_xml(os.path.join(voc_dir, "Annotations", name + ".xml"))
+            try:
+                root = read_xml(os.path.join(voc_dir, "Annotations", name + ".xml"))
+            except (ValueError, FileNotFoundError) as error:
+                problems.append((name, str(error)))
+                continue
             names.update((obj.findtext("name") or "").strip() for obj in root.iter("object"))
+    if not skip_bad:
+        _report(problems, False, "annotation file(s)")
     names.discard("")
     if not names:
         raise ValueError(f"no object in the {list(splits)} annotations of {voc_dir}")
