@@ -352,6 +352,9 @@ def summarise(runs, datasets, variants, seeds, scale):
                     metrics=figures, cpu_seconds=spread([r["cpu_seconds"] for r in rows]),
                     steps=spread([r["steps"] for r in rows]),
                     epochs=sorted({r["epochs"] for r in rows}))
+                if not variant["settings"]:     # the default settings: the budget itself
+                    entry["budget"] = dict(steps=rows[0]["budget_steps"],
+                                           cpu_seconds=spread([r["cpu_seconds"] for r in rows]))
     return out
 
 
@@ -376,8 +379,11 @@ def markdown(summary, scale):
         lines += [f"## {label}", "",
                   f"{entry.get('images')} validation images, {entry.get('objects')} objects"
                   f" of {', '.join(entry['classes']) if entry['classes'] else 'all classes'}"
-                  + "".join(f", {n} {size}" for size, n in entry["objects_by_size"].items())
-                  + ".",
+                  + (" (" + ", ".join(f"{n} {size}" for size, n in entry["objects_by_size"].items())
+                     + ")" if entry["objects_by_size"] else "")
+                  + "." + (f" Budget: the default's {entry['budget']['steps']:g} steps, "
+                           f"{_cell(entry['budget']['cpu_seconds'], 0)} CPU s."
+                           if "budget" in entry else ""),
                   "", "| variant | seeds | " + " | ".join(metrics) + " | CPU s | steps |",
                   "|---|---|" + "---|" * (len(metrics) + 2)]
         for name, v in entry["variants"].items():
