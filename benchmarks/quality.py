@@ -342,11 +342,12 @@ def summarise(runs, datasets, variants, seeds, scale):
                            for r in recall):
                         continue
                     figures[metric] = spread([r[metric] for r in recall])
-                entry["objects"] = recall[-1].get("objects")
-                entry["objects_by_size"] = {size: recall[-1][f"objects_{size}"]
+                # (the synthetic set draws other images for each seed: give the range)
+                entry["objects"] = _span(r.get("objects") for r in recall)
+                entry["images"] = _span(r.get("images") for r in recall)
+                entry["objects_by_size"] = {size: _span(r[f"objects_{size}"] for r in recall)
                                             for size in ("small", "medium", "large")
                                             if f"objects_{size}" in recall[-1]}
-                entry["images"] = recall[-1].get("images")
                 entry["variants"][variant["name"]] = dict(
                     settings=variant["settings"], seeds=[r["seed"] for r in rows],
                     metrics=figures, cpu_seconds=spread([r["cpu_seconds"] for r in rows]),
@@ -356,6 +357,12 @@ def summarise(runs, datasets, variants, seeds, scale):
                     entry["budget"] = dict(steps=rows[0]["budget_steps"],
                                            cpu_seconds=spread([r["cpu_seconds"] for r in rows]))
     return out
+
+
+def _span(values):
+    """``"884-902"`` for counts that differ between seeds, else the count."""
+    values = sorted(set(values))
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
 
 def _cell(s, digits=3):
