@@ -1,0 +1,535 @@
+"""Proposal recall of model variants at equal CPU time, over several seeds.
+
+For each data set, the budget is what the default settings' training costs
+(``rpn train`` with no options: the default preset, whose ``min_steps``
+raises the epochs to about 448 steps). The ``default`` variant trains
+exactly that many steps; any other variant gets the same CPU time: its
+steps per CPU second and the default's are calibrated in this process, back
+to back, and it trains ``default steps x its rate / the default's rate``
+steps, in whole epochs. CPU time is this process's user + system time
+(plus waited-for children), so other load on a shared machine favours no
+variant. Every run records the CPU seconds of its ``rpn.fit`` call and its
+steps, so the tables show that budgets were equal.
+
+Sets (``--sets``): ``synthetic`` (``data="synthetic"`` as ``make demo``
+trains it), ``raccoon`` (the VOC folder ``../shared/data/raccoon``),
+``raccoon-mosaic`` (2 x 2 mosaics of its photographs), ``raccoon-aspect``
+(its photographs cropped to 2:1 and 1:2) and ``heldout`` (the synthetic set
+trained on rectangles and ellipses only, recall measured on triangles,
+and on the trained classes). Derived data goes to the git-ignored
+``benchmarks/.cache/``.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/quality.py --quick --sets raccoon
+    PYTHONPATH=src .venv/bin/python benchmarks/quality.py --seeds 0,1,2
+    PYTHONPATH=src .venv/bin/python benchmarks/quality.py --variants default,lambd2 --resume
+    PYTHONPATH=src .venv/bin/python benchmarks/quality.py --variant wide:anchor_sizes=[0.1,0.3]
+
+Results: every finished run is one JSON line appended to
+``results/quality-runs.jsonl``; the summary (mean, standard deviation,
+min and max over seeds) goes to ``results/quality.json`` and
+``results/quality.md`` and is printed. ``--quick`` writes
+``results/quality-quick*`` instead.
+
+Only the public API trains and measures: ``rpn.fit`` and ``rpn.evaluate``.
+Variant settings are passed to ``rpn.fit`` untouched (any RunConfig field).
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import derived_sets
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CACHE = os.path.join(HERE, ".cache")
+RACCOON = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "raccoon"))
+
+#: The named variants: settings are any RunConfig fields, passed to rpn.fit as given.
+#: A variant with ``"from"`` trains nothing: it scores the runs of the variant it
+#: names with its ``"inference"`` settings changed (NMS, ranking: what takes
+#: no training), so it costs one evaluation and no CPU budget.
+VARIANTS = [
+    {"name": "default", "settings": {}},
+    {"name": "lambd2", "settings": {"lambd": 2.0}},
+    {"name": "size128", "settings": {"resize": "fixed", "size": 128, "max_size": 128}},
+    {"name": "giou", "settings": {"giou_weight": 1.0}},
+    {"name": "iou", "settings": {"iou_branch": True}},
+    {"name": "refine32", "settings": {"refine": True, "refine_rois": 32}},
+    {"name": "refine32_all", "settings": {"refine": True, "refine_rois": 32,
+                                          "iou_branch": True, "giou_weight": 1.0}},
+    {"name": "refine32_all@nms0.8", "from": "refine32_all",
+     "inference": {"nms_threshold": 0.8}},
+    {"name": "default@nms0.8", "from": "default", "inference": {"nms_threshold": 0.8}},
+]
+
+SETS = ("synthetic", "raccoon", "raccoon-mosaic", "raccoon-aspect", "heldout")
+
+#: The figures summarised, when a result has them (size ranges with objects only).
+METRICS = ("AR@100", "AR@1000", "AR_small@100", "AR_medium@100", "AR_large@100",
+           "R@100@0.5", "R@100@0.7")
+
+#: Calibration: two fits on a subset of CALIBRATION_STEPS batches an epoch,
+#: of 1 and 1 + CALIBRATION_EPOCHS epochs; the difference is steady training.
+CALIBRATION_STEPS = 6
+CALIBRATION_EPOCHS = 5
+
+
+def cpu_seconds():
+    """User + system CPU seconds of this process and its waited-for children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def resolved(settings):
+    """The RunConfig ``rpn.fit`` would use for ``settings`` (read for the
+    batch size, epochs and ``min_steps``: the schedule)."""
+    from rpn.config import resolve_config
+    return resolve_config("default", settings=settings)
+
+
+# -- sets ----------------------------------------------------------------------
+
+class DataSet:
+    """A set to measure on: ``data`` for ``rpn.fit``, the classes trained
+    (``None``: all), and ``scores``: ``(label, classes)`` pairs, one recall
+    each (label ``""`` is the set's main figure)."""
+
+    def __init__(self, name, data, classes=None, scores=(("", None),), voc=True):
+        self.name, self.data, self.classes = name, data, classes
+        self.scores, self.voc = list(scores), voc
+        if voc:
+            _, self.train_images, _ = derived_sets.count_objects(data, "train", classes)
+            _, self.val_images, _ = derived_sets.count_objects(data, "val", classes)
+
+    def images(self, config):
+        """``(training images with objects, validation images)`` under ``config``."""
+        if self.voc:
+            return self.train_images, self.val_images
+        return config.num_train, config.num_val
+
+    def calibration(self, settings):
+        """``(data, settings)`` for a calibration fit: the same kind of data
+        with CALIBRATION_STEPS batches of training images an epoch and
+        validation images in the set's proportion."""
+        config = resolved(settings)
+        train, val = self.images(config)
+        n_train = min(train, CALIBRATION_STEPS * config.train.batch_size)
+        n_val = max(1, round(n_train * val / train))
+        if not self.voc:
+            return self.data, dict(settings, num_train=n_train, num_val=n_val)
+        folder = os.path.join(CACHE, "calibration", f"{self.name}-{n_train}-{n_val}")
+        return derived_sets.write_subset(self.data, folder, {"train": n_train, "val": n_val},
+                                         self.classes), settings
+
+
+def prepare_sets(names, raccoon):
+    """The DataSets named, building derived folders as needed; a set whose
+    source is absent is skipped with a message."""
+    out = []
+    sets_dir = os.path.join(CACHE, "sets")
+    for name in names:
+        if name == "synthetic":
+            out.append(DataSet(name, "synthetic", voc=False))
+        elif name == "heldout":
+            size = resolved({}).size
+            voc = derived_sets.write_heldout(os.path.join(sets_dir, f"synthetic-voc-{size}"),
+                                             size=size)
+            out.append(DataSet(name, voc, classes=["rectangle", "ellipse"],
+                               scores=[("", ["triangle"]),
+                                       ("trained", ["rectangle", "ellipse"])]))
+        elif name.startswith("raccoon"):
+            if not os.path.isdir(os.path.join(raccoon, "Annotations")):
+                print(f"quality: skipping {name}: no VOC folder at {raccoon}", file=sys.stderr)
+                continue
+            data = raccoon
+            if name == "raccoon-mosaic":
+                data = derived_sets.write_mosaic(raccoon, os.path.join(sets_dir, "raccoon-mosaic"))
+            elif name == "raccoon-aspect":
+                data = derived_sets.write_aspect(raccoon, os.path.join(sets_dir, "raccoon-aspect"))
+            out.append(DataSet(name, data, classes=["raccoon"]))
+        else:
+            raise SystemExit(f"quality: unknown set {name!r}; expected some of {', '.join(SETS)}")
+    return out
+
+
+# -- variants ------------------------------------------------------------------
+
+def parse_value(text):
+    """A setting's value: JSON where it parses (numbers, true, lists), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_variant(spec):
+    """``NAME:key=value,key=value`` -> ``{"name", "settings"}``. Commas inside
+    a value (``anchor_sizes=[0.1,0.3]``) stay with it: a new pair starts only
+    at ``,key=``."""
+    name, _, rest = spec.partition(":")
+    settings = {}
+    for pair in re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*=)", rest) if rest else []:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"quality: --variant {spec!r}: expected key=value, got {pair!r}")
+        settings[key.strip()] = parse_value(value.strip())
+    return {"name": name, "settings": settings}
+
+
+def choose_variants(names, adhoc):
+    known = {v["name"]: v for v in VARIANTS}
+    chosen = []
+    for name in [n for n in names.split(",") if n and n != "none"]:
+        if name not in known:
+            raise SystemExit(f"quality: unknown variant {name!r}; known: {', '.join(known)} "
+                             "(or give --variant NAME:key=value,...)")
+        chosen.append(known[name])
+    chosen += [parse_variant(spec) for spec in adhoc]
+    if len({v["name"] for v in chosen}) < len(chosen):
+        raise SystemExit("quality: two variants have the same name")
+    for variant in chosen:                      # a base is trained before what rescores it
+        if "from" in variant and variant["from"] not in {v["name"] for v in chosen}:
+            raise SystemExit(f"quality: {variant['name']} scores the runs of "
+                             f"{variant['from']}: choose that variant too")
+    return sorted(chosen, key=lambda v: "from" in v)
+
+
+# -- one run -------------------------------------------------------------------
+
+def fit_cpu(data, run, classes, epochs, settings, seed):
+    """``rpn.fit`` into a fresh ``run``: ``(CPU seconds, wall seconds)``."""
+    import rpn
+    shutil.rmtree(run, ignore_errors=True)
+    tic, wall = cpu_seconds(), time.time()
+    rpn.fit(data, run, classes=classes, epochs=epochs, settings=settings, seed=seed,
+            num_workers=0, quiet=True)
+    return cpu_seconds() - tic, time.time() - wall
+
+
+def calibrate(dataset, settings, seed):
+    """Training steps per CPU second of ``settings`` on ``dataset``: the CPU
+    time of a fit of 1 + CALIBRATION_EPOCHS epochs on a subset less that of
+    a fit of 1 epoch (model building, the first epoch's warm-up, checks and
+    the final evaluation cancel). Returns ``(rate, CPU seconds spent)``."""
+    data, calib_settings = dataset.calibration(settings)
+    config = resolved(calib_settings)
+    if dataset.voc:
+        train = derived_sets.count_objects(data, "train", dataset.classes)[1]
+    else:
+        train = config.num_train
+    steps = train // config.train.batch_size
+    run = os.path.join(CACHE, "runs", "calibration")
+    tic = cpu_seconds()
+    short, _ = fit_cpu(data, run, dataset.classes, 1, calib_settings, seed)
+    long, _ = fit_cpu(data, run, dataset.classes, 1 + CALIBRATION_EPOCHS, calib_settings, seed)
+    shutil.rmtree(run, ignore_errors=True)
+    return CALIBRATION_EPOCHS * steps / max(long - short, 1e-6), cpu_seconds() - tic
+
+
+def schedule(dataset, settings):
+    """``(steps an epoch, default epochs)`` of ``settings`` on ``dataset``:
+    the epochs ``rpn.fit`` picks without ``epochs=`` (raised to reach
+    ``min_steps``)."""
+    config = resolved(settings)
+    train, _ = dataset.images(config)
+    per_epoch = train // config.train.batch_size
+    return per_epoch, max(config.train.epochs, -(-config.train.min_steps // max(per_epoch, 1)))
+
+
+def measure(dataset, variant, seed, scale, default_rates, keep):
+    """Train ``variant`` on ``dataset`` for the budget and score it. Returns
+    the run's record (one JSON line)."""
+    import rpn
+    settings = variant["settings"]
+    per_default, epochs_default = schedule(dataset, {})
+    budget_steps = per_default * epochs_default * scale
+    per_epoch, _ = schedule(dataset, settings)
+    calibration_cpu, rate, default_rate = 0.0, None, None
+    if settings:
+        key = (dataset.name, seed)
+        if key not in default_rates:
+            default_rates[key] = calibrate(dataset, {}, seed)
+        default_rate, spent = default_rates[key]
+        rate, calibration_cpu = calibrate(dataset, settings, seed)
+        calibration_cpu += spent
+        target = budget_steps * rate / default_rate
+    else:
+        target = budget_steps
+    epochs = max(1, int(round(target / per_epoch)))
+    run = run_folder(dataset, variant, seed)
+    fit_seconds, wall = fit_cpu(dataset.data, run, dataset.classes, epochs, settings, seed)
+    record = dict(
+        set=dataset.name, variant=variant["name"], settings=settings, seed=seed,
+        budget_scale=scale, data=dataset.data, classes=dataset.classes,
+        epochs=epochs, steps_per_epoch=per_epoch, steps=epochs * per_epoch,
+        budget_steps=budget_steps, target_steps=round(target, 1),
+        steps_per_cpu_second=rate and round(rate, 4),
+        default_steps_per_cpu_second=default_rate and round(default_rate, 4),
+        budget_cpu_seconds=default_rate and round(budget_steps / default_rate, 1),
+        cpu_seconds=round(fit_seconds, 1), wall_seconds=round(wall, 1),
+        calibration_cpu_seconds=round(calibration_cpu, 1))
+    tic = cpu_seconds()
+    for label, classes in dataset.scores:
+        result, _ = rpn.evaluate(run, dataset.data, "val", classes=classes or dataset.classes,
+                                 num_workers=0)
+        record["recall" + (f"_{label}" if label else "")] = {
+            k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
+        if classes:
+            record["scored_classes" + (f"_{label}" if label else "")] = classes
+    record["eval_cpu_seconds"] = round(cpu_seconds() - tic, 1)
+    record.update(finished=datetime.datetime.now().isoformat(timespec="seconds"),
+                  code=_code_version())
+    if not keep:
+        shutil.rmtree(run, ignore_errors=True)
+    return record
+
+
+def run_folder(dataset, variant, seed):
+    """Where ``variant`` (or its record) trains on ``dataset`` with ``seed``."""
+    name = variant["variant"] if "variant" in variant else variant["name"]
+    return os.path.join(CACHE, "runs", dataset.name, f"{name}-seed{seed}")
+
+
+def rescore(dataset, base, variant, run):
+    """The record of an inference-only ``variant``: the run of ``base`` (its
+    record ``base``), scored with the variant's ``inference`` settings."""
+    import rpn
+    model = rpn.load(run)
+    model.net.settings = model.net.settings.replace(**variant["inference"])
+    record = dict(base, variant=variant["name"], settings=variant_settings(variant),
+                  inference=variant["inference"], trained_as=base["variant"])
+    tic = cpu_seconds()
+    for label, classes in dataset.scores:
+        result, _ = rpn.evaluate(model, dataset.data, "val", classes=classes or dataset.classes,
+                                 num_workers=0)
+        record["recall" + (f"_{label}" if label else "")] = {
+            k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
+    record["eval_cpu_seconds"] = round(cpu_seconds() - tic, 1)
+    record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    return record
+
+
+def variant_settings(variant, variants=None):
+    """What identifies a variant's runs: its settings, or for an
+    inference-only one its base's settings with its inference settings."""
+    if "from" not in variant:
+        return variant["settings"]
+    base = next(v for v in (variants or VARIANTS) if v["name"] == variant["from"])
+    return dict(base["settings"], **variant["inference"])
+
+
+def _code_version():
+    """The commit of the package measured, with ``+src`` when ``src/`` has
+    uncommitted changes."""
+    def git(*words):
+        return subprocess.run(["git", "-C", ROOT, *words], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("+src" if git("status", "--porcelain",
+                                                                     "--", "src") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_key(record):
+    """What makes two runs the same: set, variant, settings, seed, budget."""
+    return (record["set"], record["variant"], json.dumps(record["settings"], sort_keys=True),
+            record["seed"], float(record["budget_scale"]))
+
+
+def read_runs(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# -- the summary ---------------------------------------------------------------
+
+def spread(values):
+    values = [float(v) for v in values]
+    return dict(mean=statistics.fmean(values),
+                std=statistics.stdev(values) if len(values) > 1 else 0.0,
+                min=min(values), max=max(values), n=len(values))
+
+
+def summarise(runs, datasets, variants, seeds, scale):
+    """``{set label: {"objects", "variants": {name: {...}}}}`` from the
+    runs that match the selection (the latest run of each key)."""
+    latest = {run_key(r): r for r in runs}
+    out = {}
+    for dataset in datasets:
+        for label, classes in dataset.scores:
+            field = "recall" + (f"_{label}" if label else "")
+            set_label = dataset.name + (f" ({label})" if label else "")
+            entry = out.setdefault(set_label, dict(
+                set=dataset.name, classes=classes or dataset.classes, variants={}))
+            for variant in variants:
+                rows = [latest.get((dataset.name, variant["name"],
+                                    json.dumps(variant_settings(variant, variants),
+                                               sort_keys=True),
+                                    seed, float(scale))) for seed in seeds]
+                rows = [r for r in rows if r is not None]
+                if not rows:
+                    continue
+                recall = [r[field] for r in rows]
+                figures = {}
+                for metric in METRICS:
+                    size = metric.partition("@")[0].partition("_")[2]
+                    if any(metric not in r or (size and not r.get(f"objects_{size}"))
+                           for r in recall):
+                        continue
+                    figures[metric] = spread([r[metric] for r in recall])
+                # (the synthetic set draws other images for each seed: give the range)
+                entry["objects"] = _span(r.get("objects") for r in recall)
+                entry["images"] = _span(r.get("images") for r in recall)
+                entry["objects_by_size"] = {size: _span(r[f"objects_{size}"] for r in recall)
+                                            for size in ("small", "medium", "large")
+                                            if f"objects_{size}" in recall[-1]}
+                entry["variants"][variant["name"]] = dict(
+                    settings=variant_settings(variant, variants),
+                    seeds=[r["seed"] for r in rows],
+                    metrics=figures, cpu_seconds=spread([r["cpu_seconds"] for r in rows]),
+                    steps=spread([r["steps"] for r in rows]),
+                    epochs=sorted({r["epochs"] for r in rows}))
+                if not variant_settings(variant, variants):   # the default: the budget
+                    entry["budget"] = dict(steps=rows[0]["budget_steps"],
+                                           cpu_seconds=spread([r["cpu_seconds"] for r in rows]))
+    return out
+
+
+def _span(values):
+    """``"884-902"`` for counts that differ between seeds, else the count."""
+    values = sorted(set(values))
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def _cell(s, digits=3):
+    if s["n"] == 1:
+        return f"{s['mean']:.{digits}f}"
+    return (f"{s['mean']:.{digits}f} ±{s['std']:.{digits}f} "
+            f"[{s['min']:.{digits}f}, {s['max']:.{digits}f}]")
+
+
+def markdown(summary, scale):
+    """One table a set: mean ±sd [min, max] over seeds."""
+    lines = [f"# Proposal recall at equal CPU time (budget x{scale:g})", "",
+             "Each cell: mean ±standard deviation [min, max] over the seeds. CPU s: the "
+             "rpn.fit call (image check, training, per-epoch validation, final "
+             "recall), user + system seconds of the process.", ""]
+    for label, entry in summary.items():
+        if not entry["variants"]:
+            continue
+        metrics = [m for m in METRICS
+                   if any(m in v["metrics"] for v in entry["variants"].values())]
+        lines += [f"## {label}", "",
+                  f"{entry.get('images')} validation images, {entry.get('objects')} objects"
+                  f" of {', '.join(entry['classes']) if entry['classes'] else 'all classes'}"
+                  + (" (" + ", ".join(f"{n} {size}" for size, n in entry["objects_by_size"].items())
+                     + ")" if entry["objects_by_size"] else "")
+                  + "." + (f" Budget: the default's {entry['budget']['steps']:g} steps, "
+                           f"{_cell(entry['budget']['cpu_seconds'], 0)} CPU s."
+                           if "budget" in entry else ""),
+                  "", "| variant | seeds | " + " | ".join(metrics) + " | CPU s | steps |",
+                  "|---|---|" + "---|" * (len(metrics) + 2)]
+        for name, v in entry["variants"].items():
+            cells = [_cell(v["metrics"][m]) if m in v["metrics"] else "" for m in metrics]
+            lines.append(f"| {name} | {len(v['seeds'])} | " + " | ".join(cells)
+                         + f" | {_cell(v['cpu_seconds'], 0)} | {_cell(v['steps'], 0)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# -- main ----------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
+    parser.add_argument("--variants", default="default",
+                        help="comma-separated names from VARIANTS ('none' for only --variant)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="an ad-hoc variant (values parsed as JSON where possible); repeatable")
+    parser.add_argument("--seeds", help="comma-separated (default 0,1,2; --quick: 0)")
+    parser.add_argument("--budget-scale", type=float,
+                        help="fraction of the default's training (default 1; --quick: 0.25)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one seed, a quarter of the budget, results/quality-quick*")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip runs already in the runs file (same set, variant, "
+                             "settings, seed and budget)")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders")
+    parser.add_argument("--raccoon", default=RACCOON, help="the raccoon VOC folder")
+    parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    parser.add_argument("--list", action="store_true", help="list the variants and sets")
+    args = parser.parse_args(argv)
+    if args.list:
+        for v in VARIANTS:
+            print(f"{v['name']}: {json.dumps(variant_settings(v))}" + (f" (scores the runs of {v['from']})" if 'from' in v else ''))
+        print("sets:", ", ".join(SETS))
+        return 0
+    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+    scale = args.budget_scale or (0.25 if args.quick else 1.0)
+    prefix = os.path.join(args.results, "quality-quick" if args.quick else "quality")
+    runs_path = prefix + "-runs.jsonl"
+    variants = choose_variants(args.variants, args.variant)
+    datasets = prepare_sets([s for s in args.sets.split(",") if s], args.raccoon)
+    os.makedirs(args.results, exist_ok=True)
+    done = {run_key(r) for r in read_runs(runs_path)} if args.resume else set()
+    default_rates = {}
+    for seed in seeds:                   # seed-major: load on the machine hits variants alike
+        for dataset in datasets:
+            trained = {}                 # this seed's trained runs, for what rescores them
+            for variant in variants:
+                probe = dict(set=dataset.name, variant=variant["name"],
+                             settings=variant_settings(variant, variants), seed=seed,
+                             budget_scale=scale)
+                if run_key(probe) in done:
+                    print(f"quality: {dataset.name} {variant['name']} seed {seed}: done before",
+                          file=sys.stderr)
+                    continue
+                if "from" in variant:
+                    base = trained.get(variant["from"])
+                    if base is None:
+                        print(f"quality: {dataset.name} {variant['name']} seed {seed}: its base "
+                              "was measured before, not kept: skipped", file=sys.stderr)
+                        continue
+                    record = rescore(dataset, base, variant, run_folder(dataset, base, seed))
+                else:
+                    rescored = any(v.get("from") == variant["name"] for v in variants)
+                    record = measure(dataset, variant, seed, scale, default_rates,
+                                     args.keep or rescored)
+                    trained[variant["name"]] = record
+                with open(runs_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                figures = ", ".join(f"{k} {record['recall'][k]:.3f}"
+                                    for k in ("AR@100", "AR@1000", "R@100@0.7"))
+                print(f"quality: {dataset.name} {variant['name']} seed {seed}: {figures}; "
+                      f"{record['steps']} steps, {record['cpu_seconds']:.0f} CPU s, "
+                      f"{record['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
+            if not args.keep:                   # the runs kept for rescoring
+                for record in trained.values():
+                    shutil.rmtree(run_folder(dataset, record, seed), ignore_errors=True)
+    summary = summarise(read_runs(runs_path), datasets, variants, seeds, scale)
+    with open(prefix + ".json", "w") as f:
+        json.dump(dict(budget_scale=scale, seeds=seeds, sets=summary), f, indent=1)
+    table = markdown(summary, scale)
+    with open(prefix + ".md", "w") as f:
+        f.write(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
