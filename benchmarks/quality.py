@@ -143,7 +143,7 @@ def prepare_sets(names, raccoon):
         if name == "synthetic":
             out.append(DataSet(name, "synthetic", voc=False))
         elif name == "heldout":
-            size = resolved({}).size
+            size = resolved({}).model.size
             voc = derived_sets.write_heldout(os.path.join(sets_dir, f"synthetic-voc-{size}"),
                                              size=size)
             out.append(DataSet(name, voc, classes=["rectangle", "ellipse"],
