@@ -11,17 +11,19 @@ import pytest
 from PIL import Image
 
 import rpn
+from conftest import TINY as TINY_RUN
 from rpn.cli import main
 
-TINY = ["--size", "64", "--batch-size", "4", "--epochs", "1", "--quiet", "--workers", "0",
-        "--set", "num_train=8", "--set", "num_val=4"]
+#: conftest's tiny run for exactly one epoch; NOT_SYNTHETIC without the
+#: synthetic set's sizes
+TINY = TINY_RUN + ["--epochs", "1"]
+NOT_SYNTHETIC = [a for a in TINY if not a.startswith(("num_train", "num_val"))
+                 and a != "--set"]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("run") / "run")
-    assert main(["train", "--data", "synthetic", "--out", out] + TINY) == 0
-    return out
+@pytest.fixture
+def run_dir(tiny_run):
+    return tiny_run
 
 
 def write_image(path, seed=9, size=(80, 100)):
@@ -95,7 +97,7 @@ def test_evaluate_on_a_voc_folder(run_dir, tmp_path, capsys):
 def test_a_run_on_a_relative_folder_evaluates_from_anywhere(tmp_path, monkeypatch, capsys):
     rpn.write_voc(str(tmp_path / "voc"), num_train=8, num_val=3, height=64, width=64)
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--data", "voc", "--out", "run"] + TINY[:-4]) == 0
+    assert main(["train", "--data", "voc", "--out", "run"] + NOT_SYNTHETIC) == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -239,7 +241,7 @@ def test_a_diverging_loss_stops_with_exit_1_and_keeps_the_last_checkpoint(tmp_pa
     assert main(["train", "--data", "synthetic", "--out", out] + TINY) == 0
     before = rpn.latest_checkpoint(os.path.join(out, "checkpoint"))
     code = main(["train", "--data", "synthetic", "--out", out, "--resume", "--lr", "1e6"]
-                + TINY[:-6] + ["--epochs", "3", "--set", "num_train=8", "--set", "num_val=4"])
+                + TINY + ["--epochs", "3"])
     err = capsys.readouterr().err
     assert code == 1 and "diverged" in err and before in err
     assert rpn.latest_checkpoint(os.path.join(out, "checkpoint")) == before
