@@ -83,13 +83,15 @@ def box_center_to_corner(boxes):
 
 
 def _clamped_area(boxes, xp):
-    return xp.maximum(boxes[..., 2] - boxes[..., 0], 0) * xp.maximum(
-        boxes[..., 3] - boxes[..., 1], 0)
+    x0, y0, x1, y1 = _planes(boxes, xp)
+    return xp.maximum(x1 - x0, 0) * xp.maximum(y1 - y0, 0)
 
 
 def _intersection(a, b, xp):
-    iw = xp.maximum(xp.minimum(a[..., 2], b[..., 2]) - xp.maximum(a[..., 0], b[..., 0]), 0)
-    ih = xp.maximum(xp.minimum(a[..., 3], b[..., 3]) - xp.maximum(a[..., 1], b[..., 1]), 0)
+    ax0, ay0, ax1, ay1 = _planes(a, xp)
+    bx0, by0, bx1, by1 = _planes(b, xp)
+    iw = xp.maximum(xp.minimum(ax1, bx1) - xp.maximum(ax0, bx0), 0)
+    ih = xp.maximum(xp.minimum(ay1, by1) - xp.maximum(ay0, by0), 0)
     return iw * ih
 
 
@@ -127,9 +129,10 @@ def generalized_iou(a, b, xp=np):
     gradient everywhere."""
     inter = _intersection(a, b, xp)
     union = _clamped_area(a, xp) + _clamped_area(b, xp) - inter
-    enclosing = _clamped_area(xp.concatenate([
-        xp.minimum(a[..., 0:2], b[..., 0:2]), xp.maximum(a[..., 2:4], b[..., 2:4])],
-        axis=-1), xp)
+    ax0, ay0, ax1, ay1 = _planes(a, xp)
+    bx0, by0, bx1, by1 = _planes(b, xp)
+    enclosing = (xp.maximum(ax1, bx1) - xp.minimum(ax0, bx0)) * (
+        xp.maximum(ay1, by1) - xp.minimum(ay0, by0))
     tiny = 1e-9
     return inter / xp.maximum(union, tiny) - (enclosing - union) / xp.maximum(enclosing, tiny)
 

@@ -207,7 +207,8 @@ class RegionProposalNetwork(nn.HybridBlock):
                                post_nms_top_n=post, scale=scale, image_sizes=image_sizes,
                                min_size=s.min_size, quality=quality,
                                quality_power=s.iou_score_power,
-                               preselect=top_n is not None)               # (B, K, 5)
+                               preselect=top_n is not None,
+                               voting=None if top_n is not None else s.box_voting)  # (B, K, 5)
         scores, boxes = out[:, :, 0], out[:, :, 1:5]
         if refine and self.refiner is not None:
             return self._refined(F, features, scores, boxes, image_sizes)

@@ -17,7 +17,7 @@ batch); ``scale`` (B, 1, 4) gives each image's extent in the canvas
 ``[w / W, h / H, w / W, h / H]``; proposals leave corner form, normalised
 by each *image's* own width and height.
 """
-from .boxes import OFFSET_WEIGHTS, _decode
+from .boxes import OFFSET_WEIGHTS, _decode, overlap
 
 __all__ = ["select_proposals", "PADDING"]
 
@@ -28,6 +28,7 @@ PADDING = -1.0
 def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
                      pre_nms_top_n, post_nms_top_n, scale=None, image_sizes=None,
                      min_size=0.0, quality=None, quality_power=0.5, preselect=False,
+                     voting=None, voting_top_n=300, voting_candidates=1000,
                      weights=OFFSET_WEIGHTS):
     """Proposals of a batch, best first: (B, K, 5) rows ``[score, x1, y1,
     x2, y2]``.
@@ -78,7 +79,40 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, *, nms_threshold,
         score_index=0, id_index=-1, force_suppress=True, in_format="corner",
         out_format="corner")
     out = F.BlockGrad(out).as_np_ndarray()                              # (B, N, 5)
-    return out if post_nms_top_n is None else out[:, :int(post_nms_top_n)]
+    out = out if post_nms_top_n is None else out[:, :int(post_nms_top_n)]
+    if voting is not None:
+        out = _vote(F, out, data, float(voting), int(voting_top_n), int(voting_candidates))
+    return out
+
+
+def _vote(F, out, data, threshold, top, count):
+    """Box voting (see :func:`select_proposals`): ``out`` (B, K, 5) kept
+    rows, best first; ``data`` (B, N, 5) every row before NMS (scores below
+    0 take no part). Returns ``out`` with its first ``top`` boxes voted."""
+    # `count` rows of no score after the N rows: (B, N + count, 5), so that
+    # the `count` best below exist whatever N is (a graph cannot ask)
+    zero = data[:, 0:1, :] * 0                                          # (B, 1, 5)
+    blank = F.np.concatenate([zero[:, :, 0:1] - 1, zero[:, :, 1:5]], axis=-1)
+    data = F.np.concatenate([data, F.np.tile(blank, (1, count, 1))], axis=1)
+    # the `count` best rows before NMS: (B, N) -> (B, count) -> (B, count, 5)
+    index = F.npx.topk(data[:, :, 0], k=count, axis=1, ret_typ="indices")
+    num = F.np.ones_like(data[0, :, 0]).sum()                           # rows, in a graph too
+    offset = F.npx.arange_like(data[:, 0, 0], axis=0) * num             # (B,)
+    flat = (index + F.np.expand_dims(offset, -1)).reshape(-1).astype("int64")
+    candidates = F.np.take(data.reshape(-1, 5), flat, axis=0)
+    candidates = F.npx.reshape_like(candidates, index, lhs_begin=0, lhs_end=1, rhs_begin=0,
+                                    rhs_end=2)                          # (B, count, 5)
+    kept = out[:, :top, 1:5]                                            # (B, V, 4)
+    # (B, V, 1, 4) against (B, 1, count, 4) -> (B, V, count)
+    fit = overlap(F.np.expand_dims(kept, 2), F.np.expand_dims(candidates[:, :, 1:5], 1),
+                  xp=F.np)
+    weight = (fit >= threshold) * F.np.expand_dims(F.np.maximum(candidates[:, :, 0], 0), 1)
+    total = weight.sum(axis=2, keepdims=True)                           # (B, V, 1)
+    # (B, V, count) @ (B, count, 4) -> (B, V, 4)
+    voted = F.np.matmul(weight, candidates[:, :, 1:5]) / F.np.maximum(total, 1e-12)
+    voted = F.np.where(total > 0, voted, kept)
+    boxes = F.np.concatenate([voted, out[:, top:, 1:5]], axis=1)        # (B, K, 4)
+    return F.np.concatenate([out[:, :, 0:1], boxes], axis=-1)
 
 
 def _best(data, count):

@@ -174,6 +174,8 @@ class ModelSettings(Settings):
     min_size: float = setting(0.0, number(0, "a number >= 0 (pixels)"))
     allowed_border: object = setting(None, optional(number(0), "null or a number >= 0 "
                                                                "(pixels)"))
+    box_voting: object = setting(None, optional(unit(), "null or a number in [0, 1]"),
+                                 since="0.3.0")
     # labels and loss
     pos_iou: float = setting(0.7, unit())
     neg_iou: float = setting(0.3, unit("a number in [0, 1], at most pos_iou"))
