@@ -69,6 +69,10 @@ VARIANTS = [
     {"name": "refine32_all@nms0.8", "from": "refine32_all",
      "inference": {"nms_threshold": 0.8}},
     {"name": "default@nms0.8", "from": "default", "inference": {"nms_threshold": 0.8}},
+    {"name": "default@vote", "from": "default", "inference": {"box_voting": 0.7}},
+    {"name": "giou@vote", "from": "giou", "inference": {"box_voting": 0.7}},
+    {"name": "giou@vote+nms0.75", "from": "giou",
+     "inference": {"box_voting": 0.7, "nms_threshold": 0.75}},
 ]
 
 SETS = ("synthetic", "raccoon", "raccoon-mosaic", "raccoon-aspect", "heldout")
