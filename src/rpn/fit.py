@@ -186,7 +186,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     resize, train = config.model.resize_rule(), config.train
     train_iter = make_loader(train_set, resize, train.batch_size, train=True,
                              num_workers=num_workers, seed=seed, shard=shard,
-                             augment=train.augment, max_objects=most,
+                             augment=train.augment, crop_prob=train.crop_prob,
+                             min_crop_scale=train.min_crop_scale, max_objects=most,
                              size_divisor=config.model.size_divisor)
     val_iter = None if val_set is None else make_loader(
         val_set, resize, train.batch_size, train=False, num_workers=num_workers,

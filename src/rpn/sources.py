@@ -293,14 +293,16 @@ def _fit(label, size, clip, index, name, edits):
 
 
 def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shard=None,
-                augment=True, max_objects=None, on_error="skip", size_divisor=32):
+                augment=True, crop_prob=0.5, min_crop_scale=0.3, max_objects=None,
+                on_error="skip", size_divisor=32):
     """The loader of ``found`` (an :class:`rpn.ImageSet`), images resized by
     ``resize``: :func:`rpn.dataset.make_loader` for training (images without
     objects left out, shuffled, augmented, last incomplete batch dropped)
     or for evaluation (in order, unaugmented). Yields ``(X, Y, info)``;
     an image that turns unreadable is skipped and counted (``on_error``)."""
     return _make_loader(found.images, found.labels, resize, batch_size, train=train,
-                        sizes=found.sizes, augment=augment, seed=seed,
+                        sizes=found.sizes, augment=augment, crop_prob=crop_prob,
+                        min_crop_scale=min_crop_scale, seed=seed,
                         num_workers=num_workers, shard=shard, max_objects=max_objects,
                         on_error=on_error, size_divisor=size_divisor)
 
