@@ -22,7 +22,7 @@ from .engine import anchor_metrics, learning_rates, normalised_losses, train_loo
 from .evaluate_model import evaluate_loader
 from .loss import ProposalLoss
 from .model import RegionProposalNetwork
-from .records import CROWD
+from .records import CROWD, DataError
 from .resume_check import check_resume
 from .run import RunFolder, TrainedModel
 from .runlock import claim_run, releases_run_locks
@@ -182,6 +182,8 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
         warnings.warn(f"{data} has no validation object (no 'val' split, or an empty "
                       "one): training without validation, and metrics.json has no recall")
         val_set = None
+    if not train_set.images:
+        raise DataError(f"{data}: the {split!r} split has no image to train on")
     most = max(len(l) for l in list(train_set.labels) + list(val_set.labels if val_set else []))
     resize, train = config.model.resize_rule(), config.train
     train_iter = make_loader(train_set, resize, train.batch_size, train=True,

@@ -90,8 +90,8 @@ def _spread(value, like):
 class ProposalLoss(nn.Block):
     """The loss of the proposal model (:class:`rpn.RegionProposalNetwork`),
     computed from its :class:`rpn.outputs.TrainingOutput`: the chapter's
-    :class:`DetectionLoss` with weight ``lambd``, plus two extras that
-    train localisation (both off by default, which is the chapter's loss):
+    :class:`DetectionLoss` with weight ``lambd``, plus three extras that
+    train localisation (all off by default, which is the chapter's loss):
 
     * ``giou_weight`` times ``1 - GIoU`` between each positive anchor's
       decoded box and its object (:func:`rpn.boxes.generalized_iou`; a loss
@@ -126,12 +126,13 @@ class ProposalLoss(nn.Block):
                    iou_weight=settings.iou_weight if settings.iou_branch else 0.0,
                    refine_weight=settings.refine_weight if settings.refine else 0.0)
 
-    def forward(self, output, num_valid=None, num_pos=None):
+    def forward(self, output, num_valid=None, num_pos=None, refine_counts=None):
         loss = self.detection(output.cls_preds, output.box_preds, output.cls_labels,
                               output.box_labels, num_valid, num_pos)
         if self.refine_weight and output.refine is not None:
-            # a scalar spread over the first anchor rows keeps the (B * N,) form
-            loss = loss + _spread(self.refine_weight * self._refine(output.refine), loss)
+            # a scalar spread over the anchor rows keeps the (B * N,) form
+            loss = loss + _spread(self.refine_weight * self._refine(output.refine,
+                                                                    refine_counts), loss)
         if not (self.giou_weight or (self.iou_weight and output.quality_preds is not None)):
             return loss
         _, positive = _masks(output.cls_labels)                            # (M,)
@@ -150,19 +151,22 @@ class ProposalLoss(nn.Block):
             loss = loss + self.iou_weight * bce * positive / np.maximum(num_pos, 1)
         return loss
 
-    def _refine(self, refine):
-        """The refinement stage's loss (a scalar): the L1 loss of its offsets
-        over the positive RoIs (averaged over the 4 coordinates) and the
-        binary cross-entropy of its IoU prediction against the IoU of its
-        refined box with the RoI's object (no gradient through the target)
-        over every real RoI, each divided by its count on this device."""
+    def _refine(self, refine, counts=None):
+        """The refinement stage's loss (a scalar) on its ``(B * R, ...)``
+        outputs: the L1 loss of its offsets over the positive RoIs (averaged
+        over the 4 coordinates) and the binary cross-entropy of its IoU
+        prediction against the IoU of its refined box with the RoI's object
+        (no gradient through the target) over every real RoI, each divided
+        by its count (``counts``: the whole batch's ``(real, positive)``;
+        ``None``: this output's)."""
         from .refine import REFINE_WEIGHTS
+        real, positive = counts or (refine.valid.sum(), refine.positive.sum())
         box = (np.abs(refine.box_preds - refine.box_targets).mean(axis=1)
-               * refine.positive).sum() / np.maximum(refine.positive.sum(), 1)
+               * refine.positive).sum() / np.maximum(positive, 1)
         refined = _decode(refine.rois, refine.box_preds.detach(), REFINE_WEIGHTS)
         fit = overlap(refined, refine.objects) * (refine.positive > 0)     # (B * R,)
         quality = (self._bce(refine.quality_preds, fit) * refine.valid).sum() / np.maximum(
-            refine.valid.sum(), 1)
+            real, 1)
         return box + quality
 
     @staticmethod
