@@ -146,11 +146,12 @@ class RegionProposalNetwork(nn.HybridBlock):
     def from_settings(cls, settings, ctx=None, *, pretrained=None):
         """The model of ``settings`` on ``ctx`` (a context or a list,
         default the current one), freshly initialised: Xavier, as the
-        chapter, or ImageNet weights for the backbone from ``pretrained`` (a
-        folder or ``.params`` file)."""
+        chapter, or ImageNet weights for the backbone (``settings.backbone``)
+        from ``pretrained`` (a folder or ``.params`` file)."""
         ctx = ctx if ctx is not None else mx.current_context()
         backbone = detection_backbone(pretrained=pretrained is not None, root=pretrained,
-                                      stride=settings.stride, top_down=settings.top_down)
+                                      stride=settings.stride, top_down=settings.top_down,
+                                      name=settings.backbone)
         if pretrained is None:
             backbone.initialize(init=init.Xavier(), ctx=ctx, force_reinit=True)
         else:
@@ -367,7 +368,9 @@ class RegionProposalNetwork(nn.HybridBlock):
         return rpn_targets(self.to_canvas(Y, features, image_sizes), anchors, valid=valid,
                            validate=validate, pos_iou=s.pos_iou, neg_iou=s.neg_iou,
                            neg_pos_ratio=s.neg_pos_ratio,
-                           crowd_ioa=s.crowd_ioa if crowd else None)
+                           crowd_ioa=s.crowd_ioa if crowd else None,
+                           anchors_per_image=s.anchors_per_image,
+                           positive_fraction=s.positive_fraction)
 
     def targets(self, Y, X, image_sizes, *, validate=True):
         """Labels of every anchor for ground truth ``Y`` (B, G, 5) (images'
