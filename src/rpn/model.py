@@ -36,6 +36,7 @@ from mxnet.gluon import nn
 from .anchors import anchor_shapes, generate_anchors
 from .backbone import detection_backbone
 from .head import RPNOutput
+from .mixed_precision import float32
 from .outputs import Proposals, TrainingOutput
 from .proposal_layer import select_proposals
 from .refine import (BoxRefiner, RefineOutput, refine_targets, refined_boxes, roi_rows,
@@ -47,10 +48,10 @@ __all__ = ["RegionProposalNetwork"]
 
 
 def _feature_size(F, features):
-    """``(h, w)`` of ``features`` (B, C, h, w) as scalars (arrays and graphs)."""
-    h = F.np.ones_like(F.npx.arange_like(features, axis=2)).sum()
-    w = F.np.ones_like(F.npx.arange_like(features, axis=3)).sum()
-    return h, w
+    """``(h, w)`` of ``features`` (B, C, h, w) as scalars (arrays and graphs;
+    float32 also when the features are float16, under mixed precision)."""
+    ys, xs = float32(F.npx.arange_like(features, axis=2), F.npx.arange_like(features, axis=3))
+    return F.np.ones_like(ys).sum(), F.np.ones_like(xs).sum()
 
 
 def _grid_anchors(F, features, shapes, stride):
@@ -59,8 +60,8 @@ def _grid_anchors(F, features, shapes, stride):
     (A, 2) ``[width, height]`` pixels divided by the canvas ``(w * stride,
     h * stride)``. Returns (4, h * w * A), pixel row-major then anchor, as
     :func:`rpn.generate_anchors`. Works on arrays and in a graph."""
-    ys = F.npx.arange_like(features, axis=2)                    # (h,)
-    xs = F.npx.arange_like(features, axis=3)                    # (w,)
+    # (h,) and (w,), float32 also for float16 features (mixed precision)
+    ys, xs = float32(F.npx.arange_like(features, axis=2), F.npx.arange_like(features, axis=3))
     h, w = F.np.ones_like(ys).sum(), F.np.ones_like(xs).sum()  # () each
     cy = ((ys + 0.5) / h).reshape(-1, 1, 1)                     # (h, 1, 1)
     cx = ((xs + 0.5) / w).reshape(1, -1, 1)                     # (1, w, 1)
