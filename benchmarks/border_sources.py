@@ -32,7 +32,7 @@ def sources(trained, loader, top_k):
         sizes = np.array(info.sizes, dtype="float32", ctx=X.ctx)        # (B, 2) pixels
         scores, boxes = model(X, sizes)                                  # (B, K), (B, K, 4)
         features = model.backbone(X)
-        _, box_preds = model.head(features)                              # (B * N, 4)
+        _, box_preds, *_ = model.head(features)                          # (B * N, 4)
         anchors = model.anchors(features)                                # (4, N) canvas
         valid = model.valid_anchors(anchors, features, sizes).asnumpy() > 0   # (B, N)
         ex, ey = _canvas_extent(_nd, features, sizes.astype("float32"), model.stride)

@@ -310,8 +310,7 @@ def rescore(dataset, base, variant, run):
     """The record of an inference-only ``variant``: the run of ``base`` (its
     record ``base``), scored with the variant's ``inference`` settings."""
     import rpn
-    model = rpn.load(run)
-    model.net.settings = model.net.settings.replace(**variant["inference"])
+    model = rpn.load(run).with_settings(**variant["inference"])
     record = dict(base, variant=variant["name"], settings=variant_settings(variant),
                   inference=variant["inference"], trained_as=base["variant"])
     tic = cpu_seconds()

@@ -52,11 +52,16 @@ def test_a_single_training_file_is_used_whole_when_validation_data_is_given(tmp_
     assert final["images"] == 3
 
 
-def test_validation_data_of_other_classes_or_without_its_file_is_refused(tmp_path, capsys):
+def test_validation_data_keeps_the_training_classes_and_val_images_needs_val_data(tmp_path, capsys):
     voc = rpn.write_voc(str(tmp_path / "voc"), num_train=4, num_val=2, height=32, width=32)
-    with pytest.raises(rpn.records.DataError, match="has the classes"):
-        rpn.fit(voc, str(tmp_path / "run"), classes=["rectangle"], val_data="synthetic",
-                size=32, batch_size=2, epochs=1, quiet=True)
+    # the synthetic set as validation data keeps the training classes only
+    final = rpn.fit(voc, str(tmp_path / "run"), classes=["rectangle"], val_data="synthetic",
+                    size=32, batch_size=2, epochs=1, quiet=True,
+                    settings={"num_train": 4, "num_val": 6})
+    assert final["images"] == 6
+    with pytest.raises(rpn.records.DataError, match="no class \\['unicorn'\\]"):
+        rpn.fit("synthetic", str(tmp_path / "run2"), classes=["unicorn"], size=32,
+                batch_size=2, epochs=1, quiet=True)
     assert main(["train", "--data", voc, "--val-images", str(tmp_path), "--out",
                  str(tmp_path / "r2")] + TINY) == 2
     assert "--val-images needs --val-data" in capsys.readouterr().err

@@ -47,6 +47,10 @@ class TrainSettings(Settings):
     lr_schedule: str = setting("constant", choice("constant", "cosine", "step"))
     warmup_steps: int = setting(0, integer(0))
     augment: bool = setting(True, flag())
+    crop_prob: float = setting(0.5, unit(), since="0.3.0")
+    min_crop_scale: float = setting(0.3, _Rule(lambda v: isinstance(v, (int, float)) and not
+                                                isinstance(v, bool) and 0 < v <= 1,
+                                                "a number in (0, 1]"), since="0.3.0")
     log_interval: int = setting(10, integer(1))
 
     def epochs_for(self, steps_per_epoch):

@@ -374,14 +374,15 @@ class DetectionLoader:
 
 
 def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augment=True,
-                seed=0, num_workers=0, shard=None, max_objects=None, on_error="raise",
+                crop_prob=0.5, min_crop_scale=0.3, seed=0, num_workers=0, shard=None, max_objects=None, on_error="raise",
                 size_divisor=SIZE_DIVISOR, with_info=True):
     """The one way the package builds a loader: a :class:`DetectionLoader`
     over a :class:`DetectionDataset` of ``images`` and pixel ``labels``
     (``sizes``: each image's stated ``(height, width)`` or ``None``),
     resized by ``resize``. For training (``train``): images without an
     object are left out (one warning counts them; none left is an error),
-    batches are shuffled, augmented (``augment``) and the last incomplete
+    batches are shuffled, augmented (``augment``: flips, and crops with
+    ``crop_prob`` and ``min_crop_scale``, see :class:`DetectionDataset`) and the last incomplete
     one dropped; for evaluation every image is kept, in order. Yields ``(X,
     Y, info)`` (``(X, Y)`` without ``with_info`` and a fixed size, as the
     chapter's loaders)."""
@@ -398,6 +399,7 @@ def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augmen
             labels = [labels[i] for i in keep]
             sizes = None if sizes is None else [sizes[i] for i in keep]
     dataset = DetectionDataset(images, labels, resize=resize, augment=train and augment,
+                               crop_prob=crop_prob, min_crop_scale=min_crop_scale,
                                seed=seed, max_objects=max_objects, sizes=sizes,
                                with_info=with_info, on_error=on_error)
     return DetectionLoader(dataset, batch_size, shuffle=train,

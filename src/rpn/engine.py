@@ -80,15 +80,28 @@ def learning_rates(parts, backbone_lr, output_lr):
 def normalised_losses(loss, outputs):
     """One loss per device, each normalised by the counts of labelled and
     positive anchors of the whole batch (so the summed gradient equals that
-    of the batch on one device). ``loss(output, num_valid, num_pos)``, the
-    counts ``None`` on one device (the loss counts itself)."""
+    of the batch on one device). ``outputs``: one
+    :class:`rpn.outputs.TrainingOutput` a device (``(B_d * N, ...)`` arrays).
+    ``loss(output, num_valid, num_pos)`` (and the refinement stage's
+    ``(real RoIs, positive RoIs)`` of the batch when the outputs have one)
+    returns a (B_d * N,) array; the counts are ``None`` on one device (the
+    loss counts itself)."""
     if len(outputs) == 1:
         return [loss(outputs[0], None, None)]
     home = outputs[0].cls_labels.ctx
-    valid = sum((o.cls_labels >= 0).sum().as_in_context(home) for o in outputs)
-    pos = sum((o.cls_labels > 0).sum().as_in_context(home) for o in outputs)
-    return [loss(o, valid.as_in_context(o.cls_labels.ctx), pos.as_in_context(o.cls_labels.ctx))
-            for o in outputs]
+
+    def total(counts):            # the whole batch's count, on each device
+        whole = sum(c.as_in_context(home) for c in counts)
+        return [whole.as_in_context(o.cls_labels.ctx) for o in outputs]
+    valid = total([(o.cls_labels >= 0).sum() for o in outputs])
+    pos = total([(o.cls_labels > 0).sum() for o in outputs])
+    if getattr(outputs[0], "refine", None) is None:
+        return [loss(o, v, p) for o, v, p in zip(outputs, valid, pos)]
+    # the refinement stage's RoIs too: (real ones, positive ones) of the batch
+    rois = total([o.refine.valid.sum() for o in outputs])
+    rois_pos = total([o.refine.positive.sum() for o in outputs])
+    return [loss(o, v, p, (r, rp)) for o, v, p, r, rp in zip(outputs, valid, pos, rois,
+                                                            rois_pos)]
 
 
 def _metric_sums(evaluator, output, home):

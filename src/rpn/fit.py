@@ -25,7 +25,7 @@ from .loss import ProposalLoss
 from .mixed_precision import check_contexts
 from .mixed_precision import init as init_amp
 from .model import RegionProposalNetwork
-from .records import CROWD
+from .records import CROWD, DataError
 from .resume_check import check_resume
 from .run import RunFolder, TrainedModel
 from .runlock import claim_run, releases_run_locks
@@ -229,11 +229,14 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
         warnings.warn(f"{data} has no validation object (no 'val' split, or an empty "
                       "one): training without validation, and metrics.json has no recall")
         val_set = None
+    if not train_set.images:
+        raise DataError(f"{data}: the {split!r} split has no image to train on")
     most = max(len(l) for l in list(train_set.labels) + list(val_set.labels if val_set else []))
     resize, train = config.model.resize_rule(), config.train
     train_iter = make_loader(train_set, resize, train.batch_size, train=True,
                              num_workers=num_workers, seed=seed, shard=shard,
-                             augment=train.augment, max_objects=most,
+                             augment=train.augment, crop_prob=train.crop_prob,
+                             min_crop_scale=train.min_crop_scale, max_objects=most,
                              size_divisor=config.model.size_divisor)
     val_iter = None if val_set is None else make_loader(
         val_set, resize, train.batch_size, train=False, num_workers=num_workers,

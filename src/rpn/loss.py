@@ -7,7 +7,7 @@ Shape glossary: ``M`` anchors of a batch (``B * N``), ``K`` classes (2 for
 RPN). Labels use :data:`rpn.POSITIVE` (or ``class + 1``),
 :data:`rpn.NEGATIVE` and :data:`rpn.IGNORE`.
 """
-from mxnet import gluon, np
+from mxnet import gluon, np, npx
 from mxnet.gluon import nn
 
 from .boxes import OFFSET_WEIGHTS, _decode, generalized_iou, overlap
@@ -82,6 +82,11 @@ class DetectionEvaluation:
         return correct, abs_err, labelled.sum(), positive.sum()
 
 
+#: The positive anchors of a batch the GIoU and IoU-branch losses take (the
+#: positives are far fewer: a few dozen an image).
+_POSITIVE_ROWS = 4096
+
+
 def _spread(value, like):
     """A scalar as a (M,) array like ``like`` whose sum is the scalar."""
     return np.ones_like(like) * (value / like.shape[0])
@@ -90,8 +95,8 @@ def _spread(value, like):
 class ProposalLoss(nn.Block):
     """The loss of the proposal model (:class:`rpn.RegionProposalNetwork`),
     computed from its :class:`rpn.outputs.TrainingOutput`: the chapter's
-    :class:`DetectionLoss` with weight ``lambd``, plus two extras that
-    train localisation (both off by default, which is the chapter's loss):
+    :class:`DetectionLoss` with weight ``lambd``, plus three extras that
+    train localisation (all off by default, which is the chapter's loss):
 
     * ``giou_weight`` times ``1 - GIoU`` between each positive anchor's
       decoded box and its object (:func:`rpn.boxes.generalized_iou`; a loss
@@ -126,43 +131,52 @@ class ProposalLoss(nn.Block):
                    iou_weight=settings.iou_weight if settings.iou_branch else 0.0,
                    refine_weight=settings.refine_weight if settings.refine else 0.0)
 
-    def forward(self, output, num_valid=None, num_pos=None):
+    def forward(self, output, num_valid=None, num_pos=None, refine_counts=None):
         loss = self.detection(output.cls_preds, output.box_preds, output.cls_labels,
                               output.box_labels, num_valid, num_pos)
         if self.refine_weight and output.refine is not None:
-            # a scalar spread over the first anchor rows keeps the (B * N,) form
-            loss = loss + _spread(self.refine_weight * self._refine(output.refine), loss)
+            # a scalar spread over the anchor rows keeps the (B * N,) form
+            loss = loss + _spread(self.refine_weight * self._refine(output.refine,
+                                                                    refine_counts), loss)
         if not (self.giou_weight or (self.iou_weight and output.quality_preds is not None)):
             return loss
         _, positive = _masks(output.cls_labels)                            # (M,)
         num_pos = positive.sum() if num_pos is None else num_pos
-        # anchors (4, N) -> (N, 4), one copy an image: (B * N, 4) = (M, 4)
-        rows = output.anchors.T
-        anchors = np.tile(rows, (output.cls_labels.shape[0] // rows.shape[0], 1))
-        boxes = _decode(anchors, output.box_preds, self.weights)           # (M, 4)
-        target = _decode(anchors, output.box_labels, self.weights)         # (M, 4)
+        # the positive rows (the losses below count nothing else), as a fixed
+        # number of rows so that nothing waits for the host: (M,) -> (P,)
+        rows = npx.topk(positive, k=min(_POSITIVE_ROWS, positive.shape[0]),
+                        ret_typ="indices").astype("int64")
+        weight = np.take(positive, rows) / np.maximum(num_pos, 1)          # (P,)
+        # each row's anchor: anchors (4, N) -> (N, 4), row m is anchor m % N
+        anchors = np.take(output.anchors.T, rows % output.anchors.shape[1], axis=0)
+        boxes = _decode(anchors, np.take(output.box_preds, rows, axis=0), self.weights)
+        target = _decode(anchors, np.take(output.box_labels, rows, axis=0), self.weights)
+        extra = 0
         if self.giou_weight:
-            giou = generalized_iou(boxes, target)                          # (M,)
-            loss = loss + self.giou_weight * (1 - giou) * positive / np.maximum(num_pos, 1)
+            extra = extra + self.giou_weight * (1 - generalized_iou(boxes, target))   # (P,)
         if self.iou_weight and output.quality_preds is not None:
-            fit = overlap(boxes.detach(), target)                          # (M,) IoU target
-            bce = self._bce(output.quality_preds, fit)                     # (M,)
-            loss = loss + self.iou_weight * bce * positive / np.maximum(num_pos, 1)
-        return loss
+            fit = overlap(boxes.detach(), target)                          # (P,) IoU target
+            extra = extra + self.iou_weight * self._bce(
+                np.take(output.quality_preds, rows), fit)
+        # the sum over the positive rows, spread as the other terms are
+        return loss + _spread((extra * weight).sum(), loss)
 
-    def _refine(self, refine):
-        """The refinement stage's loss (a scalar): the L1 loss of its offsets
-        over the positive RoIs (averaged over the 4 coordinates) and the
-        binary cross-entropy of its IoU prediction against the IoU of its
-        refined box with the RoI's object (no gradient through the target)
-        over every real RoI, each divided by its count on this device."""
+    def _refine(self, refine, counts=None):
+        """The refinement stage's loss (a scalar) on its ``(B * R, ...)``
+        outputs: the L1 loss of its offsets over the positive RoIs (averaged
+        over the 4 coordinates) and the binary cross-entropy of its IoU
+        prediction against the IoU of its refined box with the RoI's object
+        (no gradient through the target) over every real RoI, each divided
+        by its count (``counts``: the whole batch's ``(real, positive)``;
+        ``None``: this output's)."""
         from .refine import REFINE_WEIGHTS
+        real, positive = counts or (refine.valid.sum(), refine.positive.sum())
         box = (np.abs(refine.box_preds - refine.box_targets).mean(axis=1)
-               * refine.positive).sum() / np.maximum(refine.positive.sum(), 1)
+               * refine.positive).sum() / np.maximum(positive, 1)
         refined = _decode(refine.rois, refine.box_preds.detach(), REFINE_WEIGHTS)
         fit = overlap(refined, refine.objects) * (refine.positive > 0)     # (B * R,)
         quality = (self._bce(refine.quality_preds, fit) * refine.valid).sum() / np.maximum(
-            refine.valid.sum(), 1)
+            real, 1)
         return box + quality
 
     @staticmethod

@@ -204,8 +204,9 @@ def proposal_recall(backbone, output_model, data_iter, anchor_fn, *,
     :func:`rpn.predict_rpn` (the chapter's functions; see the module for the
     definitions). ``ctx`` one context or a list; returns
     :meth:`ProposalRecall.result`, and fills ``recall`` (a
-    :class:`ProposalRecall`) when given, for plotting. Object sizes are
-    reported when the loader gives each image's original size."""
+    :class:`ProposalRecall`) when given, for plotting. The chapter's loaders
+    give fixed-size batches ``(X, Y)`` without original sizes, so only the
+    overall figures are reported (:func:`rpn.evaluate` reports sizes)."""
     ctxs = as_context_list(ctx)
     recall = recall if recall is not None else ProposalRecall(ks)
     for batch in data_iter:

@@ -7,8 +7,9 @@ A resume builds the same record for what it was given and compares
 (:func:`compare_resume`):
 
 * refused (exit code 2): other classes, other model-shaping settings
-  (``stride``, ``top_down``, the anchors, ``head_channels``: the saved
-  parameters would not fit) and another ``optimizer`` (its saved state
+  (``RunConfig.shaping_names()``: ``stride``, ``top_down``, the anchors,
+  ``head_channels``, ``iou_branch``, ``refine``: the saved parameters would
+  not fit) and another ``optimizer`` (its saved state
   would not fit);
 * allowed with one warning that lists each change as ``old -> new``: other
   data (another ``--data``, images added or removed, other annotations),

@@ -28,7 +28,9 @@ def proposals_to_rois(proposals, image_sizes, *, keep_padding=False):
     ``keep_padding`` every one of the ``B * K`` rows is kept (no read: what
     a GPU pipeline wants) and padding rows become empty boxes at the
     origin."""
-    if isinstance(proposals, (list, tuple)) and proposals and isinstance(proposals[0], list):
+    if isinstance(proposals, (list, tuple)) and not proposals:
+        return np.zeros((0, 5), dtype="float32")        # no image (predict_rpn of 0 images)
+    if isinstance(proposals, (list, tuple)) and isinstance(proposals[0], list):
         rows = []
         for b, (_, boxes) in enumerate(proposals):
             ctx = boxes.ctx

@@ -31,7 +31,7 @@ from mxnet import gluon
 
 from .batching import as_context_list
 from .checkpoint import load_latest, verify_manifest, write_manifest
-from .config import RunConfig
+from .config import DEFAULT_KS, RunConfig
 from .fileio import make_dir, read_json, staging_dir, write_json
 from .model import RegionProposalNetwork
 from .outputs import Proposals
@@ -117,7 +117,10 @@ class TrainedModel:
         if isinstance(model, TrainedModel):
             return model
         if isinstance(model, RegionProposalNetwork):
-            return cls(model, RunConfig(model=model.settings))
+            # recall at the counts the model keeps (COCO's 100, 300, 1000 at most)
+            most = model.settings.post_nms_top_n_test
+            ks = tuple(k for k in DEFAULT_KS if k <= most) or (most,)
+            return cls(model, RunConfig(model=model.settings, ks=ks))
         raise TypeError(f"expected a trained model (rpn.load), a RegionProposalNetwork or "
                         f"a run folder's path, got {type(model).__name__}")
 
@@ -138,8 +141,28 @@ class TrainedModel:
     def stride(self):
         return self.config.model.stride
 
+    def with_settings(self, **changes):
+        """The same trained model with other inference settings (e.g.
+        ``nms_threshold``, ``box_voting``): a new :class:`TrainedModel` whose
+        ``config`` says so, sharing the weights. Settings that shape the
+        parameters cannot change, and an export's graph cannot either."""
+        if self.is_export:
+            raise RunError("an export's graph is fixed: change settings on its run folder")
+        config = self.config.replace(**changes)
+        shaping = self.config.model_mismatch(config)
+        if shaping:
+            raise RunError(f"{shaping} shape the model's parameters and cannot change")
+        net = RegionProposalNetwork(self.net.backbone, self.net.head, config.model)
+        net.refiner = self.net.refiner
+        return TrainedModel(net, config, classes=self.classes, source=self.source,
+                            record=self.record, ctx=self.ctx)
+
     def __call__(self, X, image_sizes):
-        return Proposals(*self.net(X, image_sizes.astype("float32")))
+        """Proposals of ``X`` (B, 3, H, W) with ``image_sizes`` (B, 2) input
+        pixels, moved to the model's context (an export's graph does not
+        follow its inputs)."""
+        return Proposals(*self.net(X.as_in_context(self.ctx),
+                                   image_sizes.as_in_context(self.ctx).astype("float32")))
 
 
 def _read_export(folder, ctx):
@@ -190,6 +213,11 @@ def export(model, out, *, ctx=None):
         raise RunError("this model is already an export")
     config, net = model.config, model.net
     ctx = as_context_list(ctx or model.ctx)[0]
+    target = RunFolder(out)
+    if (target.has_run() and not target.is_export) or (
+            model.source and os.path.realpath(out) == os.path.realpath(model.source)):
+        raise RunError(f"{os.fspath(out)} holds a run: export into another folder (an export "
+                       "there would turn the run into an export)")
     make_dir(out)
     with staging_dir(out, ".export-", what=out) as tmp:     # removed if the export fails
         net.hybridize()

@@ -151,14 +151,29 @@ def open_validation(val_data, *, classes, val_images=None, split=None, **options
     return found, split
 
 
-def _synthetic(split, size, num_train, num_val, seed):
+def _synthetic(split, size, num_train, num_val, seed, classes=None):
+    """A split of the synthetic set; with ``classes`` (a subset of
+    :data:`rpn.SYNTHETIC_CLASSES`) only their shapes are objects, numbered
+    in that order (the others stay in the pictures, unlabelled)."""
     if split not in ("train", "val"):
         raise DataError(f"the synthetic set has the splits 'train' and 'val', not {split!r}")
+    names = tuple(classes) if classes else tuple(SYNTHETIC_CLASSES)
+    unknown = [c for c in names if c not in SYNTHETIC_CLASSES]
+    if unknown:
+        raise DataError(f"the synthetic set has no class {unknown}; its classes are "
+                        f"{list(SYNTHETIC_CLASSES)}")
     offset, num = (0, num_train) if split == "train" else (num_train, num_val)
     images = SyntheticImages(num, size, size, seed=seed, offset=offset)
-    return ImageSet(images, images.labels, list(range(offset, offset + num)),
+    labels = images.labels
+    if names != tuple(SYNTHETIC_CLASSES):
+        # (n, 5) rows of every shape -> the rows of the chosen classes, renumbered
+        number = {SYNTHETIC_CLASSES.index(c): k for k, c in enumerate(names)}
+        labels = [onp.array([[number[int(r[0])], *r[1:]] for r in label
+                             if int(r[0]) in number], dtype="float32").reshape(-1, 5)
+                  for label in labels]
+    return ImageSet(images, labels, list(range(offset, offset + num)),
                     [f"synthetic-{offset + i:05d}.png" for i in range(num)],
-                    [(size, size)] * num, tuple(SYNTHETIC_CLASSES))
+                    [(size, size)] * num, names)
 
 
 def open_split(data, split=None, *, classes=None, images=None, keep_difficult=True,
@@ -180,7 +195,7 @@ def open_split(data, split=None, *, classes=None, images=None, keep_difficult=Tr
     if kind == "synthetic":
         options = dict(size=128, num_train=1024, num_val=256, seed=0)
         options.update(synthetic or {})
-        return _synthetic(split, **options)
+        return _synthetic(split, **options, classes=classes)
     options = dict(skip_bad=skip_bad, clip_boxes=clip_boxes, warn=False)
     if kind == "voc":
         names = tuple(classes) if classes else tuple(_voc_classes(data, skip_bad=skip_bad))
@@ -293,14 +308,16 @@ def _fit(label, size, clip, index, name, edits):
 
 
 def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shard=None,
-                augment=True, max_objects=None, on_error="skip", size_divisor=32):
+                augment=True, crop_prob=0.5, min_crop_scale=0.3, max_objects=None,
+                on_error="skip", size_divisor=32):
     """The loader of ``found`` (an :class:`rpn.ImageSet`), images resized by
     ``resize``: :func:`rpn.dataset.make_loader` for training (images without
     objects left out, shuffled, augmented, last incomplete batch dropped)
     or for evaluation (in order, unaugmented). Yields ``(X, Y, info)``;
     an image that turns unreadable is skipped and counted (``on_error``)."""
     return _make_loader(found.images, found.labels, resize, batch_size, train=train,
-                        sizes=found.sizes, augment=augment, seed=seed,
+                        sizes=found.sizes, augment=augment, crop_prob=crop_prob,
+                        min_crop_scale=min_crop_scale, seed=seed,
                         num_workers=num_workers, shard=shard, max_objects=max_objects,
                         on_error=on_error, size_divisor=size_divisor)
 
