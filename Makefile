@@ -26,7 +26,7 @@ EXTRA ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: demo test bench bench-peer clean
+.PHONY: demo test bench bench-peer notebook clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# execute notebooks/rpn.ipynb and store it with its outputs (about 5 minutes
+# on 2 cores); tests/test_notebook.py fails when a cell changed since
+notebook: $(STAMP)
+	$(PY) notebooks/execute.py
 
 bench: $(STAMP) .venv-gluoncv/bin/python
 	$(PY) benchmarks/bench.py

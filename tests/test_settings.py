@@ -85,6 +85,14 @@ def test_a_saved_config_must_have_every_setting_but_those_added_later():
     ({"epochs": 1.5}, "setting epochs"),
     ({"post_nms_top_n_test": 50}, "largest of ks"),
     ({"lambd": float("nan")}, "setting lambd"),
+    ({"backbone": "resnet152_v1"}, "setting backbone: got 'resnet152_v1'; expected one of "
+                                   "resnet18_v1, "),
+    ({"backbone": ["resnet18_v2"]}, "setting backbone"),
+    ({"anchors_per_image": 0}, "setting anchors_per_image: got 0; expected null or an "
+                               "integer >= 1"),
+    ({"anchors_per_image": 2.5}, "setting anchors_per_image"),
+    ({"positive_fraction": 1.5}, "setting positive_fraction"),
+    ({"lr_schedule": "poly"}, "expected 'constant', 'cosine' or 'step'"),
 ])
 def test_every_bad_value_is_named(changes, words):
     with pytest.raises(SettingsError, match=re.escape(words)):
@@ -103,7 +111,7 @@ def test_model_settings_derive_what_the_model_needs():
     assert default.resize_rule() == rpn.Resize.keep_ratio(112, 192)
     assert ModelSettings().num_anchors == 5 and ModelSettings().top_n(True) == (2000, 2000)
     assert ModelSettings(stride=8, top_down=True).size_divisor == 16
-    assert RunConfig.shaping_names() == ("stride", "top_down", "anchor_sizes",
+    assert RunConfig.shaping_names() == ("backbone", "stride", "top_down", "anchor_sizes",
                                          "anchor_ratios", "anchor_product", "head_channels",
                                          "iou_branch", "refine")
     other = PRESETS["default"].replace(head_channels=64, lambd=2.0)
@@ -136,3 +144,47 @@ def test_settings_and_config_import_no_model_training_or_loss_code():
         imported = {node.module for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and node.level > 0}
         assert imported <= {"settings", "preprocess"}, (module, imported)
+
+
+def test_the_faster_rcnn_preset_holds_the_papers_settings():
+    config = PRESETS["faster-rcnn"]
+    model, train = config.model, config.train
+    assert (model.resize, model.size, model.max_size) == ("keep_ratio", 600, 1000)
+    assert (model.backbone, model.stride) == ("resnet50_v1", 16)
+    assert [round(s * 600) for s in model.anchor_sizes] == [128, 256, 512]
+    assert model.anchor_ratios == (0.5, 1.0, 2.0) and model.num_anchors == 9
+    assert (model.pos_iou, model.neg_iou) == (0.7, 0.3)
+    assert (model.anchors_per_image, model.positive_fraction) == (256, 0.5)
+    assert model.top_n(True) == (12000, 2000) and model.top_n(False) == (6000, 1000)
+    assert (train.optimizer, train.momentum, train.wd, train.lr_schedule) == (
+        "sgd", 0.9, 5e-4, "step")
+    assert rpn.config.PRESET_PRETRAINED == {"faster-rcnn": "imagenet"}
+    # a size keeps the preset's 600:1000
+    assert resolve_config("faster-rcnn", size=300).model.max_size == 500
+
+
+def test_the_default_preset_and_the_defaults_of_earlier_settings_are_unchanged():
+    default = PRESETS["default"]
+    assert default.model.backbone == "resnet18_v2" and default.model.anchors_per_image is None
+    assert default.train.lr_schedule == "cosine" and default.model.neg_pos_ratio == 3
+    assert ModelSettings().backbone == "resnet18_v2"
+
+
+def test_a_run_saved_before_0_3_0_loads_as_resnet18_v2_with_the_ratio_rule():
+    flat = PRESETS["default"].to_dict()
+    for name in ("backbone", "anchors_per_image", "positive_fraction"):
+        del flat[name]
+    config = RunConfig.from_dict(flat)
+    assert config.model.backbone == "resnet18_v2"
+    assert config.model.anchors_per_image is None and config.model.positive_fraction == 0.5
+
+
+def test_resolve_config_takes_a_backbone_and_the_cli_offers_every_preset():
+    from rpn.cli import PRESET_NAMES
+    assert resolve_config("default", backbone="mobilenetv2_0.5").model.backbone == \
+        "mobilenetv2_0.5"
+    assert resolve_config("faster-rcnn").model.backbone == "resnet50_v1"
+    assert sorted(PRESET_NAMES) == sorted(PRESETS)
+    with pytest.raises(SettingsError, match="setting backbone: got 'vgg16'"):
+        resolve_config("default", backbone="vgg16")
+    assert PRESETS["default"].replace(anchors_per_image=256.0).model.anchors_per_image == 256

@@ -340,10 +340,21 @@ def test_without_validation_nothing_is_read_from_the_device(monkeypatch):
     assert len(calls) == 1
 
 
+#: The sampling rules the two paths must agree on: neg_pos_ratio's, and
+#: Faster R-CNN's (anchors_per_image, positive_fraction) at quotas that bind
+#: and that do not.
+RULES = [dict(), dict(anchors_per_image=16, positive_fraction=0.5),
+         dict(anchors_per_image=6, positive_fraction=0.25),
+         dict(anchors_per_image=40, positive_fraction=1.0),
+         dict(anchors_per_image=5, positive_fraction=0.0)]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: str(r.get("anchors_per_image")))
 @pytest.mark.parametrize("seed", range(12))
-def test_the_host_and_device_paths_give_identical_labels(seed):
+def test_the_host_and_device_paths_give_identical_labels(seed, rule):
     """CPU inputs are matched with NumPy by default; the device path (what
-    a GPU runs) must give the same labels, offsets and random draws."""
+    a GPU runs) must give the same labels, offsets and random draws, under
+    either sampling rule."""
     rng = onp.random.default_rng(900 + seed)
     gt, anchors = random_case(rng, batch=4, anchors=80)
     if seed % 2 and gt[0, 0, 0] >= 0:
@@ -353,8 +364,90 @@ def test_the_host_and_device_paths_give_identical_labels(seed):
     for method in ("host", "device"):
         mx.random.seed(seed)
         results.append([a.asnumpy() for a in rpn.label_anchors(
-            np.array(gt), np.array(anchors.T), 0.7, 0.3, 3, valid=valid, method=method)])
+            np.array(gt), np.array(anchors.T), 0.3 if rule else 0.7, 0.2 if rule else 0.3, 3,
+            valid=valid, method=method, **rule)])
     onp.testing.assert_array_equal(results[0][0], results[1][0])
     onp.testing.assert_array_equal(results[0][1], results[1][1])
     with pytest.raises(ValueError, match="method"):
         rpn.label_anchors(np.array(gt), np.array(anchors.T), 0.7, 0.3, 3, method="gpu")
+
+
+def test_host_and_device_agree_on_many_positives_and_ties_of_the_quota():
+    """Images with more positives than the quota (low thresholds), where
+    the random choice decides, give the same labels on both paths."""
+    anchors = rpn.generate_anchors(8, 8, [0.3, 0.5, 0.7], [0.5, 1, 2], product=True)
+    gt = np.array([[[0, 0.1, 0.1, 0.7, 0.8], [1, 0.3, 0.2, 0.9, 0.9]],
+                   [[0, 0.0, 0.0, 1.0, 1.0], [-1, 0, 0, 0, 0]]])
+    for seed in range(5):
+        results = []
+        for method in ("host", "device"):
+            mx.random.seed(seed)
+            results.append(rpn.label_anchors(gt, anchors, 0.3, 0.1, None, method=method,
+                                             anchors_per_image=32,
+                                             positive_fraction=0.25)[0].asnumpy())
+        onp.testing.assert_array_equal(results[0], results[1])
+        assert ((results[0] > 0).sum(axis=1) == 8).all()       # the quota binds
+
+
+@pytest.mark.parametrize("total, fraction", [(8, 0.5), (20, 0.25), (12, 1.0), (6, 0.0),
+                                             (400, 0.5)])
+@pytest.mark.parametrize("seed", range(8))
+def test_faster_rcnn_sampling_matches_brute_force(seed, total, fraction):
+    """Faster R-CNN's sample against the rule written per image: at most
+    int(total * fraction) positives, each a true positive with its class
+    and offsets; the rest of ``total`` negatives, each a true candidate;
+    everything else ignored."""
+    rng = onp.random.default_rng(1300 + seed)
+    gt, anchors = random_case(rng, batch=3, anchors=150)
+    labels, offsets = rpn.label_anchors(np.array(gt), np.array(anchors.T), 0.4, 0.3, 3,
+                                        anchors_per_image=total, positive_fraction=fraction)
+    labels, offsets = labels.asnumpy(), offsets.asnumpy()
+    for b in range(gt.shape[0]):
+        want, candidates, want_offsets = ref_label_image(gt[b], anchors, 0.4, 0.3)
+        positives = want > 0
+        kept = labels[b] > 0
+        negatives = labels[b] == rpn.NEGATIVE
+        assert not (kept & ~positives).any() and not (negatives & ~candidates).any()
+        onp.testing.assert_array_equal(labels[b][kept], want[kept])
+        onp.testing.assert_allclose(offsets[b][kept], want_offsets[kept], rtol=1e-4,
+                                    atol=1e-4)
+        assert (offsets[b][~kept] == 0).all()
+        assert kept.sum() == min(positives.sum(), int(total * fraction))
+        assert negatives.sum() == min(candidates.sum(), total - kept.sum())
+        assert ((labels[b] == rpn.IGNORE) == (~kept & ~negatives)).all()
+
+
+def test_faster_rcnn_sampling_is_random_and_follows_the_seed():
+    """Every positive and every candidate is drawn sometimes (not the first
+    ones always), and a seed repeats the draw."""
+    anchors = rpn.generate_anchors(4, 4, [0.4, 0.6], [0.5, 1, 2], product=True)
+    gt = np.array([[[0, 0.1, 0.1, 0.8, 0.9]]])
+    counts, draws = 0, []
+    for seed in range(200):
+        mx.random.seed(seed)
+        labels = rpn.label_anchors(gt, anchors, 0.4, 0.3, None, anchors_per_image=6,
+                                   positive_fraction=0.5)[0].asnumpy()[0]
+        counts = counts + (labels >= 0)
+        draws.append(labels)
+    every = rpn.label_anchors(gt, anchors, 0.4, 0.3, None)[0].asnumpy()[0]
+    assert (every > 0).sum() > 3 and (every == 0).sum() > 3     # both quotas bind
+    assert (counts[every >= 0] > 0).all()           # each positive and candidate drawn
+    assert (counts[every < 0] == 0).all()
+    mx.random.seed(7)
+    again = rpn.label_anchors(gt, anchors, 0.4, 0.3, None, anchors_per_image=6,
+                              positive_fraction=0.5)[0].asnumpy()[0]
+    onp.testing.assert_array_equal(again, draws[7])
+    assert any((d != draws[0]).any() for d in draws[1:])
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(anchors_per_image=0), "anchors_per_image"),
+    (dict(anchors_per_image=2.5), "anchors_per_image"),
+    (dict(anchors_per_image=True), "anchors_per_image"),
+    (dict(anchors_per_image=8, positive_fraction=1.5), "positive_fraction"),
+    (dict(anchors_per_image=8, positive_fraction=float("nan")), "positive_fraction"),
+])
+def test_bad_sampling_settings_are_rejected(kwargs, words):
+    anchors = rpn.generate_anchors(2, 2, [0.5], [1])
+    with pytest.raises(ValueError, match=words + ".*got"):
+        rpn.rpn_targets(np.array([[[0, 0.1, 0.1, 0.4, 0.4]]]), anchors, **kwargs)

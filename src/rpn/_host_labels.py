@@ -52,10 +52,12 @@ def check_values_host(gt, corners):
 
 
 def match_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, valid, crowd_ioa,
-                  validate):
-    """The matching of :func:`rpn.label_anchors` for CPU inputs. Returns
-    host arrays: ``positive`` and ``negative`` (B, N) bool, ``matched``
-    (B, N, 5) each anchor's best object row, ``corners`` (N, 4)."""
+                  validate, *, balanced=None):
+    """The matching of :func:`rpn.label_anchors` for CPU inputs, and its
+    sample (``balanced``: ``(anchors_per_image, positive_fraction)`` of
+    Faster R-CNN's, or ``None`` for ``neg_pos_ratio``'s). Returns host
+    arrays: ``positive`` and ``negative`` (B, N) bool (the sampled ones),
+    ``matched`` (B, N, 5) each anchor's best object row, ``corners`` (N, 4)."""
     ctx = anchors.ctx
     gt = ground_truth.asnumpy()                                  # (B, G, 5)
     corners = anchors.T.asnumpy()                                # (4, N) -> (N, 4)
@@ -90,21 +92,43 @@ def match_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, valid,
         forced[b] = (ious >= top).any(axis=1)
     positive = (best_iou > pos_iou) | forced                     # (B, N)
     candidates = (best_iou < neg_iou) & ~positive & usable
-    if neg_pos_ratio is None:
+    if balanced is not None:
+        positive, negative = _sample_balanced(positive, candidates, *balanced, ctx)
+    elif neg_pos_ratio is None:
         negative = candidates
     elif neg_pos_ratio == 0:
         negative = onp.zeros_like(candidates)
     else:
-        # the device path's draw and cutoff (its sort, as a partition)
-        keys = np.random.uniform(size=(batch, num), ctx=ctx).asnumpy()
-        keys = keys + onp.float32(2.0) * (1 - candidates.astype("float32"))
-        quota = neg_pos_ratio * onp.maximum(positive.sum(axis=1), 1)
-        last = onp.clip(quota - 1, 0, num - 1).astype("int64")
-        cutoff = onp.array([onp.partition(k, i)[i] for k, i in zip(keys, last)])
-        negative = candidates & (keys <= cutoff[:, None])
+        negative = _keep_at_random(candidates,
+                                   neg_pos_ratio * onp.maximum(positive.sum(axis=1), 1), ctx)
     # (B * G, 5) rows taken at b * G + best_obj[b, n] -> (B, N, 5)
     matched = gt.reshape(-1, 5)[best_obj + onp.arange(batch)[:, None] * gt.shape[1]]
     return positive, negative, matched, corners
+
+
+def _keep_at_random(mask, quota, ctx):
+    """:func:`rpn.targets._keep_at_random` on host arrays: the device path's
+    draw (MXNet's generator on ``ctx``) and cutoff (its sort, as a
+    partition). ``mask`` (B, N) bool, ``quota`` (B,); returns (B, N) bool."""
+    num = mask.shape[1]
+    keys = np.random.uniform(size=mask.shape, ctx=ctx).asnumpy()
+    keys = keys + onp.float32(2.0) * (1 - mask.astype("float32"))
+    last = onp.clip(quota - 1, 0, num - 1).astype("int64")
+    cutoff = onp.array([onp.partition(k, i)[i] for k, i in zip(keys, last)])
+    cutoff = onp.where(quota > 0, cutoff, onp.float32(-1.0))       # a quota of 0: none
+    return mask & (keys <= cutoff[:, None])
+
+
+def _sample_balanced(positive, candidates, anchors_per_image, positive_fraction, ctx):
+    """:func:`rpn.targets._sample_balanced` on host arrays, with the same
+    draws in the same order (positives, then negatives)."""
+    most = int(anchors_per_image * positive_fraction)
+    if most == 0:
+        positive = onp.zeros_like(positive)
+    else:
+        positive = _keep_at_random(positive, onp.full(len(positive), most), ctx)
+    return positive, _keep_at_random(candidates, anchors_per_image - positive.sum(axis=1),
+                                      ctx)
 
 
 def encode_host(corners, targets, weights, ctx):

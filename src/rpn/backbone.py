@@ -2,74 +2,103 @@
 
 Chapter section "Model" (``detection_backbone``). Faster R-CNN used VGG-16
 (:cite:`Ren.He.Girshick.ea.2015`); the chapter uses the more modern ResNet-18
-v2 from Gluon's model zoo.
+v2 from Gluon's model zoo, and so does the package by default. Beside it,
+the ResNets v1 and v2 of 18, 34, 50 and 101 layers and MobileNet v2 at four
+widths (:data:`rpn.settings.BACKBONES`, named as the zoo names them), each
+cut at a stride of 8, 16 or 32, with ImageNet weights from
+:mod:`rpn.pretrained` when asked.
 
 Shape glossary: ``B`` images, images ``(B, 3, h, w)``, features
-``(B, C, h / stride, w / stride)``.
+``(B, C, h / stride, w / stride)``; ``C`` depends on the network and the
+stride (:func:`feature_channels`).
 """
-import os
-
-from mxnet import base, init
+from mxnet import init
 from mxnet.gluon import nn
-from mxnet.gluon.model_zoo import model_store, vision
+from mxnet.gluon.model_zoo import vision
+from mxnet.gluon.model_zoo.vision.mobilenet import RELU6, LinearBottleneck
 
 from ._guards import EmptyBatchSafe
+from .pretrained import (DEFAULT_BACKBONE, download_pretrained, load_weights,
+                         pretrained_file_name, weights_path)
+from .settings import BACKBONES
 
-__all__ = ["detection_backbone", "download_pretrained", "pretrained_file_name"]
+__all__ = ["detection_backbone", "download_pretrained", "pretrained_file_name",
+           "feature_channels", "zoo_network", "BACKBONES"]
 
-_MODEL = "resnet18_v2"
-# resnet18_v2's features: 0 BatchNorm, 1 Conv, 2 BatchNorm, 3 ReLU, 4 MaxPool,
-# 5-8 stages 1-4 (strides 4, 8, 16, 32), 9 BatchNorm, 10 ReLU, 11 global
-# average pooling, 12 Flatten. A stride's last layer (exclusive end):
-_STAGE_END = {8: 7, 16: 8}
+# Where each family's ``features`` reach a stride (exclusive ends).
+# resnet*_v1: 0 Conv, 1 BatchNorm, 2 ReLU, 3 MaxPool, 4-7 stages 1-4 (strides
+#   4, 8, 16, 32), 8 global pooling.
+# resnet*_v2: 0 BatchNorm, 1 Conv, 2 BatchNorm, 3 ReLU, 4 MaxPool, 5-8 stages
+#   1-4, 9 BatchNorm, 10 ReLU, 11 global pooling, 12 Flatten.
+# mobilenetv2_*: 0 Conv (stride 2), 1 BatchNorm, 2 ReLU6, 3-19 the 17 linear
+#   bottlenecks (those at 4, 6, 9 and 16 halve the map: strides 4, 8, 16,
+#   32), 20 Conv 1x1, 21 BatchNorm, 22 ReLU6, 23 global pooling.
+# Stride 32 keeps everything but the pooling (the chapter's cut).
+_ENDS = {"v1": {8: 6, 16: 7, 32: 8}, "v2": {8: 7, 16: 8, 32: 11},
+         "mobilenetv2": {8: 9, 16: 16, 32: 23}}
+# resnet18_v2's, as before the other networks existed
+_STAGE_END = _ENDS["v2"]
 
-
-def _default_root():
-    return os.path.join(base.data_dir(), "models")
-
-
-def pretrained_file_name():
-    """The file name of ResNet-18 v2's ImageNet weights in MXNet's model store."""
-    return f"{_MODEL}-{model_store.short_hash(_MODEL)}.params"
-
-
-def download_pretrained(root=None):
-    """Download ResNet-18 v2's ImageNet weights into MXNet's model store
-    (``root``, default ``~/.mxnet/models``, or ``$MXNET_HOME/models``) unless
-    they are there, and return the file's path."""
-    root = os.path.expanduser(root or _default_root())
-    try:
-        return model_store.get_model_file(_MODEL, root=root)
-    except Exception as error:  # the model store raises many kinds
-        file_name = pretrained_file_name()
-        raise RuntimeError(
-            f"could not download the ImageNet weights of {_MODEL} into {root}: {error}. "
-            f"Put the file {file_name} (from MXNet's model store, e.g. "
-            f"{model_store.apache_repo_url}gluon/models/{file_name[:-7]}.zip, unzipped) "
-            f"into {root}, or pass its path") from error
+# the channels of each network's features at each stride
+_CHANNELS = {
+    **{f"resnet{d}_{v}": {8: 128, 16: 256, 32: 512} for d in (18, 34) for v in ("v1", "v2")},
+    **{f"resnet{d}_{v}": {8: 512, 16: 1024, 32: 2048} for d in (50, 101)
+       for v in ("v1", "v2")},
+    **{f"mobilenetv2_{w}": {8: int(32 * float(w)), 16: int(96 * float(w)),
+                            32: 1280} for w in ("1.0", "0.75", "0.5", "0.25")}}
 
 
-def _pretrained_resnet(root):
-    """ResNet-18 v2 with ImageNet weights from ``root``: a ``.params`` file,
-    or a folder holding the model store's file. ``None``: MXNet's model
-    store, downloading the file when it is absent (an explicit request).
-    A path that does not exist is an error naming it: nothing is created
-    or downloaded there."""
-    net = vision.resnet18_v2()
-    if root is None:
-        path = download_pretrained()
-    else:
-        root = os.path.expanduser(os.fspath(root))
-        path = root if os.path.isfile(root) else os.path.join(root, pretrained_file_name())
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"no ImageNet weights at {root}: expected a .params file, or a folder "
-                f"holding {pretrained_file_name()} (download them with --pretrained "
-                "imagenet, or rpn.download_pretrained())")
-    try:
-        net.load_parameters(path)
-    except Exception as error:  # MXNet raises several kinds for a wrong file
-        raise ValueError(f"{path} does not hold the weights of {_MODEL}: {error}") from None
+def _family(name):
+    if name not in BACKBONES:
+        raise ValueError(f"backbone {name!r}: expected one of {', '.join(BACKBONES)}")
+    return "mobilenetv2" if name.startswith("mobilenetv2") else name.rsplit("_", 1)[1]
+
+
+def feature_channels(name=DEFAULT_BACKBONE, stride=32):
+    """The channels ``C`` of the features of backbone ``name`` at ``stride``
+    (without ``top_down``, whose features have 128)."""
+    _family(name)
+    return _CHANNELS[name][stride]
+
+
+class _ReLU6(RELU6):
+    """The zoo's ReLU6 in NumPy mode too (MXNet 1.9.1's calls a legacy
+    operator, which refuses NumPy arrays)."""
+
+    def hybrid_forward(self, F, x):
+        return F.np.clip(x, 0, 6)
+
+
+class _Bottleneck(LinearBottleneck):
+    """The zoo's linear bottleneck in NumPy mode too (its shortcut is a
+    legacy ``elemwise_add``). The same layers and parameters."""
+
+    def hybrid_forward(self, F, x):
+        out = self.out(x)
+        return out + x if self.use_shortcut else out
+
+
+def _numpy_mode(net):
+    """Make a zoo MobileNet v2 run on NumPy arrays: its ReLU6 and bottleneck
+    blocks become the subclasses above (no parameter changes)."""
+    stack = [net]
+    while stack:
+        block = stack.pop()
+        if type(block) is RELU6:
+            block.__class__ = _ReLU6
+        elif type(block) is LinearBottleneck:
+            block.__class__ = _Bottleneck
+        stack.extend(block._children.values())
+    return net
+
+
+def zoo_network(name, pretrained=False, root=None):
+    """The whole zoo network ``name`` (NumPy mode), with ImageNet weights
+    from ``root`` (see :func:`rpn.pretrained.weights_path`) when
+    ``pretrained``."""
+    net = _numpy_mode(vision.get_model(name))
+    if pretrained:
+        load_weights(net, weights_path(root, name), name)
     return net
 
 
@@ -81,8 +110,9 @@ class _Features(EmptyBatchSafe, nn.HybridSequential):
 class _TopDown(EmptyBatchSafe, nn.HybridBlock):
     """A stride-8 map enriched by the stride-16 stage above it, as one level
     of a feature pyramid (Lin et al., 2017): ``lateral(C3) + up2(top(C4))``,
-    then a 3x3 convolution. ``bottom``: images -> C3 (B, 128, h/8, w/8);
-    ``stage``: C3 -> C4 (B, 256, h/16, w/16)."""
+    then a 3x3 convolution. ``bottom``: images -> C3 (B, C3, h/8, w/8)
+    (ResNet-18 v2: 128 channels); ``stage``: C3 -> C4 (B, C4, h/16, w/16)
+    (256). Returns (B, channels, h/8, w/8)."""
 
     def __init__(self, bottom, stage, channels=128, **kwargs):
         super().__init__(**kwargs)
@@ -97,8 +127,8 @@ class _TopDown(EmptyBatchSafe, nn.HybridBlock):
             self.smooth = nn.Conv2D(channels, kernel_size=3, padding=1, activation="relu")
 
     def hybrid_forward(self, F, X):
-        c3 = self.bottom(X)                                   # (B, 128, h/8, w/8)
-        c4 = self.stage(c3)                                   # (B, 256, h/16, w/16)
+        c3 = self.bottom(X)                                   # (B, C3, h/8, w/8)
+        c4 = self.stage(c3)                                   # (B, C4, h/16, w/16)
         top = self.top(self.c4_out(c4))                       # (B, C, h/16, w/16)
         # nearest-neighbour x2: (B, C, h/16, w/16) -> (B, C, h/8, w/8), which
         # meets C3 when h and w are multiples of 16
@@ -106,30 +136,41 @@ class _TopDown(EmptyBatchSafe, nn.HybridBlock):
         return self.smooth(self.lateral(self.c3_out(c3)) + top)
 
 
-def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False):
-    """ResNet-18 v2 without its last two layers (global pooling, flatten).
+def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False,
+                       name=DEFAULT_BACKBONE):
+    """A zoo network ``name`` (default ResNet-18 v2, the chapter's) cut
+    where its features reach ``stride``, without its global pooling.
 
-    ``stride=32`` (the chapter's): 512 channels, a 256 x 256 image gives an
-    8 x 8 map. ``stride=16`` stops after stage 3 (256 channels, 16 x 16 for
-    256 x 256), Faster R-CNN's VGG-16 stride; ``stride=8`` after stage 2
-    (128 channels). A finer map places anchors more densely and is cheaper
-    to compute, at a smaller receptive field; a BatchNorm and ReLU of its
-    own close a truncated network, as ResNet v2 units are pre-activation.
+    ResNet-18 v2 with ``stride=32`` (the chapter's) keeps everything but
+    the last two layers (global pooling, flatten): 512 channels, a 256 x 256
+    image gives an 8 x 8 map. ``stride=16`` stops after stage 3 (256
+    channels, 16 x 16 for 256 x 256), Faster R-CNN's VGG-16 stride;
+    ``stride=8`` after stage 2 (128 channels). A finer map places anchors
+    more densely and is cheaper to compute, at a smaller receptive field; a
+    BatchNorm and ReLU of its own close a truncated ResNet v2, as its units
+    are pre-activation (v1 units and MobileNet v2's bottlenecks end
+    complete). ``name`` (:data:`rpn.settings.BACKBONES`) picks another
+    network: ``resnet{18,34,50,101}_v{1,2}`` (stages 2, 3 and 4 end at
+    strides 8, 16 and 32; ResNet-50 and 101 have 512, 1024 and 2048
+    channels there) or ``mobilenetv2_{1.0,0.75,0.5,0.25}`` (32, 96 and 1280
+    channels at width 1.0); :func:`feature_channels` gives them.
 
-    ``pretrained=True`` loads ImageNet weights from ``root`` (a ``.params``
-    file, or a folder holding the model store's file; a path that does not
-    exist is a ``FileNotFoundError`` naming it), or, with ``root=None``,
-    from MXNet's model store (``~/.mxnet/models``), downloading them there
-    when absent (a ``RuntimeError`` says where to put the file when that
-    fails). The chapter trains from scratch, so ``False``
-    is the default; the network is then initialised (Xavier, current
-    context) so that it runs at once, as the chapter's pretrained one does
-    before its ``initialize(..., force_reinit=True)``.
+    ``pretrained=True`` loads that network's ImageNet weights from ``root``
+    (a ``.params`` file, or a folder holding the model store's file; a path
+    that does not exist is a ``FileNotFoundError`` naming it; another
+    network's weights a :class:`rpn.pretrained.WeightsMismatchError` naming
+    the file and what it holds), or, with ``root=None``, from MXNet's model
+    store (``~/.mxnet/models``), downloading them there when absent (a
+    ``RuntimeError`` says where to put the file when that fails). The
+    chapter trains from scratch, so ``False`` is the default; the network is
+    then initialised (Xavier, current context) so that it runs at once, as
+    the chapter's pretrained one does before its ``initialize(...,
+    force_reinit=True)``.
 
-    ``top_down=True`` (``stride=8`` only) adds stage 3 and a top-down path,
-    as one level of a feature pyramid network: the stride-8 map gets the
-    larger receptive field and the semantics of stride 16 (128 channels).
-    Image sides must then be multiples of 16.
+    ``top_down=True`` (``stride=8`` only) adds the stride-16 part and a
+    top-down path, as one level of a feature pyramid network: the stride-8
+    map gets the larger receptive field and the semantics of stride 16
+    (128 channels). Image sides must then be multiples of 16.
 
     Returns a ``HybridBlock``; images ``(B, 3, h, w)`` -> features ``(B, C,
     h / stride, w / stride)``.
@@ -138,26 +179,34 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
         raise ValueError(f"stride must be 8, 16 or 32, got {stride}")
     if top_down and stride != 8:
         raise ValueError(f"top_down needs stride=8, got stride={stride}")
-    net = _pretrained_resnet(root) if pretrained else vision.resnet18_v2()
+    family = _family(name)
+    ends = _ENDS[family]
+    net = zoo_network(name, pretrained, root)
     added = []      # blocks of this package's, which ImageNet weights do not cover
     if top_down:
         bottom = _Features(prefix="bottom_")
-        bottom.add(*net.features[:_STAGE_END[8]])
-        features = _TopDown(bottom, net.features[_STAGE_END[8]], prefix="topdown_")
+        bottom.add(*net.features[:ends[8]])
+        if family == "mobilenetv2":      # several bottlenecks from stride 8 to 16
+            stage = _Features(prefix="stage_")
+            stage.add(*net.features[ends[8]:ends[16]])
+        else:                            # one ResNet stage
+            stage = net.features[ends[8]]
+        features = _TopDown(bottom, stage, prefix="topdown_")
         added = [features.c3_out, features.c4_out, features.lateral, features.top,
                  features.smooth]
-    elif stride == 32:
+    elif family == "v2" and stride == 32:
         features = _Features(prefix=net.features.prefix)
         with features.name_scope():
-            features.add(*list(net.features._children.values())[:-2])
+            features.add(*list(net.features._children.values())[:ends[32]])
     else:
         features = _Features(prefix=f"stride{stride}_")
-        features.add(*net.features[:_STAGE_END[stride]])
-        with features.name_scope():
-            closing = nn.HybridSequential()
-            closing.add(nn.BatchNorm(), nn.Activation("relu"))
-        features.add(closing)
-        added = [closing]
+        features.add(*net.features[:ends[stride]])
+        if family == "v2":
+            with features.name_scope():
+                closing = nn.HybridSequential()
+                closing.add(nn.BatchNorm(), nn.Activation("relu"))
+            features.add(closing)
+            added = [closing]
     if pretrained:
         for block in added:
             block.initialize()

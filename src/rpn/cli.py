@@ -75,21 +75,18 @@ def _out(result):
 
 def cmd_train(args):
     from .fit import FINAL_KEYS, fit
-    pretrained = args.pretrained
-    if pretrained == "imagenet":
-        from .backbone import download_pretrained
-        pretrained = download_pretrained()
     if args.val_images and not args.val_data:
         raise UsageError("--val-images needs --val-data (the COCO file it holds the images of)")
     final = fit(args.data, args.out, preset=args.preset, classes=_classes(args.classes),
                 images=args.images, val_data=args.val_data, val_images=args.val_images,
                 ctx=parse_ctx(args.ctx), epochs=args.epochs,
                 batch_size=args.batch_size, size=args.size, max_size=args.max_size,
-                lr=args.lr, settings=_settings(args.set), pretrained=pretrained,
+                lr=args.lr, backbone=args.backbone, settings=_settings(args.set),
+                pretrained=args.pretrained,
                 resume=args.resume, kvstore=args.kvstore, seed=args.seed,
                 num_workers=args.workers, skip_bad=args.skip_bad,
                 eval_every=args.eval_every, hybridize=not args.no_hybridize,
-                quiet=args.quiet)
+                quiet=args.quiet, amp=args.amp)
     if final is not None:
         _out({k: final[k] for k in FINAL_KEYS if k in final})
     return 0
@@ -163,11 +160,23 @@ def cmd_export(args):
 
 def cmd_env(args):
     from .env import main as env_main
-    return env_main((["--check"] if args.check else []) + (["--json"] if args.json else []))
+    argv = [flag for flag, on in (("--check", args.check), ("--json", args.json),
+                                  ("--amp", args.amp)) if on]
+    for option, value in (("--backbone", args.backbone), ("--preset", args.preset)):
+        if value is not None:
+            argv += [option, value]
+    try:
+        return env_main(argv)
+    except SystemExit as error:          # argparse's own refusal, already printed
+        return error.code
 
 
 def _classes(text):
     return tuple(c.strip() for c in text.split(",") if c.strip()) if text else None
+
+
+#: The presets ``--preset`` takes (:data:`rpn.config.PRESETS`).
+PRESET_NAMES = ("default", "chapter", "faster-rcnn")
 
 
 def build_parser():
@@ -201,7 +210,10 @@ def build_parser():
     train.add_argument("--val-data", help="validation data of its own (any form --data "
                        "takes; default: the val split of --data, or 20%% of one file)")
     train.add_argument("--val-images", help="the image folder of a --val-data COCO .json file")
-    train.add_argument("--preset", choices=("default", "chapter"), default="default")
+    train.add_argument("--preset", choices=PRESET_NAMES, default="default")
+    train.add_argument("--backbone", metavar="NAME", help="the backbone network, as Gluon's "
+                       "model zoo names it (default: the preset's; docs/settings.md lists "
+                       "them): resnet18_v1 ... resnet101_v2, mobilenetv2_1.0 ...")
     train.add_argument("--epochs", type=_positive, help="exactly this many epochs "
                        "(default: the preset's, raised to reach its min_steps)")
     train.add_argument("--batch-size", type=_positive)
@@ -210,9 +222,12 @@ def build_parser():
     train.add_argument("--lr", type=float, help="learning rate of both parts")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="any setting of rpn.config.RunConfig (JSON value; docs/settings.md)")
-    train.add_argument("--pretrained", metavar="PATH|imagenet",
-                       help="ImageNet weights of resnet18_v2: a .params file or model-store "
-                       "folder, or 'imagenet' to download them into MXNet's model store")
+    train.add_argument("--pretrained", metavar="PATH|imagenet|none",
+                       help="ImageNet weights of the backbone: a .params file or model-store "
+                       "folder, 'imagenet' (MXNet's model store, downloaded when absent) or "
+                       "'none' (default: the preset's; imagenet for faster-rcnn)")
+    train.add_argument("--amp", action="store_true",
+                       help="mixed precision: train in float16 on GPUs (mxnet.contrib.amp)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--kvstore", help="local, device, dist_sync, dist_device_sync, "
                        "dist_async (dist_*: under python -m rpn.launch)")
@@ -254,6 +269,13 @@ def build_parser():
     env.add_argument("--check", action="store_true",
                      help="train and propose on every visible device, with timings")
     env.add_argument("--json", action="store_true", help="print one JSON object")
+    env.add_argument("--backbone", metavar="NAMES", help="with --check: the backbones to "
+                     "time, comma-separated, or 'all' (default: the preset's on the CPU, "
+                     "every one on a GPU)")
+    env.add_argument("--preset", choices=PRESET_NAMES, help="with --check: the settings "
+                     "of the timed model (default: default)")
+    env.add_argument("--amp", action="store_true",
+                     help="with --check: also a float16 step on each GPU")
     env.set_defaults(func=cmd_env)
     return parser
 

@@ -7,11 +7,14 @@ recall's ``ks``, the classes). On the command line and in ``config.json``
 the settings are one flat namespace (``--set stride=8``, ``--set
 batch_size=8``): :meth:`RunConfig.replace` sends each name to its group.
 
-Two presets: ``chapter`` (the chapter's settings: 256 x 256, batch 32,
-stride 32, its 5 anchors a pixel, SGD at 0.5 for both parts, 5 epochs) and
+Three presets: ``chapter`` (the chapter's settings: 256 x 256, batch 32,
+stride 32, its 5 anchors a pixel, SGD at 0.5 for both parts, 5 epochs),
 ``default`` (the command line's, tuned for proposal recall within minutes
-on a CPU; ``docs/tuning.md`` gives the measurements behind each choice).
-This module builds nothing: it imports only :mod:`rpn.settings`.
+on a CPU; ``docs/tuning.md`` gives the measurements behind each choice) and
+``faster-rcnn`` (the paper's settings for a GPU: shorter side 600, ResNet-50
+v1 at stride 16 with ImageNet weights, 9 anchors a pixel, 256 anchors an
+image, SGD). This module builds nothing: it imports only
+:mod:`rpn.settings`.
 """
 import dataclasses
 import json
@@ -20,8 +23,8 @@ from dataclasses import dataclass, field, fields
 from .settings import (ModelSettings, Settings, SettingsError, _Rule, choice, flag,
                        integer, number, setting, unit)
 
-__all__ = ["RunConfig", "TrainSettings", "PRESETS", "ConfigError", "DEFAULT_KS",
-           "resolve_config"]
+__all__ = ["RunConfig", "TrainSettings", "PRESETS", "PRESET_PRETRAINED", "ConfigError",
+           "DEFAULT_KS", "resolve_config"]
 
 #: A setting with a value it cannot take (the message names it).
 ConfigError = SettingsError
@@ -41,7 +44,7 @@ class TrainSettings(Settings):
     output_lr: float = setting(0.5, number(0))
     momentum: float = setting(0.0, unit())
     wd: float = setting(1e-4, number(0))
-    lr_schedule: str = setting("constant", choice("constant", "cosine"))
+    lr_schedule: str = setting("constant", choice("constant", "cosine", "step"))
     warmup_steps: int = setting(0, integer(0))
     augment: bool = setting(True, flag())
     crop_prob: float = setting(0.5, unit(), since="0.3.0")
@@ -155,22 +158,45 @@ PRESETS = {
         head_channels=128, pos_iou=0.5, neg_iou=0.3, neg_pos_ratio=3, lambd=1.0,
         optimizer="adam", backbone_lr=0.002, output_lr=0.002, wd=1e-4,
         lr_schedule="cosine", warmup_steps=20),
+    # Ren et al. 2015 (3.1.3, 3.3, 4.1): shorter side 600, anchors of 128,
+    # 256 and 512 pixels at ratios 1:2, 1:1, 2:1, 256 anchors an image with
+    # at most half positive, IoU 0.7/0.3, 12,000/2,000 proposals before and
+    # after NMS in training and 6,000/1,000 in testing, SGD (momentum 0.9,
+    # weight decay 0.0005) at 0.001 an image, a tenth of it for the last
+    # quarter (their 60k + 20k steps), 80,000 images (their 80k one-image
+    # steps: 5 epochs of VOC 07+12). ResNet-50 v1 at stride 16, its stage 3
+    # (C4), as the ResNet Faster R-CNN of He et al. 2016; its ImageNet
+    # weights come with the preset (PRESET_PRETRAINED).
+    "faster-rcnn": RunConfig().replace(
+        resize="keep_ratio", size=600, max_size=1000, batch_size=4, epochs=5,
+        min_steps=20000, backbone="resnet50_v1", stride=16, top_down=False,
+        anchor_sizes=(128 / 600, 256 / 600, 512 / 600), anchor_ratios=(0.5, 1.0, 2.0),
+        anchor_product=True, head_channels=512, pos_iou=0.7, neg_iou=0.3,
+        anchors_per_image=256, positive_fraction=0.5, pre_nms_top_n_train=12000,
+        post_nms_top_n_train=2000, pre_nms_top_n_test=6000, post_nms_top_n_test=1000,
+        nms_threshold=0.7, lambd=1.0, optimizer="sgd", backbone_lr=0.004,
+        output_lr=0.004, momentum=0.9, wd=5e-4, lr_schedule="step", warmup_steps=0),
 }
+
+#: The ImageNet weights a preset trains from unless told otherwise
+#: (``pretrained``: ``"imagenet"``, MXNet's model store; absent: none).
+PRESET_PRETRAINED = {"faster-rcnn": "imagenet"}
 
 
 def resolve_config(preset="default", *, epochs=None, batch_size=None, size=None,
-                   max_size=None, lr=None, settings=None):
+                   max_size=None, lr=None, backbone=None, settings=None):
     """A preset with explicit changes: ``epochs`` (then exactly that many:
     ``min_steps`` applies only when ``epochs`` is not given), ``batch_size``,
-    ``size``, ``max_size``, ``lr`` (both parts), and ``settings`` (a dict of
-    any other setting, flat names). A ``size`` without ``max_size`` keeps
-    the preset's aspect limit."""
+    ``size``, ``max_size``, ``lr`` (both parts), ``backbone`` (a name of
+    :data:`rpn.settings.BACKBONES`), and ``settings`` (a dict of any other
+    setting, flat names). A ``size`` without ``max_size`` keeps the preset's
+    aspect limit."""
     if preset not in PRESETS:
         raise ConfigError(f"preset {preset!r}: expected one of {sorted(PRESETS)}")
     base = PRESETS[preset]
     changes = dict(settings or {})
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("size", size),
-                        ("max_size", max_size)):
+                        ("max_size", max_size), ("backbone", backbone)):
         if value is not None:
             changes[name] = value
     if lr is not None:

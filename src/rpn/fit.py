@@ -17,10 +17,13 @@ import mxnet as mx
 from mxnet import autograd
 
 from .batching import as_context_list
-from .config import resolve_config
+from .checkpoint import latest_checkpoint
+from .config import PRESET_PRETRAINED, ConfigError, resolve_config
 from .engine import anchor_metrics, learning_rates, normalised_losses, train_loop
 from .evaluate_model import evaluate_loader
 from .loss import ProposalLoss
+from .mixed_precision import check_contexts
+from .mixed_precision import init as init_amp
 from .model import RegionProposalNetwork
 from .records import CROWD, DataError
 from .resume_check import check_resume
@@ -99,6 +102,40 @@ def _open_validation(val_data, val_images, config, classes, skip_bad, seed, work
                        what=f"{split} images of {val_data}"), split
 
 
+def _has_checkpoint(folder):
+    """Whether ``folder`` has a whole checkpoint and a ``config.json`` to
+    resume from (a broken one is reported by the resume itself, later)."""
+    try:
+        return (latest_checkpoint(folder.checkpoint_dir, warn=False) is not None
+                and os.path.isfile(folder.file("config.json")))
+    except (OSError, ValueError):
+        return False
+
+
+def _weights(pretrained, preset, backbone, folder, resume):
+    """``(file, recorded)``: the ImageNet weights file the backbone starts
+    from (``None``: Xavier) and what ``config.json`` records of it.
+    ``pretrained``: ``None`` (the preset's: ``imagenet`` for
+    ``faster-rcnn``), ``"none"``, ``"imagenet"`` (MXNet's model store,
+    downloading the file when absent) or a path that must exist. A resume
+    from a checkpoint loads nothing (the checkpoint holds the weights) and
+    keeps the run's record."""
+    if resume and _has_checkpoint(folder):
+        return None, folder.read()[1].get("pretrained")
+    choice = PRESET_PRETRAINED.get(preset) if pretrained is None else pretrained
+    if choice is None or choice == "none":
+        return None, None
+    if choice == "imagenet":
+        from .pretrained import download_pretrained
+        return download_pretrained(name=backbone), "imagenet"
+    if not os.path.exists(choice):
+        raise FileNotFoundError(f"pretrained weights not found: {choice}")
+    from .pretrained import check_weights, weights_path
+    path = weights_path(choice, backbone)
+    check_weights(path, backbone)           # another network's: named before any work
+    return path, os.path.abspath(path)
+
+
 def _absolute(path):
     path = os.fspath(path)
     return path if path == "synthetic" else os.path.abspath(path)
@@ -125,9 +162,9 @@ def _pictures(folder, history, recall, model, loader):
 @releases_run_locks
 def fit(data, out, *, preset="default", classes=None, images=None, val_data=None,
         val_images=None, ctx=None,
-        epochs=None, batch_size=None, size=None, max_size=None, lr=None, settings=None,
-        pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
-        skip_bad=False, eval_every=0, hybridize=True, quiet=False):
+        epochs=None, batch_size=None, size=None, max_size=None, lr=None, backbone=None,
+        settings=None, pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
+        skip_bad=False, eval_every=0, hybridize=True, quiet=False, amp=False):
     """Train a proposal model on ``data`` (see :mod:`rpn.sources`) into the
     run folder ``out``, as ``rpn train`` does, and return its final recall
     (the dict of :meth:`rpn.ProposalRecall.result`, or ``None`` without
@@ -140,8 +177,13 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     ``data`` may be (default: the ``val`` split of ``data``, or a fixed 20%
     of a single annotation file); it must have the training classes, and
     ``rpn evaluate`` on the run defaults to it. ``ctx``: a context
-    or a list (default CPU). ``pretrained``: ImageNet weights for the
-    backbone (a file or model-store folder that must exist). ``resume``:
+    or a list (default CPU). ``backbone``: a network of
+    :data:`rpn.settings.BACKBONES` (default the preset's). ``pretrained``:
+    ImageNet weights for the backbone: ``"imagenet"`` (MXNet's model store,
+    downloading them when absent), a ``.params`` file or model-store folder
+    that must exist, ``"none"``, or ``None`` for the preset's (``imagenet``
+    for ``faster-rcnn``, none otherwise). ``amp``: train in float16 on GPUs
+    (:mod:`rpn.mixed_precision`; CPU contexts are refused). ``resume``:
     continue the run in ``out``. ``kvstore``: see
     :func:`rpn.train_detection` (``dist_*`` under ``python -m
     rpn.launch``). ``skip_bad``: leave out unusable images (listed in one
@@ -151,9 +193,14 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     ctxs = as_context_list(ctx if ctx is not None else mx.cpu())
     explicit_epochs = epochs is not None
     config = resolve_config(preset, epochs=epochs, batch_size=batch_size, size=size,
-                            max_size=max_size, lr=lr, settings=settings)
-    if pretrained is not None and not os.path.exists(pretrained):
-        raise FileNotFoundError(f"pretrained weights not found: {pretrained}")
+                            max_size=max_size, lr=lr, backbone=backbone, settings=settings)
+    if amp:
+        check_contexts(ctxs)
+        if config.model.refine:
+            raise ConfigError("--amp (amp=True): the refinement stage (refine=true) is "
+                              "not supported in float16; leave one of them out")
+    weights, weights_record = _weights(pretrained, preset, config.model.backbone,
+                                       RunFolder(out), resume)
     classes = data_classes(os.fspath(data), images=images, classes=classes,
                            skip_bad=skip_bad)
     config = config.replace(classes=tuple(classes))
@@ -208,14 +255,16 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
          f"images resized to {resize.describe()}")
     # absolute, so that evaluate and propose find the data from any folder
     meta = {"data": _absolute(data), "images": images and _absolute(images), "seed": seed,
-            "classes": list(classes)}
+            "classes": list(classes), "pretrained": weights_record, "amp": bool(amp)}
     if val_data is not None:
         meta.update(val_data=_absolute(val_data), val_images=val_images and _absolute(val_images))
     if rank == 0:
         meta.update(check_resume(folder, config, meta, train_set, val_set, resume))
         folder.write_config(config, **meta)
+    if amp:
+        init_amp()          # before the model is built and traced
     mx.random.seed(seed)
-    net = RegionProposalNetwork.from_settings(config.model, ctxs, pretrained=pretrained)
+    net = RegionProposalNetwork.from_settings(config.model, ctxs, pretrained=weights)
     model = TrainedModel(net, config, classes=classes, source=folder.path, record=meta,
                          ctx=ctxs[0])
     crowd = any((label[:, 0] == CROWD).any() for label in train_set.labels)
@@ -254,7 +303,7 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
             warmup_steps=train.warmup_steps, hybridize=hybridize, kvstore=kvstore,
             callback=progress, checkpoint_dir=folder.checkpoint_dir,  # all read, rank 0 writes
             resume=resume, seed=seed, config=config.to_dict(),
-            epoch_end=recall_at_epoch_end, log_interval=train.log_interval)
+            epoch_end=recall_at_epoch_end, log_interval=train.log_interval, amp=amp)
     finally:
         progress.close()
     if rank > 0:

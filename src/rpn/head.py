@@ -9,6 +9,7 @@ size, ``A`` anchors a pixel, ``N = H * W * A``.
 from mxnet.gluon import nn
 
 from ._guards import EmptyBatchSafe
+from .mixed_precision import float32
 
 __all__ = ["RPNOutput"]
 
@@ -35,7 +36,9 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     hybridized and exported), in the ``channels`` keyword (the chapter's
     128 by default; Faster R-CNN used 256 or 512), in the optional
     ``quality`` output, and in answering a batch of zero feature maps with
-    empty outputs (see :mod:`rpn._guards`).
+    empty outputs (see :mod:`rpn._guards`). Under mixed precision
+    (:mod:`rpn.mixed_precision`) the convolutions run in float16 and the
+    outputs are float32.
     """
 
     def __init__(self, num_anchors=5, *, channels=128, quality=False, **kwargs):
@@ -58,7 +61,7 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
         # (B, 4A, H, W) -> (B, H, W, 4A) -> (B * H * W * A, 4)
         box_preds = box_preds.transpose(0, 2, 3, 1).reshape(-1, 4)
         if not self.quality:
-            return cls_preds, box_preds
+            return float32(cls_preds, box_preds)
         # (B, A, H, W) -> (B, H, W, A) -> (B * H * W * A,)
         quality = self.quality_predictor(Y).transpose(0, 2, 3, 1).reshape(-1)
-        return cls_preds, box_preds, quality
+        return float32(cls_preds, box_preds, quality)

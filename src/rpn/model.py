@@ -36,6 +36,7 @@ from mxnet.gluon import nn
 from .anchors import anchor_shapes, generate_anchors
 from .backbone import detection_backbone
 from .head import RPNOutput
+from .mixed_precision import float32
 from .outputs import Proposals, TrainingOutput
 from .proposal_layer import select_proposals
 from .refine import (BoxRefiner, RefineOutput, refine_targets, refined_boxes, roi_rows,
@@ -47,10 +48,10 @@ __all__ = ["RegionProposalNetwork"]
 
 
 def _feature_size(F, features):
-    """``(h, w)`` of ``features`` (B, C, h, w) as scalars (arrays and graphs)."""
-    h = F.np.ones_like(F.npx.arange_like(features, axis=2)).sum()
-    w = F.np.ones_like(F.npx.arange_like(features, axis=3)).sum()
-    return h, w
+    """``(h, w)`` of ``features`` (B, C, h, w) as scalars (arrays and graphs;
+    float32 also when the features are float16, under mixed precision)."""
+    ys, xs = float32(F.npx.arange_like(features, axis=2), F.npx.arange_like(features, axis=3))
+    return F.np.ones_like(ys).sum(), F.np.ones_like(xs).sum()
 
 
 def _grid_anchors(F, features, shapes, stride):
@@ -59,8 +60,8 @@ def _grid_anchors(F, features, shapes, stride):
     (A, 2) ``[width, height]`` pixels divided by the canvas ``(w * stride,
     h * stride)``. Returns (4, h * w * A), pixel row-major then anchor, as
     :func:`rpn.generate_anchors`. Works on arrays and in a graph."""
-    ys = F.npx.arange_like(features, axis=2)                    # (h,)
-    xs = F.npx.arange_like(features, axis=3)                    # (w,)
+    # (h,) and (w,), float32 also for float16 features (mixed precision)
+    ys, xs = float32(F.npx.arange_like(features, axis=2), F.npx.arange_like(features, axis=3))
     h, w = F.np.ones_like(ys).sum(), F.np.ones_like(xs).sum()  # () each
     cy = ((ys + 0.5) / h).reshape(-1, 1, 1)                     # (h, 1, 1)
     cx = ((xs + 0.5) / w).reshape(1, -1, 1)                     # (1, w, 1)
@@ -146,11 +147,12 @@ class RegionProposalNetwork(nn.HybridBlock):
     def from_settings(cls, settings, ctx=None, *, pretrained=None):
         """The model of ``settings`` on ``ctx`` (a context or a list,
         default the current one), freshly initialised: Xavier, as the
-        chapter, or ImageNet weights for the backbone from ``pretrained`` (a
-        folder or ``.params`` file)."""
+        chapter, or ImageNet weights for the backbone (``settings.backbone``)
+        from ``pretrained`` (a folder or ``.params`` file)."""
         ctx = ctx if ctx is not None else mx.current_context()
         backbone = detection_backbone(pretrained=pretrained is not None, root=pretrained,
-                                      stride=settings.stride, top_down=settings.top_down)
+                                      stride=settings.stride, top_down=settings.top_down,
+                                      name=settings.backbone)
         if pretrained is None:
             backbone.initialize(init=init.Xavier(), ctx=ctx, force_reinit=True)
         else:
@@ -367,7 +369,9 @@ class RegionProposalNetwork(nn.HybridBlock):
         return rpn_targets(self.to_canvas(Y, features, image_sizes), anchors, valid=valid,
                            validate=validate, pos_iou=s.pos_iou, neg_iou=s.neg_iou,
                            neg_pos_ratio=s.neg_pos_ratio,
-                           crowd_ioa=s.crowd_ioa if crowd else None)
+                           crowd_ioa=s.crowd_ioa if crowd else None,
+                           anchors_per_image=s.anchors_per_image,
+                           positive_fraction=s.positive_fraction)
 
     def targets(self, Y, X, image_sizes, *, validate=True):
         """Labels of every anchor for ground truth ``Y`` (B, G, 5) (images'

@@ -22,12 +22,18 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
 __all__ = ["SettingsError", "ModelSettings", "Settings", "setting", "RPN_SIZES",
-           "RPN_RATIOS"]
+           "RPN_RATIOS", "BACKBONES"]
 
 #: The chapter's anchors (``rpn.rpn_anchors``): sizes as fractions of the
 #: shorter side, ratios width / height.
 RPN_SIZES = (0.85, 0.43, 0.21)
 RPN_RATIOS = (1.0, 2.0, 0.5)
+
+#: The backbones of Gluon's model zoo the model can use, by the zoo's names
+#: (``rpn.backbone`` cuts each at a stride of 8, 16 or 32).
+BACKBONES = ("resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
+             "resnet18_v2", "resnet34_v2", "resnet50_v2", "resnet101_v2",
+             "mobilenetv2_1.0", "mobilenetv2_0.75", "mobilenetv2_0.5", "mobilenetv2_0.25")
 
 
 class SettingsError(ValueError):
@@ -67,7 +73,7 @@ def flag():
 
 
 def optional(rule, expected):
-    return _Rule(lambda v: v is None or rule.test(v), expected)
+    return _Rule(lambda v: v is None or rule.test(v), expected, rule.integer)
 
 
 def positive_numbers(example):
@@ -101,7 +107,7 @@ class Settings:
                 if not rule.test(value):
                     raise SettingsError(f"setting {f.name}: got {value!r}; expected "
                                         f"{rule.expected}")
-                if rule.integer:
+                if rule.integer and value is not None:
                     value = int(value)
             object.__setattr__(self, f.name, value)
         self._check_together()
@@ -158,6 +164,9 @@ class ModelSettings(Settings):
     size: int = setting(256, integer(16, "an integer >= 16 (pixels)"))
     max_size: int = setting(256, integer(16, "an integer >= 16 and >= size (pixels)"))
     # the backbone and the head
+    backbone: str = setting("resnet18_v2", _Rule(lambda v: v in BACKBONES,
+                                                 "one of " + ", ".join(BACKBONES)),
+                            shaping=True, since="0.3.0")
     stride: int = setting(32, _Rule(lambda v: _number(v) and v in (8, 16, 32), "8, 16 or 32",
                                     True), shaping=True)
     top_down: bool = setting(False, flag(), shaping=True)
@@ -182,6 +191,11 @@ class ModelSettings(Settings):
     neg_pos_ratio: float = setting(5, optional(number(0), "null (every candidate) or a "
                                                           "number >= 0"))
     crowd_ioa: float = setting(0.5, unit())
+    # Faster R-CNN's sampling (issue 20): a fixed number of anchors an image,
+    # at most a fraction of them positive; null keeps neg_pos_ratio's rule
+    anchors_per_image: object = setting(None, optional(integer(1), "null or an integer "
+                                                                   ">= 1"), since="0.3.0")
+    positive_fraction: float = setting(0.5, unit(), since="0.3.0")
     lambd: float = setting(1.0, number(0))
     # localisation (issue 17): off by default, which is the chapter's model
     giou_weight: float = setting(0.0, number(0), since="0.3.0")

@@ -31,9 +31,11 @@ IGNORE = -1
 _FAR_AWAY = (-10.0, -10.0, -9.0, -9.0)
 
 
-def _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa):
+def _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa, anchors_per_image=None,
+                    positive_fraction=0.5):
     """Python scalars: checked on every call (no device involved)."""
-    for name, value in (("pos_iou", pos_iou), ("neg_iou", neg_iou)) + (
+    for name, value in (("pos_iou", pos_iou), ("neg_iou", neg_iou),
+                        ("positive_fraction", positive_fraction)) + (
             (("crowd_ioa", crowd_ioa),) if crowd_ioa is not None else ()):
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not 0 <= value <= 1:
@@ -45,6 +47,11 @@ def _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa):
             or neg_pos_ratio < 0):
         raise ValueError(f"neg_pos_ratio must be a number >= 0 or None, got "
                          f"{neg_pos_ratio!r}")
+    if anchors_per_image is not None and (isinstance(anchors_per_image, bool) or not
+                                          isinstance(anchors_per_image, int)
+                                          or anchors_per_image < 1):
+        raise ValueError(f"anchors_per_image must be an integer >= 1 or None, got "
+                         f"{anchors_per_image!r}")
 
 
 def _check_anchors(anchors):
@@ -101,6 +108,21 @@ def _check_values(ground_truth, anchors):
     return int(counts[-1])
 
 
+def _keep_at_random(mask, quota):
+    """Keep, for each image, ``quota`` (B,) of the anchors of ``mask`` (B, N)
+    bool, chosen uniformly at random (all of them when it has fewer, none
+    for a quota of 0; one draw of MXNet's generator). Returns a (B, N) bool
+    mask."""
+    # a random key per anchor of the mask, 2 (above any key) for the rest; an
+    # image keeps the anchors whose key is at most its quota-th smallest key
+    keys = np.random.uniform(size=mask.shape, ctx=mask.ctx)
+    keys = keys + 2.0 * (1 - mask.astype("float32"))
+    last = np.clip(quota - 1, 0, keys.shape[1] - 1).astype("float32")
+    cutoff = npx.pick(np.sort(keys, axis=1), last, axis=1)    # (B,)
+    cutoff = np.where(quota > 0, cutoff, -1.0)                 # a quota of 0: none
+    return mask & (keys <= cutoff[:, None])
+
+
 def _sample_negatives(candidates, num_pos, neg_pos_ratio):
     """Keep, for each image, ``neg_pos_ratio * max(num_pos, 1)`` of its
     negative ``candidates`` (B, N), chosen uniformly at random; all of them
@@ -109,14 +131,25 @@ def _sample_negatives(candidates, num_pos, neg_pos_ratio):
         return candidates
     if neg_pos_ratio == 0:
         return candidates & False
-    quota = neg_pos_ratio * np.maximum(num_pos, 1)             # (B,)
-    # a random key per candidate, 2 (above any key) for the rest; an image
-    # keeps the candidates whose key is at most its quota-th smallest key
-    keys = np.random.uniform(size=candidates.shape, ctx=candidates.ctx)
-    keys = keys + 2.0 * (1 - candidates.astype("float32"))
-    last = np.clip(quota - 1, 0, keys.shape[1] - 1).astype("float32")
-    cutoff = npx.pick(np.sort(keys, axis=1), last, axis=1)    # (B,)
-    return candidates & (keys <= cutoff[:, None])
+    return _keep_at_random(candidates, neg_pos_ratio * np.maximum(num_pos, 1))
+
+
+def _sample_balanced(positive, candidates, anchors_per_image, positive_fraction):
+    """Faster R-CNN's sample (torchvision's ``BalancedPositiveNegativeSampler``,
+    detectron2's ``subsample_labels``): each image keeps at most
+    ``int(anchors_per_image * positive_fraction)`` of its ``positive``
+    anchors (B, N), at random, and fills the rest of ``anchors_per_image``
+    with its negative ``candidates``, at random (fewer when it has fewer).
+    Positives are drawn first, then negatives. Returns the kept
+    ``(positive, negative)``, (B, N) bool each."""
+    most = int(anchors_per_image * positive_fraction)
+    if most == 0:
+        positive = positive & False
+    else:
+        positive = _keep_at_random(positive, np.full(positive.shape[:1], most,
+                                                     ctx=positive.ctx))
+    quota = anchors_per_image - positive.sum(axis=1)                # (B,)
+    return positive, _keep_at_random(candidates, quota)
 
 
 def _crowd_cover(anchors_nd, crowd_boxes, is_crowd, num, batch, num_obj):
@@ -185,11 +218,12 @@ def _match_on_device(ground_truth, anchor_boxes, valid, crowd_ioa, pos_iou, neg_
 
 
 def _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights,
-                   valid, crowd_ioa, validate):
+                   valid, crowd_ioa, validate, balanced):
     """:func:`label_anchors` for CPU inputs (see :mod:`rpn._host_labels`):
     the device path's labels and offsets to the bit."""
     positive, negative, matched, corners = match_on_host(
-        ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, valid, crowd_ioa, validate)
+        ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, valid, crowd_ioa, validate,
+        balanced=balanced)
     positive_f, negative_f = positive.astype("float32"), negative.astype("float32")
     cls_labels = (IGNORE + (NEGATIVE - IGNORE) * negative_f
                   + (matched[..., 0] + 1 - IGNORE) * positive_f).astype("float32")
@@ -201,7 +235,7 @@ def _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weigh
 
 def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
                   weights=OFFSET_WEIGHTS, valid=None, crowd_ioa=0.5, validate=True,
-                  method="auto"):
+                  method="auto", anchors_per_image=None, positive_fraction=0.5):
     """Label anchors for training, all images at once.
 
     Faster R-CNN's rule (:cite:`Ren.He.Girshick.ea.2015`, 3.1.2):
@@ -217,6 +251,15 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
       one positive so that an image without objects still has negatives
       (``neg_pos_ratio=None`` keeps every candidate);
     * every other anchor is ignored.
+
+    With ``anchors_per_image`` (an integer; ``None``, the default, keeps the
+    rule above) the sample is Faster R-CNN's own (3.1.3): each image keeps
+    ``int(anchors_per_image * positive_fraction)`` of its positives at
+    most, chosen at random (the others are ignored), and fills the rest of
+    ``anchors_per_image`` with negative candidates, at random (an image with
+    too few keeps them all); ``neg_pos_ratio`` is then unused. The paper's
+    values are 256 and 0.5 (torchvision's ``BalancedPositiveNegativeSampler``,
+    detectron2's ``subsample_labels``).
 
     Extras: ``valid`` (B, N) marks the anchors an image may use (0: ignored,
     never positive, never an object's best anchor; e.g. anchors outside an
@@ -247,6 +290,8 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     anchors : (4, N) corner form, normalised.
     pos_iou, neg_iou : thresholds in [0, 1], ``neg_iou <= pos_iou``.
     neg_pos_ratio : number of negatives per positive, or ``None``.
+    anchors_per_image, positive_fraction : Faster R-CNN's sample (above), or
+        ``None`` (and unused).
 
     Returns
     -------
@@ -255,7 +300,9 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     box_offsets : (B, N, 4) float32 offsets to the matched object; 0 for
         anchors that are not positive.
     """
-    _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa)
+    _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa, anchors_per_image,
+                    positive_fraction)
+    balanced = None if anchors_per_image is None else (anchors_per_image, positive_fraction)
     if method not in ("auto", "device", "host"):
         raise ValueError(f"method must be 'auto', 'device' or 'host', got {method!r}")
     _check_anchors(anchors)
@@ -272,14 +319,16 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
         num_obj = 1
     if method == "host" or (method == "auto" and ctx.device_type == "cpu"):
         return _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio,
-                              weights, valid, crowd_ioa, validate)
+                              weights, valid, crowd_ioa, validate, balanced)
     if validate and not _check_values(ground_truth, anchors):
         crowd_ioa = None                            # no crowd row: nothing to cover
     anchor_boxes = anchors.T                                   # (4, N) -> (N, 4)
     best_obj, positive, candidates = _match_on_device(
         ground_truth, anchor_boxes, valid, crowd_ioa, pos_iou, neg_iou)
-    num_pos = positive.sum(axis=1)                             # (B,)
-    negative = _sample_negatives(candidates, num_pos, neg_pos_ratio)
+    if balanced is None:
+        negative = _sample_negatives(candidates, positive.sum(axis=1), neg_pos_ratio)
+    else:
+        positive, negative = _sample_balanced(positive, candidates, *balanced)
 
     # gather each anchor's matched object: (B * G, 5) rows taken at the
     # flat index b * G + best_obj[b, n] -> (B, N, 5)
@@ -299,15 +348,17 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
 
 def rpn_targets(ground_truth, anchors, *, pos_iou=0.7, neg_iou=0.3,
                 neg_pos_ratio=5, weights=OFFSET_WEIGHTS, valid=None, crowd_ioa=0.5,
-                validate=True, method="auto"):
+                validate=True, method="auto", anchors_per_image=None,
+                positive_fraction=0.5):
     """Assign labels to anchors for RPN (chapter section "Anchor Boxes").
 
     :func:`label_anchors` with the chapter's thresholds (0.7, 0.3) and ratio
     (5 negatives per positive), every object class turned into ``POSITIVE``.
     The chapter's prose speaks of 100 negatives an image while its code uses
     the ratio 5; the code's rule is the default, and ``neg_pos_ratio`` changes
-    it. ``valid``, ``crowd_ioa``, ``validate`` and ``method``: see
-    :func:`label_anchors`.
+    it. ``valid``, ``crowd_ioa``, ``validate``, ``method`` and Faster R-CNN's
+    sample of ``anchors_per_image`` with at most ``positive_fraction``
+    positives: see :func:`label_anchors`.
 
     ``ground_truth``: (B, G, 5); ``anchors``: (4, N). Returns ``cls_labels``
     (B * N,) with ``POSITIVE``/``NEGATIVE``/``IGNORE``, and ``box_offsets``
@@ -316,7 +367,8 @@ def rpn_targets(ground_truth, anchors, *, pos_iou=0.7, neg_iou=0.3,
     """
     cls_labels, box_offsets = label_anchors(
         ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights=weights,
-        valid=valid, crowd_ioa=crowd_ioa, validate=validate, method=method)
+        valid=valid, crowd_ioa=crowd_ioa, validate=validate, method=method,
+        anchors_per_image=anchors_per_image, positive_fraction=positive_fraction)
     cls_labels = np.where(cls_labels > 0, float(POSITIVE), cls_labels)
     # (B, N) -> (B * N,) and (B, N, 4) -> (B * N, 4)
     return cls_labels.reshape(-1), box_offsets.reshape(-1, 4)
