@@ -66,6 +66,7 @@ VARIANTS = [
     {"name": "refine32", "settings": {"refine": True, "refine_rois": 32}},
     {"name": "refine32_all", "settings": {"refine": True, "refine_rois": 32,
                                           "iou_branch": True, "giou_weight": 1.0}},
+    {"name": "refine32@vote", "from": "refine32", "inference": {"box_voting": 0.7}},
     {"name": "refine32_all@nms0.8", "from": "refine32_all",
      "inference": {"nms_threshold": 0.8}},
     {"name": "default@nms0.8", "from": "default", "inference": {"nms_threshold": 0.8}},
