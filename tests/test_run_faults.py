@@ -459,3 +459,45 @@ def test_a_signalled_run_prints_one_line_and_no_traceback(tmp_path, sig, code):
     assert len(lines) == 1 and "interrupted" in lines[0] and "resume with --resume" in \
         lines[0], err
     rpn.checkpoint.verify_manifest(rpn.latest_checkpoint(str(out / "checkpoint")))
+
+
+_STUCK_PROGRAM = textwrap.dedent("""
+    import sys, threading, time
+    from rpn.interrupt import end_process, signals_interrupt, training_at
+    held = threading.Lock()
+    held.acquire()                      # as a lock a killed loader worker held
+    deadline = None if sys.argv[1] == "none" else float(sys.argv[1])
+    with signals_interrupt(command="rpn train", deadline=deadline):
+        training_at(2, 4, 9)
+        print("ready", flush=True)
+        try:
+            time.sleep(120)
+        finally:
+            held.acquire()              # clean-up that never ends
+    print("left the block", flush=True)
+""")
+
+
+@pytest.mark.parametrize("deadline", [1.0, None])
+def test_a_program_stuck_after_a_signal_ends_by_its_deadline(deadline):
+    """The fault: the main thread never gets back from its clean-up after
+    SIGTERM. With a deadline, the watchdog thread prints the one line and
+    ends the process with 143; without one, it would wait for ever."""
+    proc = subprocess.Popen([sys.executable, "-c", _STUCK_PROGRAM, str(deadline).lower()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        if deadline is None:
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.communicate(timeout=4)
+            return
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert "left the block" not in out
+    assert err.strip() == ("rpn train: interrupted (SIGTERM) at epoch 3, step 5 of 9; "
+                           "resume with --resume"), err

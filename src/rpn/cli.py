@@ -290,7 +290,10 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         command = f"rpn {args.command}"
-        with warnings.catch_warnings(), signals_interrupt():
+        # the program (not a call from Python) ends within 30 s of a
+        # signal even when its main thread is stuck in C code
+        deadline = 30.0 if argv is None else None
+        with warnings.catch_warnings(), signals_interrupt(command=command, deadline=deadline):
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.showwarning = _warning

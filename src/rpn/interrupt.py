@@ -18,12 +18,25 @@ it holds its pool's queue lock, and the pool's own clean-up would then wait
 for ever: the program therefore ends with :func:`end_process`, which kills
 its worker processes and exits at once (what had to be cleaned up, a
 checkpoint being written and the run folder's lock, already was).
+
+A Python signal handler runs only when the main thread next executes
+Python code; a main thread blocked in C code (an engine wait, a worker's
+result that never comes, a lock a killed worker held) would keep the
+program alive. Given ``deadline=``, :func:`signals_interrupt` therefore
+watches for the signal in a thread of its own (Python's wake-up file
+descriptor, written whichever thread the signal reaches): if the program
+has not left the block ``deadline`` seconds after the signal, that thread
+prints the same one line and ends the process with the same code, as
+:func:`end_process` does. A checkpoint being written at that moment is
+left as a temporary folder that is never read (checkpoints are renamed
+into place whole).
 """
 import contextlib
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 
 __all__ = ["Terminated", "signals_interrupt", "training_at", "interrupted", "end_process"]
 
@@ -61,9 +74,12 @@ def training_at(epoch, step, steps):
 
 
 @contextlib.contextmanager
-def signals_interrupt(signals=(signal.SIGTERM,)):
+def signals_interrupt(signals=(signal.SIGTERM,), command=None, deadline=None):
     """Within the block, each of ``signals`` raises :class:`Terminated` in
     this process (a forked child ends by the signal's default action).
+    With ``deadline`` (seconds) and ``command`` (e.g. ``"rpn train"``), a
+    program still in the block ``deadline`` seconds after SIGINT or one of
+    ``signals`` prints :func:`interrupted`'s line and ends (see the module).
     Outside the main thread, nothing changes."""
     _position.clear()
     home = os.getpid()
@@ -82,12 +98,60 @@ def signals_interrupt(signals=(signal.SIGTERM,)):
             previous[signum] = signal.signal(signum, handler)
     except ValueError:              # not the main thread: signals stay as they are
         pass
+    watch = None
+    if deadline is not None and previous:
+        watch = _Watchdog(set(signals) | {signal.SIGINT}, command or "rpn", deadline)
     try:
         yield
     finally:
+        if watch is not None:
+            watch.stop()
         for signum, old in previous.items():
             signal.signal(signum, old)
         _installed.remove(handler)
+
+
+class _Watchdog:
+    """Ends the process ``deadline`` seconds after one of ``signals`` unless
+    :meth:`stop` is called first. The signal numbers arrive through Python's
+    wake-up file descriptor (a pipe), written by the C-level handler."""
+
+    def __init__(self, signals, command, deadline):
+        self._signals, self._command, self._deadline = signals, command, deadline
+        self._stopped = threading.Event()
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._run, name="rpn-signal-deadline",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = os.read(self._read, 64)
+            except OSError:
+                return
+            if not data or self._stopped.is_set():
+                return
+            received = [signum for signum in data if signum in self._signals]
+            if received and not self._stopped.wait(self._deadline):
+                line, code = interrupted(self._command, Terminated(received[0]))
+                try:
+                    print(line, file=sys.stderr)
+                except (OSError, ValueError):
+                    pass
+                end_process(code)
+
+    def stop(self):
+        self._stopped.set()
+        try:
+            signal.set_wakeup_fd(self._previous_fd)
+        except ValueError:
+            pass
+        os.close(self._write)           # the thread's read sees the end of the pipe
+        self._thread.join(timeout=5)
+        os.close(self._read)
 
 
 def interrupted(command, error):
