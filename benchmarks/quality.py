@@ -24,6 +24,9 @@ and on the trained classes). Derived data goes to the git-ignored
     PYTHONPATH=src .venv/bin/python benchmarks/quality.py --variants default,lambd2 --resume
     PYTHONPATH=src .venv/bin/python benchmarks/quality.py --variant wide:anchor_sizes=[0.1,0.3]
 
+``--summarise`` trains nothing and writes the summary of the runs already in the
+results (those of the sets, variants and seeds asked for).
+
 Results: every finished run is one JSON line appended to
 ``results/quality-runs.jsonl``; the summary (mean, standard deviation,
 min and max over seeds) goes to ``results/quality.json`` and
@@ -67,6 +70,7 @@ VARIANTS = [
     {"name": "refine32_all", "settings": {"refine": True, "refine_rois": 32,
                                           "iou_branch": True, "giou_weight": 1.0}},
     {"name": "refine32@vote", "from": "refine32", "inference": {"box_voting": 0.7}},
+    {"name": "anchors5", "settings": {"anchor_sizes": [0.09, 0.18, 0.36, 0.72, 1.0]}},
     {"name": "refine32_all@nms0.8", "from": "refine32_all",
      "inference": {"nms_threshold": 0.8}},
     {"name": "default@nms0.8", "from": "default", "inference": {"nms_threshold": 0.8}},
@@ -474,6 +478,8 @@ def main(argv=None):
                         help="skip runs already in the runs file (same set, variant, "
                              "settings, seed and budget)")
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
+    parser.add_argument("--summarise", action="store_true",
+                        help="train nothing: summarise the runs already in the results")
     parser.add_argument("--raccoon", default=RACCOON, help="the raccoon VOC folder")
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
     parser.add_argument("--list", action="store_true", help="list the variants and sets")
@@ -492,7 +498,7 @@ def main(argv=None):
     os.makedirs(args.results, exist_ok=True)
     done = {run_key(r) for r in read_runs(runs_path)} if args.resume else set()
     default_rates = {}
-    for seed in seeds:                   # seed-major: load on the machine hits variants alike
+    for seed in ([] if args.summarise else seeds):                   # seed-major: load on the machine hits variants alike
         for dataset in datasets:
             trained = {}                 # this seed's trained runs, for what rescores them
             for variant in variants:
