@@ -501,3 +501,45 @@ def test_a_program_stuck_after_a_signal_ends_by_its_deadline(deadline):
     assert "left the block" not in out
     assert err.strip() == ("rpn train: interrupted (SIGTERM) at epoch 3, step 5 of 9; "
                            "resume with --resume"), err
+
+
+_FINALIZER_PROGRAM = textwrap.dedent("""
+    import time
+    from rpn.interrupt import signals_interrupt
+
+    class Slow:
+        def __del__(self):              # as an MXNet array freeing its memory
+            print("in del", flush=True)
+            end = time.time() + 1.5
+            while time.time() < end:
+                pass
+            print("del done", flush=True)
+
+    with signals_interrupt():
+        try:
+            item = Slow()
+            del item
+            time.sleep(5)
+            print("not interrupted", flush=True)
+        except KeyboardInterrupt as error:
+            print("interrupted", type(error).__name__, getattr(error, "signum", None),
+                  flush=True)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_finalizer_interrupts_after_it(sig):
+    """The fault: the signal arrives while ``__del__`` runs; raised there, Python
+    would print "Exception ignored ... Traceback" and the program would go on."""
+    proc = subprocess.Popen([sys.executable, "-c", _FINALIZER_PROGRAM],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "in del"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert out.split("\n")[:2] == ["del done", f"interrupted Terminated {int(sig)}"], out + err
+    assert "Traceback" not in err and "ignored" not in err, err

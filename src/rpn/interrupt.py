@@ -1,8 +1,10 @@
 """Ending on Ctrl-C or SIGTERM with one line instead of a traceback.
 
 Inside :func:`signals_interrupt` (the command line's ``main`` runs every
-command in it) SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``,
-as Ctrl-C raises ``KeyboardInterrupt``: the same clean-up runs for both
+command in it) SIGTERM and Ctrl-C's SIGINT raise :class:`Terminated`, a
+``KeyboardInterrupt`` that knows its signal (one that arrives while a
+finalizer runs is raised when it has returned, not lost inside it): the
+same clean-up runs for both
 (a checkpoint being written is removed, the previous one stays, loader
 processes end). The training loop reports where it is
 (:func:`training_at`), and :func:`interrupted` makes the one line::
@@ -74,9 +76,12 @@ def training_at(epoch, step, steps):
 
 
 @contextlib.contextmanager
-def signals_interrupt(signals=(signal.SIGTERM,), command=None, deadline=None):
+def signals_interrupt(signals=(signal.SIGTERM, signal.SIGINT), command=None, deadline=None):
     """Within the block, each of ``signals`` raises :class:`Terminated` in
-    this process (a forked child ends by the signal's default action).
+    this process (a forked child ends by the signal's default action). A
+    signal that arrives while a finalizer (``__del__``) runs is raised once
+    it has returned: raised inside it, Python would print it as an ignored
+    exception and carry on.
     With ``deadline`` (seconds) and ``command`` (e.g. ``"rpn train"``), a
     program still in the block ``deadline`` seconds after SIGINT or one of
     ``signals`` prints :func:`interrupted`'s line and ends (see the module).
@@ -88,6 +93,11 @@ def signals_interrupt(signals=(signal.SIGTERM,), command=None, deadline=None):
         if os.getpid() != home:     # a forked worker: end as without the handler
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
+            return
+        if _in_finalizer(frame):    # sent again in 20 ms (sent now, it would recurse)
+            timer = threading.Timer(0.02, os.kill, (home, signum))
+            timer.daemon = True
+            timer.start()
             return
         raise Terminated(signum)
 
@@ -109,6 +119,16 @@ def signals_interrupt(signals=(signal.SIGTERM,), command=None, deadline=None):
         for signum, old in previous.items():
             signal.signal(signum, old)
         _installed.remove(handler)
+
+
+def _in_finalizer(frame):
+    """Whether ``frame`` runs inside a ``__del__`` method (a finalizer called
+    from wherever an object was freed)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _Watchdog:
