@@ -32,6 +32,20 @@ def test_settings_added_later_are_marked_with_their_version_in_the_docs():
         assert (f"({since})" in row.group(0)) == bool(since), (f.name, row.group(0))
 
 
+def test_the_package_version_is_one_and_no_setting_is_from_a_later_one():
+    import tomllib
+    import rpn
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        declared = tomllib.load(f)["project"]["version"]
+    assert rpn.__version__ == declared
+
+    def key(version):
+        return tuple(int(part) for part in version.split("."))
+    for f in dataclasses.fields(ModelSettings) + dataclasses.fields(RunConfig):
+        since = f.metadata.get("since")
+        assert since is None or key(since) <= key(declared), (f.name, since, declared)
+
+
 def test_names_are_flat_unique_and_sent_to_their_group():
     names = RunConfig.names()
     assert len(names) == len(set(names))

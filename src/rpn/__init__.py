@@ -60,7 +60,7 @@ from .proposal_file import load_proposals, propose  # noqa: E402
 from .roi import proposals_to_rois, roi_align  # noqa: E402
 from .fit import fit  # noqa: E402
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "RGB_MEAN", "RGB_STD", "RPN_SIZES", "RPN_RATIOS",
