@@ -31,7 +31,8 @@ has not left the block ``deadline`` seconds after the signal, that thread
 prints the same one line and ends the process with the same code, as
 :func:`end_process` does. A checkpoint being written at that moment is
 left as a temporary folder that is never read (checkpoints are renamed
-into place whole).
+into place whole); the next writer of the run folder removes it, as it
+removes what a killed writer recorded.
 """
 import contextlib
 import multiprocessing
