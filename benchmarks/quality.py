@@ -498,7 +498,8 @@ def main(argv=None):
     os.makedirs(args.results, exist_ok=True)
     done = {run_key(r) for r in read_runs(runs_path)} if args.resume else set()
     default_rates = {}
-    for seed in ([] if args.summarise else seeds):                   # seed-major: load on the machine hits variants alike
+    # seed-major: load on the machine hits variants alike
+    for seed in ([] if args.summarise else seeds):
         for dataset in datasets:
             trained = {}                 # this seed's trained runs, for what rescores them
             for variant in variants:

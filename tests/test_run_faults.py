@@ -463,7 +463,7 @@ def test_a_signalled_run_prints_one_line_and_no_traceback(tmp_path, sig, code):
 
 _STUCK_PROGRAM = textwrap.dedent("""
     import sys, threading, time
-    from rpn.interrupt import end_process, signals_interrupt, training_at
+    from rpn.interrupt import signals_interrupt, training_at
     held = threading.Lock()
     held.acquire()                      # as a lock a killed loader worker held
     deadline = None if sys.argv[1] == "none" else float(sys.argv[1])
