@@ -9,7 +9,7 @@ import pytest
 
 import rpn  # noqa: F401  (switches MXNet to NumPy semantics)
 from rpn.config import PRESETS
-from rpn.model import RegionProposalNetwork
+from rpn.model.network import RegionProposalNetwork
 
 #: The default model at 64 pixels (8 x 8 feature maps): what most model
 #: tests build.
@@ -45,17 +45,20 @@ def anchor_fn(config=SMALL):
                              ratios=model.anchor_ratios, product=model.anchor_product)
 
 
-def train_model(model, loader, epochs=1, lr=0.001, **kwargs):
+def train_model(model, loader, epochs=1, lr=0.001, hooks=None, **kwargs):
     """Train the proposal model ``model`` on ``loader`` as :func:`rpn.fit`
-    does (the shared training loop, Adam); returns the history."""
-    from rpn.engine import learning_rates, normalised_losses, train_loop
-    from rpn.loss import ProposalLoss
-    loss = ProposalLoss.from_settings(model.settings)
+    does (its step, the shared trainer, Adam, the divergence check unless
+    ``hooks`` are given); returns the history. ``kwargs``: the trainer's."""
+    from rpn.training.hooks import DivergenceCheck
+    from rpn.training.optimizer import learning_rates
+    from rpn.training.step import ProposalStep
+    from rpn.training.trainer import Trainer
+    step = ProposalStep(model)
     kwargs = dict(dict(optimizer="adam", seed=0), **kwargs)
-    return train_loop(model.parts(), learning_rates(model.parts(), lr, lr),
-                      lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
-                      lambda outputs: normalised_losses(loss, outputs), loader, epochs,
-                      model.collect_params().list_ctx(), **kwargs)
+    return Trainer(step, model.collect_params().list_ctx(),
+                   lrs=learning_rates(step.parts, lr, lr),
+                   hooks=[DivergenceCheck()] if hooks is None else hooks,
+                   **kwargs).train(loader, epochs)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +68,22 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "run"
     assert train_tiny(out) == 0
     return str(out)
+
+
+def assert_same_proposals(first, second, tol=1e-5):
+    """Two models' proposals of one batch, ``(scores (B, K), boxes (B, K,
+    4))`` each, are the same: scores equal within ``tol``, and every box of
+    ``first`` is within ``tol`` of a box of ``second`` whose score is within
+    ``tol`` of its own. (An exported graph and the same model run
+    imperatively round scores differently in the last bit, so proposals of
+    near-equal scores can come out in another order.)"""
+    sa, ba, sb, bb = (onp.asarray(a.asnumpy() if hasattr(a, "asnumpy") else a)
+                      for a in (*first, *second))
+    onp.testing.assert_allclose(sa, sb, atol=tol)
+    for i in range(len(sa)):
+        for k in range(len(sa[i])):
+            near = abs(sb[i] - sa[i, k]) <= tol
+            assert (abs(bb[i][near] - ba[i, k]).max(-1) <= tol).any(), (i, k, ba[i, k])
 
 
 def ref_iou(a, b):

@@ -5,12 +5,12 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import SMALL, small_model
-from rpn.engine import normalised_losses
-from rpn.loss import ProposalLoss
-from rpn.outputs import TrainingOutput
-from rpn.refine import RefineOutput
-from rpn.sources import DataError, open_split
+from conftest import SMALL
+from rpn.training.step import normalised_losses
+from rpn.model.loss import ProposalLoss
+from rpn.model.outputs import TrainingOutput
+from rpn.model.refine import RefineOutput
+from rpn.data.sources import DataError, open_split
 
 
 def test_a_bare_model_that_keeps_300_proposals_is_evaluated_at_100_and_300(tmp_path):
@@ -39,7 +39,7 @@ def test_an_export_into_a_run_folder_is_refused(tiny_run, tmp_path):
     import shutil
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy)
-    with pytest.raises(rpn.run.RunError, match="holds a run"):
+    with pytest.raises(rpn.runs.folder.RunError, match="holds a run"):
         rpn.export(str(copy), str(copy))
     assert not (copy / "rpn-symbol.json").exists()
     rpn.export(str(copy), str(tmp_path / "exp"))
@@ -60,7 +60,7 @@ def test_with_settings_changes_inference_only(tiny_run):
     assert model.config.model.box_voting is None            # the original is untouched
     X, sizes = np.random.normal(size=(1, 3, 64, 64)), np.array([[64, 64]])
     assert not onp.allclose(model(X, sizes).boxes.asnumpy(), voted(X, sizes).boxes.asnumpy())
-    with pytest.raises(rpn.run.RunError, match="stride"):
+    with pytest.raises(rpn.runs.folder.RunError, match="stride"):
         model.with_settings(stride=16)
 
 

@@ -11,8 +11,9 @@ from mxnet.gluon.model_zoo import vision
 
 import rpn
 from conftest import SMALL, train_model
-from rpn.backbone import _numpy_mode, detection_backbone, feature_channels
-from rpn.pretrained import (WeightsMismatchError, identify_weights, pretrained_file_name,
+from rpn.backbone import detection_backbone, feature_channels
+from rpn.zoo.networks import _numpy_mode
+from rpn.zoo.weights import (WeightsMismatchError, identify_weights, pretrained_file_name,
                             weights_path)
 from rpn.settings import BACKBONES
 
@@ -42,7 +43,7 @@ def test_the_channels_of_each_family():
     assert [feature_channels("resnet50_v1", s) for s in (8, 16, 32)] == [512, 1024, 2048]
     assert [feature_channels("resnet34_v2", s) for s in (8, 16, 32)] == [128, 256, 512]
     assert [feature_channels("mobilenetv2_0.5", s) for s in (8, 16, 32)] == [16, 48, 1280]
-    with pytest.raises(ValueError, match="backbone 'vgg16': expected one of resnet18_v1"):
+    with pytest.raises(ValueError, match="backbone: got 'vgg16'; expected one of resnet18_v1"):
         detection_backbone(name="vgg16")
 
 
@@ -69,9 +70,9 @@ def test_each_backbone_loads_its_weights_and_trains_a_step_on_cpu(name, tmp_path
         onp.testing.assert_array_equal(mine[k].data().asnumpy(), saved["features." + k])
     first = mine[[k for k in shared if k.endswith("weight")][0]]     # a convolution
     loaded = first.data().asnumpy().copy()
-    found = rpn.sources.open_split("synthetic", "train", synthetic=dict(
+    found = rpn.data.sources.open_split("synthetic", "train", synthetic=dict(
         size=32, num_train=4, num_val=2, seed=0))
-    loader = list(rpn.sources.make_loader(found, config.model.resize_rule(), 2, train=True,
+    loader = list(rpn.data.sources.make_loader(found, rpn.Resize.of(config.model), 2, train=True,
                                           size_divisor=16))
     history = train_model(model, loader[:1], lr=0.01, hybridize=False)
     assert onp.isfinite(history[0]["loss"])
@@ -133,5 +134,5 @@ def test_downloading_another_network_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"resnet50_v1-[0-9a-f]{8}\.params.*"
                                            + str(tmp_path)):
         rpn.download_pretrained(str(tmp_path), name="resnet50_v1")
-    with pytest.raises(ValueError, match="backbone 'resnet152_v1'"):
+    with pytest.raises(ValueError, match="backbone: got 'resnet152_v1'"):
         rpn.download_pretrained(str(tmp_path), name="resnet152_v1")

@@ -5,8 +5,8 @@ import numpy as onp
 import pytest
 from mxnet import np
 
-from rpn.batching import (BatchInfo, as_context_list, image_sizes, parse_context,
-                          split_batch, try_gpu, unpack_batch)
+from rpn.data.batch import BatchInfo, image_sizes, unpack_batch
+from rpn.ops.devices import as_context_list, parse_context, split_batch, try_gpu
 
 
 def test_contexts_are_parsed_or_named():

@@ -9,7 +9,7 @@ from mxnet import gluon, np
 
 import rpn
 from conftest import SMALL, small_model
-from rpn.checkpoint import (CorruptCheckpointError, latest_checkpoint, load_latest,
+from rpn.runs.checkpoint import (CorruptCheckpointError, latest_checkpoint,
                             load_parts, write_checkpoint)
 
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 import rpn
-from rpn.coco import find_coco_split, read_coco, write_coco
-from rpn.records import CROWD
-from rpn.synthetic import SYNTHETIC_CLASSES, SyntheticImages
+from rpn.data.coco import find_coco_split, read_coco, write_coco
+from rpn.data.image_set import CROWD
+from rpn.data.synthetic import SYNTHETIC_CLASSES, SyntheticImages
 
 
 def _good():
@@ -412,13 +412,13 @@ def test_classes_from_the_data_come_from_the_categories_and_skip_bad_applies_to_
     data = _good()
     data["annotations"][0]["bbox"] = [1, 2, "3", 4]        # image 10: a bad box
     path = _write(tmp_path, data)
-    assert rpn.sources.data_classes(path) == ("dog", "cat")     # only the categories
+    assert rpn.data.sources.data_classes(path) == ("dog", "cat")     # only the categories
     with pytest.raises(ValueError, match="not 4 finite"):
-        rpn.sources.open_split(path, "all")
+        rpn.data.sources.open_split(path, "all")
     with pytest.warns(UserWarning, match="not 4 finite"):
-        found = rpn.sources.open_split(path, "all", skip_bad=True)
+        found = rpn.data.sources.open_split(path, "all", skip_bad=True)
     assert found.ids == [11, 12, 13]
-    assert found.left_out == (rpn.records.LeftOut("bad", 1, None,
+    assert found.left_out == (rpn.data.image_set.LeftOut("bad", 1, None,
                                                   "with bad annotations (--skip-bad)"),)
 
 
@@ -432,11 +432,11 @@ def test_boxes_of_an_image_without_a_stated_size_are_checked_before_training(tmp
     _photos(str(tmp_path), ["a.jpg", "c.jpg"])
     found = read_coco(path)
     assert found.sizes == [None, None]
-    with pytest.raises(rpn.sources.DataError, match="(?s)1 of 2 .*c.jpg: a box .*outside "
+    with pytest.raises(rpn.data.sources.DataError, match="(?s)1 of 2 .*c.jpg: a box .*outside "
                        "the image's 30x20 pixels"):
-        rpn.sources.check_split(found, num_workers=0, progress=False)
+        rpn.data.sources.check_split(found, num_workers=0, progress=False)
     with pytest.warns(UserWarning, match="c.jpg"):
-        kept = rpn.sources.check_split(found, skip_bad=True, num_workers=0, progress=False)
+        kept = rpn.data.sources.check_split(found, skip_bad=True, num_workers=0, progress=False)
     assert kept.ids == [10] and kept.sizes == [(20, 30)]
 
 
@@ -444,4 +444,4 @@ def test_a_missing_split_is_named_as_asked(tmp_path):
     for split in ("train", "valid"):
         _write(tmp_path / split, _good(), name="_annotations.coco.json")
     with pytest.raises(FileNotFoundError, match="'test'"):
-        rpn.sources.open_split(str(tmp_path), "test")
+        rpn.data.sources.open_split(str(tmp_path), "test")

@@ -48,7 +48,7 @@ def test_image_files_of_other_extensions_and_cases_are_found(tmp_path):
     os.remove(os.path.join(folder, "d.jpg"))
     Image.new("RGB", (64, 48), (1, 2, 3)).save(os.path.join(folder, "d.png"))
     Image.new("RGB", (64, 48), (1, 2, 3)).save(os.path.join(folder, "a.png"))   # .jpg wins
-    found = rpn.sources.open_split(root, "train", classes=["cat"])
+    found = rpn.data.sources.open_split(root, "train", classes=["cat"])
     assert [os.path.basename(p) for p in found.images] == ["a.jpg", "b.JPG", "c.jpeg", "d.png"]
     assert [os.path.basename(p) for p in rpn.read_voc_images(root, "Main/train.txt",
                                                              lazy=True)[0]] == \
@@ -60,7 +60,7 @@ def test_a_list_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
     listing = os.path.join(root, "ImageSets", "Main", "train.txt")
     with open(listing, "wb") as f:
         f.write(codecs.BOM_UTF8 + b"a\r\nb\r\n\r\n")
-    found = rpn.sources.open_split(root, "train", classes=["cat"])
+    found = rpn.data.sources.open_split(root, "train", classes=["cat"])
     assert list(found.ids) == ["a", "b"]
 
 
@@ -68,12 +68,12 @@ def test_class_names_that_differ_only_in_case_or_spaces_are_named(tmp_path):
     root = make_voc(tmp_path, {"a": [("Cat", 1, 1, 9, 9, 0), ("cat", 2, 2, 9, 9, 0)],
                                "b": [("c at", 1, 1, 9, 9, 0), ("dog", 1, 1, 9, 9, 0)]})
     with pytest.warns(UserWarning, match=r"'Cat' \(1, not 'cat'\), 'c at' \(1, not 'cat'\)"):
-        found = rpn.sources.open_split(root, "train", classes=["cat"])
+        found = rpn.data.sources.open_split(root, "train", classes=["cat"])
     assert [len(label) for label in found.labels] == [1, 0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")      # another class, asked for or not, is no near miss
-        rpn.sources.open_split(root, "train", classes=["cat", "Cat", "c at"])
-        rpn.sources.open_split(root, "train", classes=["dog"])
+        rpn.data.sources.open_split(root, "train", classes=["cat", "Cat", "c at"])
+        rpn.data.sources.open_split(root, "train", classes=["dog"])
 
 
 def test_per_class_lists_are_preferred_and_negatives_skipped(tmp_path):
@@ -92,11 +92,11 @@ def test_per_class_lists_are_preferred_and_negatives_skipped(tmp_path):
     assert len(paths) == 3 and [len(lab) for lab in labels] == [1, 0, 1]
     resize = rpn.Resize.fixed_size(32, 32)
     with pytest.warns(UserWarning, match="training on 2 of 3 images: 1 have no object"):
-        loader = rpn.dataset.make_loader(paths, labels, resize, 2, train=True)
+        loader = rpn.data.loader.make_loader(paths, labels, resize, 2, train=True)
     assert len(loader.dataset) == 2
-    assert len(rpn.dataset.make_loader(paths, labels, resize, 2, train=False).dataset) == 3
-    with pytest.raises(rpn.records.DataError, match="no training image"):
-        rpn.dataset.make_loader(paths[1:2], labels[1:2], resize, 1, train=True)
+    assert len(rpn.data.loader.make_loader(paths, labels, resize, 2, train=False).dataset) == 3
+    with pytest.raises(rpn.data.image_set.DataError, match="no training image"):
+        rpn.data.loader.make_loader(paths[1:2], labels[1:2], resize, 1, train=True)
 
 
 def test_loaders_give_the_chapters_shapes_on_a_written_synthetic_tree(tmp_path):

@@ -15,9 +15,9 @@ from PIL import Image
 
 import rpn
 from rpn.cli import main
-from rpn.counts import describe_split, say_counts
-from rpn.records import CLIPPED, EMPTY, Edit, ImageSet, LeftOut, place_box
-from rpn.sources import (DataError, check_split, open_split, open_validation, resolve_split,
+from rpn.data.reports import describe_split, say_counts
+from rpn.data.image_set import CLIPPED, EMPTY, Edit, ImageSet, LeftOut, place_box
+from rpn.data.sources import (DataError, check_split, open_split, open_validation, resolve_split,
                          train_split)
 
 TINY = ["--size", "64", "--batch-size", "2", "--epochs", "1", "--quiet", "--workers", "0"]

@@ -16,7 +16,7 @@ WORKER = textwrap.dedent("""
     import json, sys
     import mxnet as mx, numpy as onp, rpn
     from rpn.config import PRESETS
-    from rpn.model import RegionProposalNetwork
+    from rpn.model.network import RegionProposalNetwork
     from rpn.train import chapter_batch_fn
     out = sys.argv[1]
     kv = mx.kv.create("dist_sync")

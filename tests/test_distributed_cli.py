@@ -32,7 +32,7 @@ def test_dist_sync_writes_checkpoints_and_metrics_and_resumes(tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert metrics["final"]["images"] == 4
     latest = rpn.latest_checkpoint(str(out / "checkpoint"))
-    rpn.checkpoint.verify_manifest(latest)
+    rpn.runs.checkpoint.verify_manifest(latest)
     before = json.load(open(os.path.join(latest, "optimizer.json")))
     # each worker trains on its half: 16 images / 2 workers / batch 4 = 2 steps an epoch
     assert before["saved"] and before["num_update"] == 4

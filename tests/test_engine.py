@@ -7,9 +7,10 @@ from mxnet import np
 
 import rpn
 from conftest import SMALL, small_model, train_model
-from rpn.engine import normalised_losses, train_loop
-from rpn.loss import ProposalLoss
-from rpn.outputs import TrainingOutput
+from rpn.training.step import ProposalStep, normalised_losses
+from rpn.training.trainer import Trainer
+from rpn.model.loss import ProposalLoss
+from rpn.model.outputs import TrainingOutput
 
 
 def _output(rng, n, positives):
@@ -39,20 +40,19 @@ def test_two_parts_are_normalised_by_the_counts_of_the_whole_batch(rng):
 
 
 def _batches(num=4, size=64):
-    found = rpn.sources.open_split("synthetic", "train",
+    found = rpn.data.sources.open_split("synthetic", "train",
                                    synthetic=dict(size=size, num_train=num * 2, num_val=2,
                                                   seed=0))
-    return list(rpn.sources.make_loader(found, SMALL.model.resize_rule(), 2, train=True,
+    return list(rpn.data.sources.make_loader(found, rpn.Resize.of(SMALL.model), 2, train=True,
                                         size_divisor=8))
 
 
 def test_each_part_gets_its_learning_rate_through_lr_mult():
     model = small_model(seed=1)
     train_model(model, _batches(1), lr=0.01)
-    train_loop(model.parts(), {"output": 0.01, "backbone": 0.0025},
-               lambda X, Y, s: model.training_outputs(X, s, Y, validate=False),
-               lambda outs: normalised_losses(ProposalLoss(), outs), _batches(1), 1,
-               [mx.cpu()], optimizer="adam", seed=0)
+    Trainer(ProposalStep(model, ProposalLoss()), [mx.cpu()],
+            lrs={"output": 0.01, "backbone": 0.0025}, optimizer="adam",
+            seed=0).train(_batches(1), 1)
     assert {p.lr_mult for p in model.head.collect_params().values()} == {1.0}
     assert {p.lr_mult for p in model.backbone.collect_params().values()} == {0.25}
 

@@ -9,7 +9,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from rpn.fit import FINAL_KEYS
+from rpn.training.fit import FINAL_KEYS
 
 TINY = dict(size=64, batch_size=4, epochs=1, settings={"num_train": 8, "num_val": 4},
             quiet=True)
@@ -60,5 +60,5 @@ def test_fit_without_validation_returns_none_and_records_no_recall(tmp_path):
 def test_fit_refuses_a_folder_that_holds_a_run(tmp_path):
     out = str(tmp_path / "run")
     rpn.fit("synthetic", out, **TINY)
-    with pytest.raises(rpn.run.RunError, match="already holds a run"):
+    with pytest.raises(rpn.runs.folder.RunError, match="already holds a run"):
         rpn.fit("synthetic", out, **TINY)

@@ -10,7 +10,7 @@ from mxnet.gluon.model_zoo import vision
 
 import rpn
 from conftest import TINY
-from rpn.backbone import _numpy_mode
+from rpn.zoo.networks import _numpy_mode
 from rpn.cli import main
 
 ONE = TINY + ["--epochs", "1"]
@@ -136,13 +136,16 @@ def test_bad_gpu_options_are_one_line_and_exit_2(extra, words, tmp_path, capsys)
     assert not (tmp_path / "r").exists()
 
 
-def test_amp_refuses_the_refinement_stage(tmp_path, monkeypatch):
+def test_amp_refuses_the_refinement_stage(tmp_path):
     from rpn.settings import SettingsError
-    import sys
-    monkeypatch.setattr(sys.modules["rpn.fit"], "check_contexts", lambda ctxs: None)
+    from rpn.training.fit import Fit
+
+    class OnGpus(Fit):          # the GPU check passes, as on GPUs
+        def check_devices(self):
+            pass
     with pytest.raises(SettingsError, match="refinement stage"):
-        rpn.fit("synthetic", str(tmp_path / "r"), amp=True, size=64,
-                settings={"refine": True})
+        OnGpus("synthetic", str(tmp_path / "r"), amp=True, size=64,
+               settings={"refine": True}).run()
     assert not (tmp_path / "r").exists()
 
 

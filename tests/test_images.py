@@ -14,10 +14,10 @@ import numpy as onp
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from rpn.images import BadImageError, TruncatedImageWarning, image_size, read_image
-from rpn.image_check import ImageCheck, check_images
-from rpn import image_check as check_module
-from rpn import images as images_module
+from rpn.data.images import BadImageError, TruncatedImageWarning, image_size, read_image
+from rpn.data.image_check import ImageCheck, check_images
+from rpn.data import image_check as check_module
+from rpn.data import images as images_module
 
 
 
@@ -608,7 +608,7 @@ def test_pool_initializer_sets_up_workers():
 
 _CHILD = """
 import sys
-from rpn.image_check import check_images
+from rpn.data.image_check import check_images
 paths = [l.strip() for l in open(sys.argv[1])]
 check_images(paths, num_workers=2, progress=False)
 """

@@ -96,4 +96,4 @@ def test_skip_bad_applies_to_class_discovery(tmp_path, capsys):
     said = warnings_of(capsys.readouterr().err)
     assert any("skipping 3 bad" in line for line in said)
     assert json.load(open(out / "config.json"))["classes"] == sorted(
-        rpn.synthetic.SYNTHETIC_CLASSES)
+        rpn.data.synthetic.SYNTHETIC_CLASSES)

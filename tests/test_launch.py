@@ -15,7 +15,8 @@ import uuid
 import pytest
 from conftest import leftovers
 
-from rpn import _supervise, launch
+from rpn import launch
+from rpn.processes import supervise as _supervise
 
 SUPERVISOR = [sys.executable, "-I", _supervise.__file__]
 

@@ -12,10 +12,10 @@ from mxnet import autograd, gluon, np
 import rpn
 from conftest import SMALL, random_boxes, ref_iou, small_model
 from rpn.boxes import OFFSET_WEIGHTS, _decode, generalized_iou
-from rpn.loss import ProposalLoss
-from rpn.outputs import TrainingOutput
-from rpn.proposal_layer import select_proposals
-from rpn.refine import POSITIVE_IOU, REFINE_WEIGHTS, refine_targets, sample_rois
+from rpn.model.loss import ProposalLoss
+from rpn.model.outputs import TrainingOutput
+from rpn.model.proposal_layer import ProposalRule, select_proposals
+from rpn.model.refine import POSITIVE_IOU, REFINE_WEIGHTS, refine_targets, sample_rois
 
 
 def ref_giou(a, b):
@@ -76,8 +76,8 @@ def test_quality_scores_rank_proposals_as_the_formula_says(rng):
     quality = np.array(rng.normal(size=12), dtype="float32")
     valid = np.ones((1, 12))
     out = select_proposals(mx.nd, anchors, logits, np.zeros((12, 4)), valid,
-                           nms_threshold=1.0, pre_nms_top_n=None, post_nms_top_n=None,
-                           quality=quality, quality_power=0.3).asnumpy()[0]
+                           ProposalRule(1.0, None, None, quality_power=0.3),
+                           quality=quality).asnumpy()[0]
     e = onp.exp(logits.asnumpy())
     prob = e[:, 1] / e.sum(1)
     fit = 1 / (1 + onp.exp(-quality.asnumpy()))
@@ -182,10 +182,10 @@ def test_box_voting_against_a_per_box_reference(rng):
     logits = np.array(rng.normal(size=(80, 2)), dtype="float32")          # 2 images
     offsets = np.array(rng.normal(scale=0.3, size=(80, 4)), dtype="float32")
     valid = np.ones((2, 40))
-    common = dict(nms_threshold=0.5, pre_nms_top_n=30, post_nms_top_n=20)
-    plain = select_proposals(mx.nd, anchors, logits, offsets, valid, **common).asnumpy()
-    voted = select_proposals(mx.nd, anchors, logits, offsets, valid, voting=0.6,
-                             voting_top_n=5, voting_candidates=25, **common).asnumpy()
+    rule = ProposalRule(0.5, pre_nms_top_n=30, post_nms_top_n=20)
+    plain = select_proposals(mx.nd, anchors, logits, offsets, valid, rule).asnumpy()
+    voted = select_proposals(mx.nd, anchors, logits, offsets, valid, rule._replace(
+        voting=0.6, voting_top_n=5, voting_candidates=25)).asnumpy()
     onp.testing.assert_array_equal(voted[..., 0], plain[..., 0])          # scores, ranks kept
     onp.testing.assert_array_equal(voted[:, 5:], plain[:, 5:])            # only the best 5
     e = onp.exp(logits.asnumpy())

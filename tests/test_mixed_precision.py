@@ -15,18 +15,20 @@ from mxnet import autograd, gluon, np
 
 import rpn
 from conftest import SMALL, small_model
-from rpn import mixed_precision
-from rpn.engine import _amp_module, normalised_losses, train_loop
-from rpn.loss import ProposalLoss
+from rpn.ops import precision as mixed_precision
+from rpn.training.amp import attach, check_contexts
+from rpn.training.fit import Fit
+from rpn.training.step import ProposalStep
+from rpn.training.trainer import Trainer
 from rpn.settings import SettingsError
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
 def batches(num=2, size=64):
-    found = rpn.sources.open_split("synthetic", "train", synthetic=dict(
+    found = rpn.data.sources.open_split("synthetic", "train", synthetic=dict(
         size=size, num_train=num * 2, num_val=2, seed=0))
-    return list(rpn.sources.make_loader(found, SMALL.model.resize_rule(), 2, train=True,
+    return list(rpn.data.sources.make_loader(found, rpn.Resize.of(SMALL.model), 2, train=True,
                                         size_divisor=8))
 
 
@@ -57,11 +59,8 @@ class FakeAmp:
 
 
 def train(model, data, amp):
-    loss = ProposalLoss.from_settings(model.settings)
-    return train_loop(model.parts(), {"output": 0.01, "backbone": 0.01},
-                      lambda X, Y, s: model.training_outputs(X, s, Y, validate=False),
-                      lambda outs: normalised_losses(loss, outs), data, 1, [mx.cpu()],
-                      optimizer="sgd", seed=0, amp=amp, hybridize=False)
+    return Trainer(ProposalStep(model), [mx.cpu()], lrs={"output": 0.01, "backbone": 0.01},
+                   optimizer="sgd", seed=0, amp=amp, hybridize=False).train(data, 1)
 
 
 def test_the_loop_scales_each_steps_loss_through_amp():
@@ -82,8 +81,8 @@ def test_amp_needs_the_update_on_the_workers():
     net.initialize()
     trainer = gluon.Trainer(net.collect_params(), "sgd", update_on_kvstore=True)
     with pytest.raises(ValueError, match="amp: .*dist_async"):
-        _amp_module(FakeAmp(), trainer)
-    assert _amp_module(False, trainer) is None
+        attach(FakeAmp(), trainer)
+    assert attach(False, trainer) is None
 
 
 def test_mxnets_own_amp_drives_the_loop_on_a_cpu():
@@ -185,9 +184,9 @@ def test_init_turns_amp_on_once(restore_operators):
 
 def test_a_cpu_is_refused_in_one_line():
     with pytest.raises(SettingsError, match=r"needs GPUs; got cpu\(0\), cpu\(1\)") as caught:
-        mixed_precision.check_contexts([mx.cpu(0), mx.cpu(1)])
+        check_contexts([mx.cpu(0), mx.cpu(1)])
     assert "\n" not in str(caught.value)
-    mixed_precision.check_contexts([mx.gpu(0)])       # a GPU passes (nothing runs)
+    check_contexts([mx.gpu(0)])       # a GPU passes (nothing runs)
 
 
 def test_env_times_float16_on_gpus_only(monkeypatch, capsys):
@@ -204,26 +203,34 @@ def test_env_times_float16_on_gpus_only(monkeypatch, capsys):
         assert "no GPU visible" in capsys.readouterr().err
 
 
-def test_fit_turns_amp_on_before_the_model_and_hands_it_to_the_loop(monkeypatch, tmp_path):
+def test_fit_turns_amp_on_before_the_model_and_hands_it_to_the_loop(tmp_path):
     """``rpn.fit(amp=True)`` with the GPU check and AMP's global switch
-    stood in for: AMP goes on before the model is built, and the loop gets
-    ``amp=True``; the run records it."""
-    fit_module = sys.modules["rpn.fit"]
+    stood in for (a :class:`Fit` whose parts record what they do): AMP goes
+    on before the model is built, and the loop gets AMP's loss scaler; the
+    run records it."""
     events = []
-    monkeypatch.setattr(fit_module, "check_contexts", lambda ctxs: events.append("check"))
-    monkeypatch.setattr(fit_module, "init_amp", lambda: events.append("init"))
-    built = fit_module.RegionProposalNetwork.from_settings
-    monkeypatch.setattr(fit_module.RegionProposalNetwork, "from_settings",
-                        lambda *a, **k: events.append("model") or built(*a, **k))
-    loop = fit_module.train_loop
 
-    def recorded(*args, amp=False, **kwargs):
-        events.append(("loop", amp))
-        return loop(*args, amp=FakeAmp() if amp else False, **kwargs)
+    class StandIn(Fit):
+        def check_devices(self):
+            events.append("check")
 
-    monkeypatch.setattr(fit_module, "train_loop", recorded)
-    rpn.fit("synthetic", str(tmp_path / "run"), amp=True, size=64, batch_size=4, epochs=1,
-            settings={"num_train": 8, "num_val": 4}, quiet=True)
-    assert events == ["check", "init", "model", ("loop", True)]
+        def switch_amp(self):
+            events.append(("init", hasattr(self, "net")))
+
+        def build_model(self):
+            super().build_model()
+            events.append("model")
+
+        def train(self):
+            events.append(("loop", self.amp))
+            self.amp = FakeAmp()            # MXNet's scaler needs a GPU
+            history = super().train()
+            events.append(self.amp.calls[0])
+            return history
+
+    StandIn("synthetic", str(tmp_path / "run"), amp=True, size=64, batch_size=4, epochs=1,
+            settings={"num_train": 8, "num_val": 4}, quiet=True).run()
+    assert events == ["check", ("init", False), "model", ("loop", True),
+                      ("init_trainer", "Trainer")]
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["amp"] is True

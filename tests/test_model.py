@@ -9,9 +9,9 @@ import pytest
 from mxnet import autograd, gluon, np
 
 import rpn
-from conftest import SMALL, anchor_fn, small_model
-from rpn.model import RegionProposalNetwork
-from rpn.outputs import Proposals, TrainingOutput
+from conftest import SMALL, anchor_fn, assert_same_proposals, small_model
+from rpn.model.network import RegionProposalNetwork
+from rpn.model.outputs import Proposals, TrainingOutput
 
 M = SMALL.model
 
@@ -121,7 +121,7 @@ def test_training_outputs_give_what_the_loss_needs(model):
     X = np.random.normal(size=(2, 3, 64, 96))
     sizes = np.array([[64, 96], [64, 64]])
     Y = np.array([[[0, 0.1, 0.1, 0.5, 0.5]], [[2, 0.2, 0.3, 0.9, 0.8]]])
-    loss_fn = rpn.loss.ProposalLoss.from_settings(M)
+    loss_fn = rpn.model.loss.ProposalLoss.from_settings(M)
     with autograd.record():
         out = model.training_outputs(X, sizes, Y, proposals=True)
         loss = loss_fn(out).sum()
@@ -207,8 +207,7 @@ def test_load_gives_the_run_and_the_export_as_proposal_models(tmp_path):
     assert exported.is_export and exported.classes == run_model.classes
     X = np.random.normal(size=(2, 3, 64, 96))
     sizes = np.array([[64, 96], [64, 64]])
-    for a, b in zip(run_model(X, sizes), exported(X, sizes)):
-        onp.testing.assert_allclose(a.asnumpy(), b.asnumpy(), atol=1e-5)
+    assert_same_proposals(run_model(X, sizes), exported(X, sizes))
     assert exported.resize == run_model.resize
     # an altered export is refused, naming the file
     params = tmp_path / "exp" / "rpn-0000.params"

@@ -8,8 +8,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from rpn.batching import BatchInfo
-from rpn.recall import ProposalRecall
+from rpn.data.batch import BatchInfo
+from rpn.evaluation.recall import ProposalRecall
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402

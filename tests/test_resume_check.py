@@ -11,8 +11,8 @@ import pytest
 import rpn
 from rpn.cli import main
 from rpn.config import PRESETS
-from rpn.records import ImageSet
-from rpn.resume_check import compare_resume, data_record, describe_change
+from rpn.data.image_set import ImageSet
+from rpn.runs.resume import compare_resume, data_record, describe_change
 
 TINY = ["--size", "64", "--batch-size", "4", "--quiet", "--workers", "0", "--epochs", "1"]
 

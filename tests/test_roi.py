@@ -1,6 +1,5 @@
 """RoIs for ROIAlign from the proposal model's output, and a tiny second
 stage trained on them."""
-import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, init, np
 

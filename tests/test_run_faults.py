@@ -17,11 +17,14 @@ import psutil
 import pytest
 
 import rpn
-import rpn.checkpoint
-import rpn.fileio
+import rpn.runs.checkpoint
+import rpn.runs.fileio
 import rpn.train
+import rpn.training.hooks
 from rpn.cli import main
-from rpn.runlock import LOCK_NAME, RunLock
+from rpn.runs.lock import LOCK_NAME, RunLock
+from rpn.training.fit import Fit
+from rpn.training.hooks import Progress
 
 TINY = ["--size", "64", "--batch-size", "4", "--quiet", "--workers", "0",
         "--set", "num_train=8", "--set", "num_val=4"]
@@ -60,8 +63,8 @@ def listing(folder):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from rpn.runlock import RunLock
-    from rpn.fileio import private_dir, write_bytes
+    from rpn.runs.lock import RunLock
+    from rpn.runs.fileio import private_dir, write_bytes
     lock = RunLock(sys.argv[1]).acquire()
     if len(sys.argv) > 2:           # leave temporaries as a killed writer would
         import os
@@ -117,7 +120,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_sigkill_leaves_no_lock
 def test_a_process_forked_by_the_holder_does_not_keep_the_lock(tmp_path):
     code = textwrap.dedent("""
         import os, sys, time
-        from rpn.runlock import RunLock
+        from rpn.runs.lock import RunLock
         RunLock(sys.argv[1]).acquire()
         if os.fork() == 0:              # a loader process that outlives its parent
             time.sleep(30)
@@ -138,17 +141,20 @@ def test_a_process_forked_by_the_holder_does_not_keep_the_lock(tmp_path):
             child.kill()
 
 
-def test_a_failed_fit_leaves_no_lock_behind(tmp_path, monkeypatch):
-    out = tmp_path / "run"
+class _Broken(rpn.training.hooks.Hook):
+    """A hook that fails when training begins."""
 
-    def broken(*args, **kwargs):
+    def before_train(self, trainer):
         raise RuntimeError("injected")
-    monkeypatch.setattr(sys.modules["rpn.fit"], "train_loop", broken)
+
+
+def test_a_failed_fit_leaves_no_lock_behind(tmp_path):
+    out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="injected"):
-        rpn.fit("synthetic", str(out), size=64, batch_size=4, epochs=1, quiet=True,
-                settings={"num_train": 8, "num_val": 4})
+        Fit("synthetic", str(out), size=64, batch_size=4, epochs=1, quiet=True,
+            settings={"num_train": 8, "num_val": 4}, hooks=[_Broken()]).run()
     # another process can take the lock at once, while the traceback lives on here
-    result = subprocess.run([sys.executable, "-c", "import sys; from rpn.runlock import "
+    result = subprocess.run([sys.executable, "-c", "import sys; from rpn.runs.lock import "
                              "RunLock; RunLock(sys.argv[1]).acquire(); print('ok')",
                              str(out)], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
@@ -179,14 +185,14 @@ def test_a_reader_gets_a_whole_checkpoint_when_the_writer_moves_on(trained, tmp_
                                                                   monkeypatch, when):
     copy = copy_of(trained, tmp_path)
     folder = str(copy / "checkpoint")
-    opened = rpn.checkpoint._Opened
+    opened = rpn.runs.checkpoint._Opened
     moved = []
 
     def writer_moves_on():        # as the writer does between a reader's steps
         shutil.copytree(os.path.join(folder, "epoch-0001"), os.path.join(folder, ".new"))
         os.rename(os.path.join(folder, ".new"), os.path.join(folder, "epoch-0002"))
-        rpn.fileio.write_bytes(os.path.join(folder, "latest"), b"epoch-0002")
-        rpn.checkpoint._retire(folder, "epoch-0001")
+        rpn.runs.fileio.write_bytes(os.path.join(folder, "latest"), b"epoch-0002")
+        rpn.runs.checkpoint._retire(folder, "epoch-0001")
         moved.append(when)
 
     openings = []
@@ -202,7 +208,7 @@ def test_a_reader_gets_a_whole_checkpoint_when_the_writer_moves_on(trained, tmp_
             if not moved:
                 writer_moves_on()
             return super().verify()
-    monkeypatch.setattr(rpn.checkpoint, "_Opened", Racing)
+    monkeypatch.setattr(rpn.runs.checkpoint, "_Opened", Racing)
     model = rpn.load(str(copy))
     assert moved == [when]
     # files already open are read whole; a checkpoint gone before is followed
@@ -240,7 +246,7 @@ def test_readers_load_whole_checkpoints_while_a_run_trains(trained, tmp_path):
 
 def _epoch(out):
     try:
-        return rpn.checkpoint.checkpoint_epoch(rpn.latest_checkpoint(str(out / "checkpoint")))
+        return rpn.runs.checkpoint.checkpoint_epoch(rpn.latest_checkpoint(str(out / "checkpoint")))
     except (OSError, ValueError):
         return None
 
@@ -325,7 +331,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_one(
     before = rpn.latest_checkpoint(str(copy / "checkpoint"))
     with monkeypatch.context() as patch:
         if where == "optimizer":
-            patch.setattr(rpn.checkpoint, "_save_optimizer", _enospc)
+            patch.setattr(rpn.runs.checkpoint, "_save_optimizer", _enospc)
             file = "epoch-0002/optimizer.params"
         else:
             patch.setattr(mx.gluon.Block, "save_parameters", _incomplete)
@@ -343,7 +349,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_one(
 
 def test_a_full_disk_for_config_json_names_it(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    monkeypatch.setattr(rpn.fileio.os, "fsync", _enospc)
+    monkeypatch.setattr(rpn.runs.fileio.os, "fsync", _enospc)
     assert train(out) == 1
     err = errors(capsys.readouterr().err)
     assert len(err) == 1 and "disk is full" in err[0] and "config.json" in err[0]
@@ -369,7 +375,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_run_again(tmp_path
     def crash(*args):
         raise RuntimeError("injected crash")
     with monkeypatch.context() as patch:
-        patch.setattr(rpn.checkpoint, "_save_optimizer", crash)
+        patch.setattr(rpn.runs.checkpoint, "_save_optimizer", crash)
         assert train(out) == 1
     assert os.path.isfile(out / "config.json")
     capsys.readouterr()
@@ -379,16 +385,18 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_run_again(tmp_path
 
 
 def _interrupt_at(monkeypatch, epoch, how):
-    log_step = rpn.engine._log_step
+    """The progress hook of ``rpn train`` is interrupted at its first report
+    of ``epoch`` (0-based): by SIGTERM or Ctrl-C."""
+    report = Progress.after_log
 
-    def interrupting(logged, sums, e, i, *args):
-        if e == epoch:
+    def interrupting(self, trainer, event):
+        if event["epoch"] == epoch:
             if how == "sigterm":
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(1)               # the handler raises here
             raise KeyboardInterrupt
-        return log_step(logged, sums, e, i, *args)
-    monkeypatch.setattr(rpn.engine, "_log_step", interrupting)
+        return report(self, trainer, event)
+    monkeypatch.setattr(Progress, "after_log", interrupting)
 
 
 @pytest.mark.parametrize("how, code, name", [("sigint", 130, "SIGINT"),
@@ -458,12 +466,12 @@ def test_a_signalled_run_prints_one_line_and_no_traceback(tmp_path, sig, code):
              or "interrupted" in line]
     assert len(lines) == 1 and "interrupted" in lines[0] and "resume with --resume" in \
         lines[0], err
-    rpn.checkpoint.verify_manifest(rpn.latest_checkpoint(str(out / "checkpoint")))
+    rpn.runs.checkpoint.verify_manifest(rpn.latest_checkpoint(str(out / "checkpoint")))
 
 
 _STUCK_PROGRAM = textwrap.dedent("""
     import sys, threading, time
-    from rpn.interrupt import signals_interrupt, training_at
+    from rpn.processes.signals import signals_interrupt, training_at
     held = threading.Lock()
     held.acquire()                      # as a lock a killed loader worker held
     deadline = None if sys.argv[1] == "none" else float(sys.argv[1])
@@ -505,7 +513,7 @@ def test_a_program_stuck_after_a_signal_ends_by_its_deadline(deadline):
 
 _FINALIZER_PROGRAM = textwrap.dedent("""
     import time
-    from rpn.interrupt import signals_interrupt
+    from rpn.processes.signals import signals_interrupt
 
     class Slow:
         def __del__(self):              # as an MXNet array freeing its memory

@@ -161,7 +161,7 @@ def test_a_killed_run_leaves_no_orphans_and_no_half_files(tmp_path):
     assert not alive, [p.pid for p in alive]
     # whatever is at a final name is whole, and the run resumes
     latest = rpn.latest_checkpoint(str(out / "checkpoint"))
-    rpn.checkpoint.verify_manifest(latest)
+    rpn.runs.checkpoint.verify_manifest(latest)
     json.load(open(out / "config.json"))
     assert main(["train", "--data", "synthetic", "--out", str(out), "--resume", "--epochs",
                  "1", "--size", "64", "--batch-size", "4", "--workers", "0", "--quiet",

@@ -122,7 +122,7 @@ def test_numbers_are_cast_and_lists_become_tuples():
 def test_model_settings_derive_what_the_model_needs():
     default = PRESETS["default"].model
     assert default.num_anchors == 4 * 5 and default.size_divisor == 8
-    assert default.resize_rule() == rpn.Resize.keep_ratio(112, 192)
+    assert rpn.Resize.of(default) == rpn.Resize.keep_ratio(112, 192)
     assert ModelSettings().num_anchors == 5 and ModelSettings().top_n(True) == (2000, 2000)
     assert ModelSettings(stride=8, top_down=True).size_divisor == 16
     assert RunConfig.shaping_names() == ("backbone", "stride", "top_down", "anchor_sizes",

@@ -11,7 +11,7 @@ import pytest
 import rpn
 from conftest import small_model, train_model
 from rpn.cli import main
-from rpn.sources import DataError, check_split, open_split
+from rpn.data.sources import DataError, check_split, open_split
 
 TINY = ["--size", "64", "--batch-size", "2", "--epochs", "1", "--quiet", "--workers", "0"]
 
@@ -78,7 +78,7 @@ def test_a_file_that_turns_bad_during_training_is_skipped_and_counted(voc, tmp_p
     found = check_split(open_split(voc, "train"), progress=False)
     break_images(voc, ["train_00003"])                         # after the check
     config = rpn.config.PRESETS["default"].replace(size=64, max_size=96, batch_size=2)
-    loader = rpn.sources.make_loader(found, config.model.resize_rule(), 2, train=True)
+    loader = rpn.data.sources.make_loader(found, rpn.Resize.of(config.model), 2, train=True)
     history = train_model(small_model(config, seed=0), loader, epochs=2)
     assert [h["skipped_images"] for h in history] == [1, 1]
     assert all(onp.isfinite(h["loss"]) for h in history)

@@ -9,9 +9,11 @@ from mxnet.gluon import nn
 
 import rpn
 from conftest import anchor_fn, small_model
-from rpn.batching import BatchInfo
+from rpn.data.batch import BatchInfo
 from rpn.config import PRESETS
-from rpn.engine import anchor_metrics, normalised_losses, train_loop
+from rpn.model.labels import AnchorLabeler
+from rpn.training.step import ProposalStep, anchor_metrics
+from rpn.training.trainer import Trainer
 from rpn.train import chapter_batch_fn
 
 SMALL = PRESETS["default"].replace(size=64, batch_size=8, warmup_steps=5)
@@ -253,7 +255,7 @@ def test_a_run_killed_while_saving_keeps_the_previous_checkpoint(tmp_path, monke
         with open(os.path.join(folder, "optimizer.params"), "wb") as f:
             f.write(b"half")
         raise KeyboardInterrupt
-    monkeypatch.setattr(rpn.checkpoint, "_save_optimizer", killed)
+    monkeypatch.setattr(rpn.runs.checkpoint, "_save_optimizer", killed)
     with pytest.raises(KeyboardInterrupt):
         train(mx.cpu(), batches, epochs=2, checkpoint_dir=folder, resume=True)
     assert rpn.latest_checkpoint(folder) == before
@@ -290,8 +292,7 @@ def test_batch_too_small_for_the_devices_is_a_clear_error_in_training_only():
     ctxs = [mx.cpu(0), mx.cpu(1)]
     model = small_model(SMALL, ctxs)
     info = BatchInfo.from_rows([[64, 64, 64, 64, 0]])
-    result = anchor_metrics(lambda X, Y, sizes: model.training_outputs(X, sizes, Y),
-                            [(X, Y, info)], ctxs)
+    result = anchor_metrics(ProposalStep(model, validate=True).forward, [(X, Y, info)], ctxs)
     assert result["images"] == 1 and result["class_err"] is not None
 
 
@@ -314,16 +315,13 @@ def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
     (what a GPU runs; on a CPU the labeler reads CPU arrays on purpose, and
     no device waits), reads the running sums every ``log_interval`` steps
     and nothing else."""
-    import functools
-    from rpn.sources import make_loader, open_split
+    from rpn.data.sources import make_loader, open_split
     config = SMALL.replace(resize="keep_ratio", max_size=96, batch_size=2)
     found = open_split("synthetic", "train", synthetic=dict(size=64, num_train=16,
                                                               num_val=4, seed=0))
-    loader = make_loader(found, config.model.resize_rule(), 2, train=True)
+    loader = make_loader(found, rpn.Resize.of(config.model), 2, train=True)
     model = small_model(config, seed=0)
-    monkeypatch.setattr(rpn.model, "rpn_targets",
-                        functools.partial(rpn.rpn_targets, method="device"))
-    loss = rpn.loss.ProposalLoss.from_settings(config.model)
+    model.labeler = AnchorLabeler(model.settings, method="device")
     batches = list(loader)                                  # decoding reads nothing
     assert len(batches) == 8
     reads = []
@@ -331,8 +329,6 @@ def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
         original = cls.asnumpy
         monkeypatch.setattr(cls, "asnumpy",
                             lambda self, _o=original: reads.append(1) or _o(self))
-    train_loop(model.parts(), {"output": 0.001, "backbone": 0.001},
-               lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
-               lambda outputs: normalised_losses(loss, outputs), batches, 1, [mx.cpu()],
-               optimizer="adam", seed=1, log_interval=4)
+    Trainer(ProposalStep(model), [mx.cpu()], optimizer="adam", seed=1,
+            log_interval=4).train(batches, 1)
     assert len(reads) == 2

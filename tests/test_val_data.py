@@ -59,7 +59,7 @@ def test_validation_data_keeps_the_training_classes_and_val_images_needs_val_dat
                     size=32, batch_size=2, epochs=1, quiet=True,
                     settings={"num_train": 4, "num_val": 6})
     assert final["images"] == 6
-    with pytest.raises(rpn.records.DataError, match="no class \\['unicorn'\\]"):
+    with pytest.raises(rpn.data.image_set.DataError, match="no class \\['unicorn'\\]"):
         rpn.fit("synthetic", str(tmp_path / "run2"), classes=["unicorn"], size=32,
                 batch_size=2, epochs=1, quiet=True)
     assert main(["train", "--data", voc, "--val-images", str(tmp_path), "--out",

@@ -14,6 +14,9 @@ import os
 import sys
 import warnings
 
+from .config import PRESETS
+from .env import add_arguments as add_env_arguments
+
 __all__ = ["main", "parse_ctx"]
 
 
@@ -28,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_ctx(text):
     """``--ctx`` -> a list of contexts (see :func:`rpn.batching.parse_context`)."""
-    from .batching import parse_context
+    from .ops.devices import parse_context
     try:
         return parse_context(text)
     except ValueError as error:
@@ -74,7 +77,7 @@ def _out(result):
 
 
 def cmd_train(args):
-    from .fit import FINAL_KEYS, fit
+    from .training.fit import FINAL_KEYS, fit
     if args.val_images and not args.val_data:
         raise UsageError("--val-images needs --val-data (the COCO file it holds the images of)")
     final = fit(args.data, args.out, preset=args.preset, classes=_classes(args.classes),
@@ -93,8 +96,8 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .evaluate_model import evaluate
-    from .visualize import plot_recall
+    from .evaluation.evaluate import evaluate
+    from .evaluation.pictures import plot_recall
     result, recall = evaluate(args.checkpoint, args.data, args.split,
                               classes=_classes(args.classes), images=args.images,
                               ks=args.ks, batch_size=args.batch_size,
@@ -118,8 +121,8 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .predict_files import save_predictions
-    from .sources import split_image_files
+    from .proposals.images import save_predictions
+    from .data.sources import split_image_files
     paths = list(args.images)
     if args.data is not None:
         paths += split_image_files(args.data, args.split, images=args.data_images)
@@ -137,7 +140,7 @@ def cmd_predict(args):
 
 def cmd_propose(args):
     from tqdm import tqdm
-    from .proposal_file import propose
+    from .proposals.file import propose
     bar = tqdm(unit="image", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
         summary = propose(args.checkpoint, args.data, args.split, out=args.out,
@@ -153,30 +156,22 @@ def cmd_propose(args):
 
 
 def cmd_export(args):
-    from .run import export
+    from .runs.trained import export
     _out(export(args.checkpoint, args.out, ctx=parse_ctx(args.ctx)[0]))
     return 0
 
 
 def cmd_env(args):
-    from .env import main as env_main
-    argv = [flag for flag, on in (("--check", args.check), ("--json", args.json),
-                                  ("--amp", args.amp)) if on]
-    for option, value in (("--backbone", args.backbone), ("--preset", args.preset)):
-        if value is not None:
-            argv += [option, value]
-    try:
-        return env_main(argv)
-    except SystemExit as error:          # argparse's own refusal, already printed
-        return error.code
+    from .env import run
+    return run(args)
 
 
 def _classes(text):
     return tuple(c.strip() for c in text.split(",") if c.strip()) if text else None
 
 
-#: The presets ``--preset`` takes (:data:`rpn.config.PRESETS`).
-PRESET_NAMES = ("default", "chapter", "faster-rcnn")
+#: The presets ``--preset`` takes.
+PRESET_NAMES = tuple(PRESETS)
 
 
 def build_parser():
@@ -266,25 +261,16 @@ def build_parser():
     export.add_argument("--out", required=True)
 
     env = sub.add_parser("env", help="Python, MXNet and devices; --check trains and times")
-    env.add_argument("--check", action="store_true",
-                     help="train and propose on every visible device, with timings")
-    env.add_argument("--json", action="store_true", help="print one JSON object")
-    env.add_argument("--backbone", metavar="NAMES", help="with --check: the backbones to "
-                     "time, comma-separated, or 'all' (default: the preset's on the CPU, "
-                     "every one on a GPU)")
-    env.add_argument("--preset", choices=PRESET_NAMES, help="with --check: the settings "
-                     "of the timed model (default: default)")
-    env.add_argument("--amp", action="store_true",
-                     help="with --check: also a float16 step on each GPU")
+    add_env_arguments(env)
     env.set_defaults(func=cmd_env)
     return parser
 
 
 def main(argv=None):
-    from .config import ConfigError
-    from .interrupt import end_process, interrupted, signals_interrupt
-    from .run import RunError
-    from .sources import DataSpecError
+    from .settings import SettingsError
+    from .processes.signals import end_process, interrupted, signals_interrupt
+    from .runs.folder import RunError
+    from .data.sources import DataSpecError
     parser = build_parser()
     command = "rpn"
     try:
@@ -307,7 +293,7 @@ def main(argv=None):
         if argv is None:                    # the program, not a call: end now
             end_process(code)
         return code
-    except (RunError, ConfigError, DataSpecError) as error:
+    except (RunError, SettingsError, DataSpecError) as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
     except ValueError as error:

@@ -8,8 +8,8 @@ size, ``A`` anchors a pixel, ``N = H * W * A``.
 """
 from mxnet.gluon import nn
 
-from ._guards import EmptyBatchSafe
-from .mixed_precision import float32
+from .ops.guards import EmptyBatchSafe
+from .ops.precision import float32
 
 __all__ = ["RPNOutput"]
 

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from . import _supervise
+from .processes import supervise as _supervise
 
 __all__ = ["main", "cluster_env"]
 
