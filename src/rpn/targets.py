@@ -219,10 +219,8 @@ def _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weigh
     positive_f, negative_f = positive.astype("float32"), negative.astype("float32")
     cls_labels = (IGNORE + (NEGATIVE - IGNORE) * negative_f
                   + (matched[..., 0] + 1 - IGNORE) * positive_f).astype("float32")
-    anchors_b = onp.broadcast_to(corners[None], matched[..., 1:].shape)     # (B, N, 4)
-    targets = anchors_b + positive_f[..., None] * (matched[..., 1:] - anchors_b)
     return (np.array(cls_labels, ctx=anchors.ctx),
-            encode_host(corners, targets, weights, anchors.ctx))
+            encode_host(corners, matched[..., 1:], positive, weights, anchors.ctx))
 
 
 def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,

@@ -101,8 +101,8 @@ def match_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, valid,
     else:
         negative = _keep_at_random(candidates,
                                    neg_pos_ratio * onp.maximum(positive.sum(axis=1), 1), ctx)
-    # (B * G, 5) rows taken at b * G + best_obj[b, n] -> (B, N, 5)
-    matched = gt.reshape(-1, 5)[best_obj + onp.arange(batch)[:, None] * gt.shape[1]]
+    # each anchor's object: (B, G, 5) rows at best_obj (B, N) -> (B, N, 5)
+    matched = onp.take_along_axis(gt, best_obj[..., None], axis=1)
     return positive, negative, matched, corners
 
 
@@ -131,24 +131,33 @@ def _sample_balanced(positive, candidates, anchors_per_image, positive_fraction,
                                       ctx)
 
 
-def encode_host(corners, targets, weights, ctx):
-    """:func:`rpn.boxes._encode` of ``corners`` (N, 4) to ``targets`` (B, N,
-    4), the same float32 operations in the same order, with only the
-    logarithm left to MXNet (NumPy's may round its last bit differently):
-    the offsets are the device path's to the bit. Returns (B, N, 4) on
-    ``ctx``."""
-    ax1, ay1, ax2, ay2 = (corners[:, i] for i in range(4))         # (N,) each
-    gx1, gy1, gx2, gy2 = (targets[..., i] for i in range(4))       # (B, N) each
+def encode_host(corners, objects, positive, weights, ctx):
+    """:func:`rpn.boxes._encode` of ``corners`` (N, 4) to each anchor's
+    object ``objects`` (B, N, 4) where ``positive`` (B, N), 0 elsewhere: the
+    same float32 operations in the same order, with only the logarithm left
+    to MXNet (NumPy's may round its last bit differently), so the offsets
+    are the device path's to the bit (which encodes every anchor, a
+    non-positive one to itself: exactly 0). Only the positive rows (a few
+    dozen an image) are computed. Returns (B, N, 4) on ``ctx``."""
+    rows = onp.nonzero(positive)                                    # (P,) twice
+    anchors = corners[rows[1]]                                      # (P, 4)
+    # the device path's target, anchor + (object - anchor): not always the
+    # object to the bit
+    boxes = anchors + (objects[rows] - anchors)                     # (P, 4)
+    ax1, ay1, ax2, ay2 = (anchors[:, i] for i in range(4))          # (P,) each
+    gx1, gy1, gx2, gy2 = (boxes[:, i] for i in range(4))
     aw, ah = ax2 - ax1, ay2 - ay1
     wx, wy, ww, wh = (onp.float32(w) for w in weights)
     two = onp.float32(2)
-    shift = onp.stack([wx * ((gx1 + gx2) - (ax1 + ax2)) / two / aw,
-                       wy * ((gy1 + gy2) - (ay1 + ay2)) / two / ah], axis=-1)
-    ratio = onp.stack([(gx2 - gx1) / aw, (gy2 - gy1) / ah], axis=-1)   # (B, N, 2)
-    scale = np.array([ww, wh], ctx=ctx)
-    return np.concatenate([np.array(shift, dtype="float32", ctx=ctx),
-                           scale * np.log(np.array(ratio, dtype="float32", ctx=ctx))],
-                          axis=-1)
+    out = onp.zeros(positive.shape + (4,), dtype="float32")        # (B, N, 4)
+    out[rows + (slice(0, 2),)] = onp.stack([wx * ((gx1 + gx2) - (ax1 + ax2)) / two / aw,
+                                            wy * ((gy1 + gy2) - (ay1 + ay2)) / two / ah], -1)
+    ratio = onp.stack([(gx2 - gx1) / aw, (gy2 - gy1) / ah], axis=-1)   # (P, 2)
+    if len(ratio):
+        scale = np.array([ww, wh])
+        out[rows + (slice(2, 4),)] = (scale * np.log(np.array(ratio, dtype="float32"))
+                                      ).asnumpy()
+    return np.array(out, ctx=ctx)
 
 
 def _iou(corners, area, boxes):
