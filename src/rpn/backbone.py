@@ -80,7 +80,7 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
     ``pretrained=True`` loads that network's ImageNet weights from ``root``
     (a ``.params`` file, or a folder holding the model store's file; a path
     that does not exist is a ``FileNotFoundError`` naming it; another
-    network's weights a :class:`rpn.pretrained.WeightsMismatchError` naming
+    network's weights a :class:`rpn.zoo.weights.WeightsMismatchError` naming
     the file and what it holds), or, with ``root=None``, from MXNet's model
     store (``~/.mxnet/models``), downloading them there when absent (a
     ``RuntimeError`` says where to put the file when that fails). The

@@ -1,9 +1,9 @@
 """The command line: ``rpn train | evaluate | predict | propose | export | env``.
 
 ``python -m rpn ...`` or the installed ``rpn`` script. This module parses
-arguments, calls the library (:mod:`rpn.fit`, :mod:`rpn.evaluate_model`,
-:mod:`rpn.predict_files`,
-:mod:`rpn.proposal_file`, :mod:`rpn.run`) and formats what it returns: results
+arguments, calls the library (:mod:`rpn.training.fit`, :mod:`rpn.evaluation.evaluate`,
+:mod:`rpn.proposals.images`,
+:mod:`rpn.proposals.file`, :mod:`rpn.runs.trained`) and formats what it returns: results
 on stdout, progress and warnings on stderr. Exit codes: 0 done, 1 the work
 failed (bad data, a diverging loss, unreadable inputs), 2 a bad argument
 or setting (one line on stderr).
@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_ctx(text):
-    """``--ctx`` -> a list of contexts (see :func:`rpn.batching.parse_context`)."""
+    """``--ctx`` -> a list of contexts (see :func:`rpn.ops.devices.parse_context`)."""
     from .ops.devices import parse_context
     try:
         return parse_context(text)
@@ -121,8 +121,8 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .proposals.images import save_predictions
     from .data.sources import split_image_files
+    from .proposals.images import save_predictions
     paths = list(args.images)
     if args.data is not None:
         paths += split_image_files(args.data, args.split, images=args.data_images)
@@ -140,6 +140,7 @@ def cmd_predict(args):
 
 def cmd_propose(args):
     from tqdm import tqdm
+
     from .proposals.file import propose
     bar = tqdm(unit="image", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
@@ -267,10 +268,10 @@ def build_parser():
 
 
 def main(argv=None):
-    from .settings import SettingsError
+    from .data.sources import DataSpecError
     from .processes.signals import end_process, interrupted, signals_interrupt
     from .runs.folder import RunError
-    from .data.sources import DataSpecError
+    from .settings import SettingsError
     parser = build_parser()
     command = "rpn"
     try:
@@ -287,7 +288,7 @@ def main(argv=None):
     except UsageError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as error:      # Ctrl-C, or SIGTERM (rpn.interrupt)
+    except KeyboardInterrupt as error:      # Ctrl-C, or SIGTERM (rpn.processes.signals)
         line, code = interrupted(command, error)
         print(line, file=sys.stderr)
         if argv is None:                    # the program, not a call: end now

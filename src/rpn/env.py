@@ -87,16 +87,17 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128, preset="default", back
     and propose for one batch; returns a dict of timings (after a warm-up),
     peak memory and the cost of an epoch of each VOC-sized set at the
     preset's image size (``voc_epoch_s``, scaled from ``size`` by pixels),
-    or the error. ``amp``: in float16 (:mod:`rpn.mixed_precision`, which
+    or the error. ``amp``: in float16 (:mod:`rpn.ops.precision`, which
     this turns on for the whole process: time float32 first)."""
     import mxnet as mx
     from mxnet import np
+
     from .config import PRESETS
+    from .data.preprocess import Resize
+    from .data.sources import make_loader, open_split
     from .model.network import RegionProposalNetwork
     from .training.step import ProposalStep
     from .training.trainer import Trainer
-    from .data.preprocess import Resize
-    from .data.sources import make_loader, open_split
     base = PRESETS[preset]
     backbone = backbone or base.model.backbone
     row = {"device": str(ctx), "preset": preset, "backbone": backbone,

@@ -21,7 +21,7 @@ def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
                                pre_nms_top_n=None, post_nms_top_n=None,
                                min_size=0.0, image_sizes=None, weights=OFFSET_WEIGHTS):
     """Turn head outputs into proposals, all images in one NMS call
-    (:func:`rpn.proposal_layer.select_proposals`, as the proposal model).
+    (:func:`rpn.model.proposal_layer.select_proposals`, as the proposal model).
 
     ``anchors`` (4, N); ``cls_preds`` (B * N, 2) logits; ``box_preds``
     (B * N, 4) offsets. Returns a list of B pairs ``[scores (M,), boxes
@@ -94,7 +94,7 @@ def predict_rpn(backbone_features, output_model, anchor_fn, nms_threshold, *,
     NMS, and ran a Python NMS per image: here the scores are
     probabilities, boxes are clipped before NMS (as Faster R-CNN does, so
     overlaps are measured inside the image), and every image goes through
-    one native NMS call, in :func:`rpn.proposal_layer.select_proposals`, the
+    one native NMS call, in :func:`rpn.model.proposal_layer.select_proposals`, the
     code the proposal model runs.
     """
     anchors = anchor_fn(backbone_features)

@@ -9,7 +9,6 @@ ymax]``, normalised corner form, padded with rows whose class is ``-1``.
 Anchors are ``(4, N)``, corner form, normalised.
 """
 import mxnet as mx
-import numpy as onp
 from mxnet import ndarray as _nd
 from mxnet import np, npx
 
@@ -211,7 +210,7 @@ def _match_on_device(ground_truth, anchor_boxes, valid, crowd_ioa, pos_iou, neg_
 
 def _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights,
                    valid, crowd_ioa, validate, balanced):
-    """:func:`label_anchors` for CPU inputs (see :mod:`rpn._host_labels`):
+    """:func:`label_anchors` for CPU inputs (see :mod:`rpn.ops.host_labels`):
     the device path's labels and offsets to the bit."""
     positive, negative, matched, corners = match_on_host(
         ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, valid, crowd_ioa, validate,

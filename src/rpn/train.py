@@ -11,19 +11,19 @@ H * W * A`` anchors an image; features ``(B, C, H, W)``; ground truth
 import functools
 
 from .anchors import rpn_anchors
-from .data.batch import unpack_batch
-from .ops.devices import as_context_list, try_gpu
 from .config import TrainSettings
-from .training.hooks import (AnchorMetrics, Animator, Callback, Checkpointer,
-                             DivergenceCheck, EpochEnd, Hook, in_notebook)
-from .training.step import normalised_losses
-from .training.trainer import Trainer
+from .data.batch import unpack_batch
 from .loss import DetectionLoss
 from .model.outputs import TrainingOutput
+from .ops.devices import as_context_list, try_gpu
 from .targets import rpn_targets
+from .training.hooks import (AnchorMetrics, Animator, Callback, Checkpointer, DivergenceCheck,
+                             EpochEnd, Hook, in_notebook)
+from .training.step import normalised_losses
+from .training.trainer import Trainer
 
 __all__ = ["rpn_batch", "train_detection", "chapter_batch_fn", "try_gpu",
-           "as_context_list", "unpack_batch"]   # the last three from rpn.batching
+           "as_context_list", "unpack_batch"]   # the last three from rpn.ops.devices
 
 
 def rpn_batch(Y, backbone_features, output_model, anchors, *,

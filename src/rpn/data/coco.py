@@ -1,6 +1,6 @@
 """COCO detection annotations: :func:`read_coco` (one instances JSON file
 to an :class:`rpn.ImageSet`), :func:`coco_classes`, and from
-:mod:`rpn.coco_layout` :func:`find_coco_split` (a split's file and image
+:mod:`rpn.data.coco_layout` :func:`find_coco_split` (a split's file and image
 folder in the usual layouts) and :func:`write_coco` (the synthetic set).
 The rules, since annotation files come from elsewhere:
 
@@ -12,7 +12,7 @@ The rules, since annotation files come from elsewhere:
 * Boxes are pixels at this edge: ``bbox [x, y, w, h]`` becomes the row
   ``[class, x, y, x + w, y + h]`` (no -1 shift); ``iscrowd: 1`` gives the
   class :data:`rpn.CROWD`. A box that is not 4 finite numbers is bad. The
-  box rule of :mod:`rpn.records` does the rest: a box without width or
+  box rule of :mod:`rpn.data.image_set` does the rest: a box without width or
   height (``w <= 0`` or ``h <= 0``) is dropped with its object, and its
   image stays (one warning names each); within 1 pixel of the edge a box
   is clipped to the image; further out it is bad, or clipped with
@@ -34,8 +34,9 @@ import warnings
 import numpy as onp
 
 from .coco_layout import find_coco_split, write_coco
+from .image_set import (CLIPPED, CROWD, EMPTY, OUTSIDE, Edit, ImageSet, LeftOut, place_box,
+                        subset)
 from .reports import warn_edits
-from .image_set import CLIPPED, CROWD, EMPTY, OUTSIDE, Edit, ImageSet, LeftOut, place_box, subset
 
 __all__ = ["read_coco", "coco_classes", "write_coco", "find_coco_split"]
 
@@ -147,7 +148,7 @@ def _size(entry):
 
 def _box(bbox, size, clip):
     """``(kind, (x0, y0, x1, y1))`` of a COCO bbox by the box rule of
-    :mod:`rpn.records`, or ``("bad", problem)``."""
+    :mod:`rpn.data.image_set`, or ``("bad", problem)``."""
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_finite, bbox)):
         return "bad", f"bbox {str(bbox)[:80]} is not 4 finite numbers"
     x, y, w, h = bbox
@@ -263,7 +264,7 @@ def read_coco(annotation_file, image_dir=None, *, classes=None, skip_bad=False,
     ``ids`` are COCO image ids, ``names`` the file names, ``sizes`` the
     stated ``(height, width)`` or ``None``. Images without annotations get
     an empty (0, 5) label. ``warn``: warn about the objects dropped and
-    boxes clipped (:func:`rpn.counts.warn_edits`; they are in ``edits``).
+    boxes clipped (:func:`rpn.data.reports.warn_edits`; they are in ``edits``).
     """
     path = os.fspath(annotation_file)
     images, annotations, categories = _top_level(_load_json(path, max_bytes), path)

@@ -2,7 +2,7 @@
 file and image folder in the layouts COCO data ships in (COCO's own
 ``annotations/instances_<split>2017.json`` beside ``<split>2017/``,
 Roboflow's, one file), and :func:`write_coco` writes the synthetic set in
-COCO's layout. :mod:`rpn.coco` reads the files.
+COCO's layout. :mod:`rpn.data.coco` reads the files.
 """
 import glob
 import json

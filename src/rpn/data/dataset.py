@@ -7,7 +7,7 @@ cropping, which this module does.
 This is an edge of the package: labels come in as pixels ``(n, 5)`` rows
 ``[class, xmin, ymin, xmax, ymax]`` and leave normalised to ``[0, 1]`` by
 each image's own width and height. Every image goes through
-:mod:`rpn.preprocess` (decode, resize, normalise, pad).
+:mod:`rpn.data.preprocess` (decode, resize, normalise, pad).
 
 Shape glossary: ``B`` images a batch, ``G`` object rows an image (padded
 with class ``-1`` to the dataset's largest count), images ``(3, h, w)``
@@ -100,7 +100,7 @@ class DetectionDataset(gluon.data.Dataset):
     ymin, xmax, ymax]`` (class :data:`rpn.CROWD` marks a region to ignore),
     checked once here (:func:`check_labels`). Each item is resized to
     ``height x width`` (the chapter's) or by ``resize`` (a
-    :class:`rpn.preprocess.Resize`, e.g. keeping the aspect ratio),
+    :class:`rpn.data.preprocess.Resize`, e.g. keeping the aspect ratio),
     normalised with ``RGB_MEAN``/``RGB_STD``, and returned as ``(image (3,
     h, w) float32, label (G, 5) float32)`` with boxes normalised by the
     image's own size and padded with class ``-1`` rows to the largest object

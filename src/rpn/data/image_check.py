@@ -3,7 +3,7 @@
 :func:`check_images` decodes every image once (JPEGs at 1/8 scale with
 Pillow's ``draft``, which still reads and entropy-decodes the whole
 bitstream, so it finds truncated and broken data as a full decode does)
-by the rules of :mod:`rpn.images`, in worker processes that die with their
+by the rules of :mod:`rpn.data.images`, in worker processes that die with their
 parent, with a progress bar. Symbolic links are followed; a dangling link
 or a loop of links is a bad file, named as such. Sizes are ``(height, width)`` in pixels.
 """

@@ -20,7 +20,7 @@ readers, the check before training and the dataset:
 An :class:`ImageSet` also keeps what was done to it on the way
 (:class:`Edit`: an object dropped or a box clipped, by image;
 :class:`LeftOut`: images no longer in the set, and why), which
-:mod:`rpn.counts` states in words.
+:mod:`rpn.data.reports` states in words.
 
 Shape glossary: ``n`` rows an image.
 """

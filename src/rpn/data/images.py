@@ -1,4 +1,4 @@
-"""Reading image files into RGB arrays (:mod:`rpn.image_check` checks a
+"""Reading image files into RGB arrays (:mod:`rpn.data.image_check` checks a
 whole folder first with the same reader).
 
 An edge of the package: files come from users' photo folders and may be
@@ -343,7 +343,7 @@ def image_size(path, *, expected_size=None):
     """``(height, width)`` of an image from its header, after the EXIF
     orientation rule of :func:`read_image`. Nothing is decoded, so data
     broken after the header is found only by decoding it (:func:`read_image`,
-    :func:`rpn.image_check.check_images`)."""
+    :func:`rpn.data.image_check.check_images`)."""
     _, size, truncated = _read(path, _expected(expected_size), "size")
     if truncated:
         _warn_truncated([os.fspath(path)], 2)

@@ -96,7 +96,7 @@ class DetectionLoader:
     """A Gluon ``DataLoader`` over a :class:`DetectionDataset` whose order
     and augmentation follow ``seed`` and the epoch set by
     :meth:`set_epoch` (the training loop calls it). Yields ``(X (B, 3, h,
-    w), Y (B, G, 5))``, plus ``info`` (a :class:`rpn.batching.BatchInfo`:
+    w), Y (B, G, 5))``, plus ``info`` (a :class:`rpn.data.batch.BatchInfo`:
     each image's size in the canvas, original size and index) when the
     dataset gives it. Images that keep their aspect ratio are padded into
     one canvas a batch, and with ``group_by_aspect`` (default: when they

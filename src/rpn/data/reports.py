@@ -1,7 +1,7 @@
 """What the data readers did to a split, in words.
 
 Two outputs, both from the bookkeeping an :class:`rpn.ImageSet` carries
-(:class:`rpn.records.Edit`, :class:`rpn.records.LeftOut`):
+(:class:`rpn.data.image_set.Edit`, :class:`rpn.data.image_set.LeftOut`):
 
 * :func:`warn_edits`: one warning for the objects dropped because their
   box has no area, and one for the boxes clipped to their image

@@ -2,11 +2,11 @@
 
 What ``--data`` (and ``data=`` in the Python API) may name:
 
-* ``synthetic``: the embedded synthetic set (:mod:`rpn.synthetic`);
+* ``synthetic``: the embedded synthetic set (:mod:`rpn.data.synthetic`);
 * a VOC-layout folder (``Annotations/``, ``JPEGImages/``,
-  ``ImageSets/Main/``), splits from its lists (:mod:`rpn.voc`);
+  ``ImageSets/Main/``), splits from its lists (:mod:`rpn.data.voc`);
 * a COCO instances JSON file, images beside it or in ``images=``;
-* a folder holding COCO data (:func:`rpn.coco.find_coco_split`: the COCO
+* a folder holding COCO data (:func:`rpn.data.coco.find_coco_split`: the COCO
   layout, Roboflow's, or one ``annotations.json``).
 
 A COCO file (or folder) with a single annotation file has no splits of
@@ -18,13 +18,13 @@ with splits: a file named for evaluation or proposals means all of it.
 Validation data of its own (:func:`open_validation`, :func:`train_split`)
 makes a single training file wholly ``train``.
 
-Boxes follow the rule of :mod:`rpn.records` (objects without area dropped,
+Boxes follow the rule of :mod:`rpn.data.image_set` (objects without area dropped,
 boxes past the edge refused or, with ``clip_boxes``, clipped), one warning
-a split for each (:func:`rpn.counts.warn_edits`); :func:`say_counts` states
+a split for each (:func:`rpn.data.reports.warn_edits`); :func:`say_counts` states
 what a split holds and what was left out.
 
 Before training, every image of the splits a run uses is decoded once
-(:func:`rpn.image_check.check_images`, in parallel, with a progress bar): bad
+(:func:`rpn.data.image_check.check_images`, in parallel, with a progress bar): bad
 files are listed together in one error, or left out with one warning
 (``skip_bad``), and a file that turns bad later is skipped and counted.
 """
@@ -35,15 +35,15 @@ import warnings
 import numpy as onp
 
 from .coco import coco_classes, find_coco_split, read_coco
-from .reports import say_counts, warn_edits
-from .loader import make_loader as _make_loader
 from .image_check import check_images
-from .image_set import CLIPPED, EMPTY, OUTSIDE, DataError, Edit, ImageSet, LeftOut, \
-    object_count, place_box, subset
+from .image_set import (CLIPPED, EMPTY, OUTSIDE, DataError, Edit, ImageSet, LeftOut,
+                        object_count, place_box, subset)
+from .loader import make_loader as _make_loader
+from .preprocess import Resize
+from .reports import say_counts, warn_edits
 from .synthetic import SYNTHETIC_CLASSES, SyntheticImages
 from .voc import find_classes as _voc_classes
 from .voc import read_voc_split
-from .preprocess import Resize
 
 __all__ = ["open_split", "resolve_split", "train_split", "open_validation", "data_classes",
            "check_split", "make_loader", "load_split", "split_image_files", "say_counts",
@@ -78,7 +78,7 @@ def _in_holdout(name):
 
 def _holdout(found, split, source):
     """``train``/``val``/``all`` of a dataset that has no splits; each part
-    records what the other holds (:class:`rpn.records.LeftOut`)."""
+    records what the other holds (:class:`rpn.data.image_set.LeftOut`)."""
     if split == "all":
         return found
     if split not in ("train", "val"):
@@ -253,7 +253,7 @@ def check_split(found, *, skip_bad=False, clip_boxes=False, num_workers=None,
     link or a loop of links among them) raise one :class:`DataError`
     listing them all, or (``skip_bad``) are left out with one warning that
     lists them. Where the annotation stated no size, the boxes now meet the
-    rule of :mod:`rpn.records` (``clip_boxes`` as in :func:`open_split`).
+    rule of :mod:`rpn.data.image_set` (``clip_boxes`` as in :func:`open_split`).
     In-memory images are not checked."""
     if not found.images or not isinstance(found.images[0], (str, os.PathLike)):
         return found
@@ -286,7 +286,7 @@ def check_split(found, *, skip_bad=False, clip_boxes=False, num_workers=None,
 
 def _fit(label, size, clip, index, name, edits):
     """``(label, reason)``: the pixel rows ``label`` (n, 5) by the box rule
-    of :mod:`rpn.records` in an image of ``size`` ``(height, width)``
+    of :mod:`rpn.data.image_set` in an image of ``size`` ``(height, width)``
     (objects without area dropped, boxes clipped, noted in ``edits``), or
     why they cannot be (a box more than 1 pixel past the edge)."""
     height, width = size
@@ -312,7 +312,7 @@ def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shar
                 augment=True, crop_prob=0.5, min_crop_scale=0.3, max_objects=None,
                 on_error="skip", size_divisor=32):
     """The loader of ``found`` (an :class:`rpn.ImageSet`), images resized by
-    ``resize``: :func:`rpn.dataset.make_loader` for training (images without
+    ``resize``: :func:`rpn.data.loader.make_loader` for training (images without
     objects left out, shuffled, augmented, last incomplete batch dropped)
     or for evaluation (in order, unaugmented). Yields ``(X, Y, info)``;
     an image that turns unreadable is skipped and counted (``on_error``)."""
@@ -326,7 +326,7 @@ def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shar
 def load_split(model, data, split, *, classes=None, images=None, batch_size=None,
                num_workers=0, skip_bad=False, progress=False, require_objects=False,
                on_error="skip", command=None):
-    """One split of ``data`` for a trained model (:class:`rpn.run.TrainedModel`):
+    """One split of ``data`` for a trained model (:class:`rpn.runs.trained.TrainedModel`):
     opened (default: the run's own validation data when it was given one,
     else the data it was trained on and its ``val`` split; with the
     recorded image folder, classes and seed), checked

@@ -13,7 +13,7 @@ This is an edge of the package: labels are pixels here, rows ``[class,
 xmin - 1, ymin - 1, xmax - 1, ymax - 1]`` (VOC is 1-based; the chapter
 subtracts 1), and :class:`rpn.DetectionDataset` normalises them.
 Annotation files come from elsewhere: XML is parsed without entity
-expansion (defusedxml) and at a bounded size (:mod:`rpn.voc_xml`, which
+expansion (defusedxml) and at a bounded size (:mod:`rpn.data.voc_xml`, which
 also has the rules for boxes without area and boxes past the edge), and
 list entries that would leave the folder by their letters (a ``/``, a
 backslash, a drive letter, ``..``) are refused. Image files in
@@ -26,12 +26,11 @@ import os
 import re
 import warnings
 
-from .reports import warn_edits
-from .images import read_image
-from .loader import make_loader
-from .images import IMAGE_EXTENSIONS
-from .preprocess import Resize
 from .image_set import Edit, ImageSet, LeftOut, subset
+from .images import IMAGE_EXTENSIONS, read_image
+from .loader import make_loader
+from .preprocess import Resize
+from .reports import warn_edits
 from .voc_xml import MAX_XML_BYTES as _MAX_XML_BYTES
 from .voc_xml import parse_annotation, read_xml
 
@@ -119,7 +118,7 @@ def _image_paths(voc_dir, names):
     """The image file of each name in ``JPEGImages/``: ``<name>.jpg`` as
     VOC has it, otherwise ``<name>`` with another image extension in any
     case (``.JPG``, ``.jpeg``, ``.png``, ...; ``.jpg`` first, then in
-    :data:`rpn.images.IMAGE_EXTENSIONS` order). ``None`` where there is none."""
+    :data:`rpn.data.images.IMAGE_EXTENSIONS` order). ``None`` where there is none."""
     folder = os.path.join(voc_dir, "JPEGImages")
     by_stem = None
     paths = []
@@ -141,7 +140,7 @@ def _image_paths(voc_dir, names):
 
 def _read_labels(voc_dir, names, classes, keep_difficult, clip=False):
     """Labels (``None`` where bad), stated sizes, the problems found, and
-    the :class:`rpn.records.Edit` entries (objects dropped, boxes clipped)."""
+    the :class:`rpn.data.image_set.Edit` entries (objects dropped, boxes clipped)."""
     labels, sizes, problems, edits, near = [], [], [], [], collections.Counter()
     wanted = {_folded(c): c for c in classes}
     for index, name in enumerate(names):
@@ -229,7 +228,7 @@ def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=Fal
     all, or are left out with a warning (``skip_bad``). Objects whose box
     has no area are dropped (the image stays); ``clip_boxes`` clips boxes
     more than 1 pixel past the stated image size instead of refusing them;
-    ``warn``: one warning for each (:func:`rpn.counts.warn_edits`; they are
+    ``warn``: one warning for each (:func:`rpn.data.reports.warn_edits`; they are
     in ``edits``). Images without objects stay (see :func:`list_voc_split`).
     """
     classes = list(classes)
@@ -316,7 +315,7 @@ def load_data_voc_detection(batch_size, height, width, classes=("cat", "dog"), *
     ``-1`` (chapter's conventions). Training images without an object of
     ``classes`` are dropped (the count is reported); the training loader
     shuffles, augments (flip, crop; ``augment``) and drops its last
-    incomplete batch (:func:`rpn.dataset.make_loader`, the package's one
+    incomplete batch (:func:`rpn.data.loader.make_loader`, the package's one
     loader factory). ``num_workers`` processes decode images as batches
     need them. ``shard=(rank, parts)`` splits the training set for
     distributed training.

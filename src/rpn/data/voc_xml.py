@@ -1,12 +1,12 @@
 """VOC annotation files: one ``Annotations/<name>.xml`` to pixel rows.
 
-Used by :mod:`rpn.voc`. Annotation files come from elsewhere: XML is
+Used by :mod:`rpn.data.voc`. Annotation files come from elsewhere: XML is
 parsed without entity expansion (defusedxml) and at a bounded size, and a
 file that is missing, malformed or incomplete is an error naming it.
 
 This is an edge of the package: rows are pixels ``[class, xmin - 1,
 ymin - 1, xmax - 1, ymax - 1]`` (VOC is 1-based; the chapter subtracts 1),
-``(n, 5)`` float32. Then the box rule of :mod:`rpn.records`: an object
+``(n, 5)`` float32. Then the box rule of :mod:`rpn.data.image_set`: an object
 whose box has no width or height (``xmax <= xmin`` or ``ymax <= ymin``) is
 dropped and its image stays; a box more than 1 pixel past the ``<size>``
 the file states is an error, or clipped with ``clip``; within 1 pixel it is

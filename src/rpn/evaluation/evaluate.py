@@ -3,7 +3,7 @@
 :func:`evaluate` takes a trained model (:func:`rpn.load`), a bare
 :class:`rpn.RegionProposalNetwork`, or the path of a run or export folder,
 opens the split, checks its images, sends them through the one
-preprocessing path (:mod:`rpn.preprocess`) with the model's own resize
+preprocessing path (:mod:`rpn.data.preprocess`) with the model's own resize
 rule, and measures COCO's proposal recall (:class:`rpn.ProposalRecall`).
 
 Shape glossary: ``B`` images a batch, ``K`` proposals an image; ``X`` (B,
@@ -13,16 +13,16 @@ import os
 
 from mxnet import np
 
-from .recall import ProposalRecall
-from ..runs.trained import TrainedModel, load
 from ..data.sources import load_split
+from ..runs.trained import TrainedModel, load
+from .recall import ProposalRecall
 
 __all__ = ["evaluate", "evaluate_loader", "trained_model"]
 
 
 def trained_model(model, ctx=None):
-    """``model`` (a path, a :class:`rpn.run.TrainedModel` or a
-    :class:`rpn.RegionProposalNetwork`) as a :class:`rpn.run.TrainedModel`."""
+    """``model`` (a path, a :class:`rpn.runs.trained.TrainedModel` or a
+    :class:`rpn.RegionProposalNetwork`) as a :class:`rpn.runs.trained.TrainedModel`."""
     if isinstance(model, (str, os.PathLike)):
         return load(model, ctx)
     return TrainedModel.of(model)
@@ -30,7 +30,7 @@ def trained_model(model, ctx=None):
 
 def evaluate_loader(model, loader, *, ks=None, thresholds=(0.5, 0.7), progress=None):
     """Recall of ``loader``'s objects (it yields ``(X, Y, info)``) among the
-    proposals of ``model`` (a :class:`rpn.run.TrainedModel`). Returns
+    proposals of ``model`` (a :class:`rpn.runs.trained.TrainedModel`). Returns
     ``(result, recall)``: the dict of :meth:`rpn.ProposalRecall.result` plus
     ``skipped_images`` (images that could not be read), and the
     :class:`rpn.ProposalRecall` for plots."""
@@ -54,7 +54,7 @@ def evaluate(model, data=None, split=None, *, classes=None, images=None, ks=None
     :class:`rpn.RegionProposalNetwork` or a run/export folder's path) on one
     split of ``data`` (default: the data the run was trained on), as ``rpn
     evaluate`` reports it. ``split``: default ``val`` of the run's own data,
-    else :func:`rpn.sources.resolve_split`'s (all of a single annotation
+    else :func:`rpn.data.sources.resolve_split`'s (all of a single annotation
     file). The images and objects used (and left out, and why) are counted
     on stderr. Returns ``(result, recall)`` (see :func:`evaluate_loader`)."""
     model = trained_model(model, ctx)

@@ -84,7 +84,7 @@ def draw_proposals(X, Y, scores, boxes, info=None, *, top_k=5, num_images=10, pa
     """Ground truth (red) and the ``top_k`` best proposals (white, with
     scores) of a batch: ``X`` (B, 3, H, W) normalised, ``Y`` (B, G, 5),
     the proposal model's ``scores`` (B, K) and ``boxes`` (B, K, 4), and
-    ``info`` (a :class:`rpn.batching.BatchInfo`: each image is cut out of
+    ``info`` (a :class:`rpn.data.batch.BatchInfo`: each image is cut out of
     its canvas). Saved to
     ``path`` when given; returns the figure."""
     plt = _pyplot()

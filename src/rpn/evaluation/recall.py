@@ -27,12 +27,12 @@ image's size, except in :meth:`ProposalRecall.update_image` (pixels).
 """
 import numpy as onp
 
-from ..data.batch import unpack_batch
-from ..ops.devices import as_context_list, split_batch
 from ..boxes import overlap
 from ..config import DEFAULT_KS
-from ..predict import predict_rpn
+from ..data.batch import unpack_batch
 from ..data.image_set import CROWD
+from ..ops.devices import as_context_list, split_batch
+from ..predict import predict_rpn
 
 __all__ = ["ProposalRecall", "proposal_recall", "AR_THRESHOLDS", "AREA_RANGES",
            "DEFAULT_KS"]
@@ -155,7 +155,7 @@ class ProposalRecall:
     def update_batch(self, scores, boxes, Y, info):
         """The proposal model's output: ``scores`` (B, K) (rows below 0 are
         padding) and ``boxes`` (B, K, 4); ``Y`` (B, G, 5); ``info`` the
-        batch's :class:`rpn.batching.BatchInfo` (images that could not be
+        batch's :class:`rpn.data.batch.BatchInfo` (images that could not be
         read are left out; sizes come from each image's original size)."""
         scores, boxes, Y = _host(scores), _host(boxes), _host(Y)      # one read each
         for b in range(len(scores)):

@@ -31,7 +31,7 @@ def _spread(value, like):
 
 class ProposalLoss(nn.Block):
     """The loss of the proposal model (:class:`rpn.RegionProposalNetwork`),
-    computed from its :class:`rpn.outputs.TrainingOutput`: the chapter's
+    computed from its :class:`rpn.model.outputs.TrainingOutput`: the chapter's
     :class:`DetectionLoss` with weight ``lambd``, plus three extras that
     train localisation (all off by default, which is the chapter's loss):
 

@@ -25,8 +25,9 @@ ground truth and proposals in each image's frame (:mod:`rpn.model.canvas`).
 """
 import mxnet as mx
 import numpy as onp
-from mxnet import autograd, init, np
+from mxnet import autograd, init
 from mxnet import ndarray as _nd
+from mxnet import np
 from mxnet.gluon import nn
 
 from ..anchors import anchor_shapes
@@ -120,7 +121,7 @@ class RegionProposalNetwork(nn.HybridBlock):
 
     @property
     def resize(self):
-        """The :class:`rpn.preprocess.Resize` of the model's images."""
+        """The :class:`rpn.data.preprocess.Resize` of the model's images."""
         return Resize.of(self.settings)
 
     def parts(self):
@@ -196,11 +197,11 @@ class RegionProposalNetwork(nn.HybridBlock):
 
     def training_outputs(self, X, image_sizes, Y, *, proposals=False, crowd=True,
                          validate=True, refine=True):
-        """One batch for training: :class:`rpn.outputs.TrainingOutput` with
+        """One batch for training: :class:`rpn.model.outputs.TrainingOutput` with
         the head's predictions for every anchor and the anchors' labels for
         ground truth ``Y`` (B, G, 5) (rows ``[class, x1, y1, x2, y2]``,
         images' frames, class -1 for padding). Call it under
-        ``autograd.record()``; the loss is :class:`rpn.loss.ProposalLoss`.
+        ``autograd.record()``; the loss is :class:`rpn.model.loss.ProposalLoss`.
         ``proposals``: also the batch's proposals (without gradient, for a
         second stage). ``crowd=False`` skips the crowd-region pass of the
         labels (when the data has none); ``validate=False`` skips the checks

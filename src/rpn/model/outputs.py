@@ -29,7 +29,7 @@ class TrainingOutput(NamedTuple):
     :func:`rpn.rpn_targets`; ``anchors`` (4, N); ``proposals`` the
     batch's :class:`Proposals` when asked for (``None`` otherwise);
     ``quality_preds`` (B * N,) the IoU branch's logits (``None`` without
-    one); ``refine`` the refinement stage's :class:`rpn.refine.RefineOutput`
+    one); ``refine`` the refinement stage's :class:`rpn.model.refine.RefineOutput`
     (``None`` without one)."""
     cls_preds: Any
     box_preds: Any

@@ -16,8 +16,9 @@ pixels, rows ``[image, x1, y1, x2, y2]``).
 """
 from typing import Any, NamedTuple
 
+from mxnet import autograd
 from mxnet import ndarray as _nd
-from mxnet import autograd, np, npx
+from mxnet import np, npx
 from mxnet.gluon import nn
 
 from ..boxes import _decode, _encode, overlap

@@ -3,8 +3,8 @@
 Run as a script, never imported by the package (it must start fast and
 without MXNet)::
 
-    python -I _supervise.py --parent PID [--name ROLE] -- COMMAND...
-    python -I _supervise.py --stdin [--name ROLE] -- COMMAND...
+    python -I supervise.py --parent PID [--name ROLE] -- COMMAND...
+    python -I supervise.py --stdin [--name ROLE] -- COMMAND...
 
 It starts ``COMMAND`` in a process group (a session) of its own, so that
 one signal reaches the command and everything it started (Gluon
@@ -199,7 +199,7 @@ class _Supervisor:
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="_supervise.py", allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="supervise.py", allow_abbrev=False)
     watch = parser.add_mutually_exclusive_group(required=True)
     watch.add_argument("--parent", type=int, help="end the command when this pid is gone")
     watch.add_argument("--stdin", action="store_true",

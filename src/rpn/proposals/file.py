@@ -18,7 +18,7 @@ detectron2's and mmdetection's precomputed proposal files:
 =============== ============ ===============================================
 
 :func:`load_proposals` reads it back (``proposals[i]`` or
-``proposals.by_id(image_id)``). In process, :mod:`rpn.roi` feeds a second
+``proposals.by_id(image_id)``). In process, :mod:`rpn.ops.roi` feeds a second
 stage without a file.
 """
 import io
@@ -28,10 +28,10 @@ import os
 import numpy as onp
 from mxnet import np
 
+from ..data.preprocess import Resize
+from ..data.sources import load_split, resolve_split
 from ..evaluation.evaluate import trained_model
 from ..runs.fileio import write_bytes
-from ..data.sources import load_split, resolve_split
-from ..data.preprocess import Resize
 
 __all__ = ["propose", "load_proposals", "ProposalSet", "PROPOSAL_FORMAT"]
 
@@ -44,7 +44,7 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
             batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None):
     """Proposals for every image of one split of ``data``, written to
     ``out`` (see the module). ``split``: default
-    :func:`rpn.sources.resolve_split`'s (all of a single annotation file,
+    :func:`rpn.data.sources.resolve_split`'s (all of a single annotation file,
     ``val`` of data with splits). At most ``top_k`` proposals an image, from 1
     to the model's ``post_nms_top_n_test``; ``None``: all the model keeps
     (``post_nms_top_n_test``). ``model``: a proposal model or a

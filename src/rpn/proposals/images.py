@@ -1,7 +1,7 @@
 """Proposals for image files: what ``rpn predict`` does.
 
 :func:`predict_images` reads image files (and every image of a folder),
-sends them through the one preprocessing path (:mod:`rpn.preprocess`) with
+sends them through the one preprocessing path (:mod:`rpn.data.preprocess`) with
 the model's own resize rule, and returns each image's best proposals;
 :func:`save_predictions` also draws them and writes ``proposals.json``.
 
@@ -13,11 +13,11 @@ import os
 
 from mxnet import np
 
+from ..data.images import IMAGE_EXTENSIONS, BadImageError, read_image
+from ..data.preprocess import pad_batch, preprocess_image
 from ..evaluation.evaluate import trained_model
 from ..runs.fileio import make_dir, write_json
-from ..data.images import IMAGE_EXTENSIONS, BadImageError, read_image
 from .inputs import expand_images, warn_if_tiny
-from ..data.preprocess import pad_batch, preprocess_image
 
 __all__ = ["predict_images", "save_predictions", "describe", "IMAGE_EXTENSIONS"]
 

@@ -21,10 +21,10 @@ saving keeps the previous checkpoint. ``latest`` can only name an
 ``epoch-NNNN`` folder inside ``checkpoint/``; without ``latest`` the newest
 whole ``epoch-NNNN`` folder is used, with a warning.
 
-The one writer (:mod:`rpn.runlock`) moves an old checkpoint out of its
+The one writer (:mod:`rpn.runs.lock`) moves an old checkpoint out of its
 name to delete it only once ``latest`` names the new one; a reader that
 finds a file gone while ``latest`` has moved on reads the new one. A full
-disk while saving is one :class:`rpn.fileio.DiskFullError` naming the file
+disk while saving is one :class:`rpn.runs.fileio.DiskFullError` naming the file
 and the checkpoint kept.
 """
 import os
@@ -35,8 +35,8 @@ import warnings
 
 import mxnet as mx
 
-from .fileio import DiskFullError, is_disk_full, make_dir, private_dir, read_json, \
-    sha256_of, write_bytes, write_json
+from .fileio import (DiskFullError, is_disk_full, make_dir, private_dir, read_json, sha256_of,
+                     write_bytes, write_json)
 from .optimizer_state import restore_optimizer_state
 from .optimizer_state import save_optimizer_state as _save_optimizer
 
@@ -59,7 +59,7 @@ class CorruptCheckpointError(ValueError):
 
 def load_optimizer_states(trainer, path):
     """Set ``trainer``'s optimizer state from the checkpoint folder ``path``
-    after verifying it (:mod:`rpn.optimizer_state`). Returns ``False`` (with
+    after verifying it (:mod:`rpn.runs.optimizer_state`). Returns ``False`` (with
     a warning) when the checkpoint holds none (a ``dist_async`` run)."""
     _verify(path)
     return restore_optimizer_state(trainer, path)
@@ -105,7 +105,7 @@ def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state):
     saved as ``<name>.params``; the chapter's are ``backbone`` and
     ``output``); ``state``: JSON-able progress (epoch, history, seed,
     config). Returns the checkpoint's folder. A full disk raises one
-    :class:`rpn.fileio.DiskFullError` naming the file, and the previous
+    :class:`rpn.runs.fileio.DiskFullError` naming the file, and the previous
     checkpoint stays the latest."""
     name = f"epoch-{epoch + 1:04d}"
     final = os.path.join(checkpoint_dir, name)

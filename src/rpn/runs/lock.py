@@ -12,7 +12,7 @@ of a cluster (rank > 0 under ``python -m rpn.launch``) share rank 0's lock
 and take none.
 
 ``RUN/.lock`` also holds the record of the temporaries its holder created
-(:func:`rpn.fileio.record_temporaries`), one a line::
+(:func:`rpn.runs.fileio.record_temporaries`), one a line::
 
     pid 12345
     temporary checkpoint/.epoch-0004-k2j3h4l5
@@ -39,8 +39,8 @@ import warnings
 
 from .checkpoint import CorruptCheckpointError, whole_checkpoints
 from .fileio import UnsafePathError, record_temporaries, write_bytes
-from .resume import refuse_unfit
 from .folder import RunError
+from .resume import refuse_unfit
 
 __all__ = ["RunLock", "RunBusyError", "claim_run", "releases_run_locks", "LOCK_NAME"]
 
@@ -235,7 +235,7 @@ def releases_run_locks(func):
 # ---- what rpn.fit does before training -----------------------------------------
 
 def _refuse(folder, config, resume, say):
-    """Raise a :class:`rpn.run.RunError` if ``folder`` may not be trained
+    """Raise a :class:`rpn.runs.folder.RunError` if ``folder`` may not be trained
     into as asked."""
     if folder.is_export:
         raise RunError(f"{folder.path} is an export folder (rpn export); choose another "
@@ -278,13 +278,13 @@ def _repair_latest(folder):
 
 
 def claim_run(folder, config, resume):
-    """Make the run folder ``folder`` (a :class:`rpn.run.RunFolder`) ready
+    """Make the run folder ``folder`` (a :class:`rpn.runs.folder.RunFolder`) ready
     for this process to train into, and return its held :class:`RunLock`:
 
-    * refuse (:class:`rpn.run.RunError`) an export folder, a folder that
+    * refuse (:class:`rpn.runs.folder.RunError`) an export folder, a folder that
       holds a run (a checkpoint or ``metrics.json``) unless ``resume``, a
       ``config.json`` that is not a run's, and a resume whose checkpoint
-      cannot take ``config`` (:func:`rpn.resume_check.refuse_unfit`); a run
+      cannot take ``config`` (:func:`rpn.runs.resume.refuse_unfit`); a run
       that saved no checkpoint is started afresh;
     * take the lock (:class:`RunBusyError` while another writer holds it);
     * remove what the last writer recorded and left behind;

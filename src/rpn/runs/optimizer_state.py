@@ -4,7 +4,7 @@ Gluon's ``Trainer.save_states`` pickles the updater, and unpickling a file
 from a shared run folder runs whatever code it holds. Here the state is
 MXNet's own array file (``optimizer.params``) plus JSON (``optimizer.json``:
 the optimizer's name, update counts, parameter shapes and the structure of
-each state). :mod:`rpn.checkpoint` writes and verifies the files; this
+each state). :mod:`rpn.runs.checkpoint` writes and verifies the files; this
 module turns a trainer's state into them and back.
 """
 import os

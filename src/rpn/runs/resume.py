@@ -27,8 +27,8 @@ import json
 import os
 import warnings
 
-from .checkpoint import checkpoint_epoch, latest_checkpoint
 from ..config import RunConfig
+from .checkpoint import checkpoint_epoch, latest_checkpoint
 from .folder import RunError
 
 __all__ = ["data_record", "compare_resume", "describe_change", "check_resume",
@@ -144,7 +144,7 @@ def _refuse(folder, refused):
 
 
 def refuse_unfit(folder, config):
-    """Raise one :class:`rpn.run.RunError` when the checkpoint of the run
+    """Raise one :class:`rpn.runs.folder.RunError` when the checkpoint of the run
     folder ``folder`` cannot continue under ``config`` (other classes,
     model-shaping settings or optimizer): what a resume checks first,
     before the data is read."""
@@ -158,7 +158,7 @@ def check_resume(folder, config, meta, train_set, val_set, resume):
     """What :func:`rpn.fit` records and checks before training: returns
     the entries to add to ``config.json`` (``dataset``, ``changes``). On a
     resume of a run that saved a checkpoint, refused changes raise one
-    :class:`rpn.run.RunError`, allowed ones give one warning and are added
+    :class:`rpn.runs.folder.RunError`, allowed ones give one warning and are added
     to ``changes`` from the epoch the resume starts with."""
     record = {"dataset": data_record(train_set, val_set)}
     config_file = folder.file("config.json")

@@ -3,7 +3,7 @@
 ``rpn train`` (and :func:`rpn.fit`) writes a run folder::
 
     RUN/config.json      the settings, the data and the seed
-    RUN/checkpoint/      parameters and optimizer state (rpn.checkpoint)
+    RUN/checkpoint/      parameters and optimizer state (rpn.runs.checkpoint)
     RUN/metrics.json     per-epoch history and the final proposal recall
     RUN/curves.png, recall_iou.png, predictions.png
 
@@ -29,14 +29,14 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from ..ops.devices import as_context_list
-from .checkpoint import load_latest, verify_manifest, write_manifest
-from .folder import PARAMS_FILE, SYMBOL_FILE, RunError, RunFolder
 from ..config import DEFAULT_KS, RunConfig
-from .fileio import make_dir, staging_dir, write_json
+from ..data.preprocess import Resize
 from ..model.network import RegionProposalNetwork
 from ..model.outputs import Proposals
-from ..data.preprocess import Resize
+from ..ops.devices import as_context_list
+from .checkpoint import load_latest, verify_manifest, write_manifest
+from .fileio import make_dir, staging_dir, write_json
+from .folder import PARAMS_FILE, SYMBOL_FILE, RunError, RunFolder
 
 __all__ = ["TrainedModel", "load", "export"]
 
@@ -47,7 +47,7 @@ class TrainedModel:
     ``source`` (the folder it came from, or ``None``) and ``record`` (what
     its ``config.json`` says besides the settings: ``data``, ``images``,
     ``seed``). ``model(X (B, 3, H, W), image_sizes (B, 2))`` gives
-    :class:`rpn.outputs.Proposals` ``(scores (B, K), boxes (B, K, 4))`` as
+    :class:`rpn.model.outputs.Proposals` ``(scores (B, K), boxes (B, K, 4))`` as
     :class:`rpn.RegionProposalNetwork` in inference; ``resize``,
     ``size_divisor`` and ``ctx`` say how to feed it."""
 
@@ -79,7 +79,7 @@ class TrainedModel:
 
     @property
     def resize(self):
-        """The :class:`rpn.preprocess.Resize` of the model's images."""
+        """The :class:`rpn.data.preprocess.Resize` of the model's images."""
         return Resize.of(self.config.model)
 
     @property

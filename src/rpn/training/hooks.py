@@ -11,8 +11,8 @@ import sys
 import time
 
 from ..evaluation.evaluate import evaluate_loader
-from ..runs.checkpoint import latest_checkpoint, load_optimizer_states, load_parts, \
-    write_checkpoint
+from ..runs.checkpoint import (latest_checkpoint, load_optimizer_states, load_parts,
+                               write_checkpoint)
 from .step import anchor_metrics
 
 __all__ = ["Hook", "DivergenceCheck", "Checkpointer", "AnchorMetrics", "EpochRecall",
