@@ -110,8 +110,8 @@ _STUCK_PROGRAM = textwrap.dedent("""
     deadline = None if sys.argv[1] == "none" else float(sys.argv[1])
     with signals_interrupt(command="rpn train", deadline=deadline):
         training_at(2, 4, 9)
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)      # inside: the signal may come at once
             time.sleep(120)
         finally:
             held.acquire()              # clean-up that never ends
