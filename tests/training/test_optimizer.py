@@ -43,9 +43,6 @@ def test_the_rank_and_workers_of_a_kvstore():
         assert kvstore_rank(store) == (2, 3, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="src/rpn/training/optimizer.py kvstore_rank tests "
-                   "'\"sync\" in type', which 'dist_async' passes: its gradients are divided "
-                   "by the workers")
 def test_an_asynchronous_kvstore_has_no_synchronous_workers():
     """kvstore_rank's docstring: ``dist_sync`` averages the gradients of its
     workers, ``dist_async`` does not (the trainer divides by the third)."""
