@@ -19,8 +19,8 @@ from mxnet import np, npx
 
 import rpn
 from rpn.boxes import OFFSET_WEIGHTS, _decode
-from rpn.model import _canvas_extent
-from rpn.sources import check_split, make_loader, open_split
+from rpn.model.network import _canvas_extent
+from rpn.data.sources import check_split, make_loader, open_split
 
 from mxnet import ndarray as _nd
 

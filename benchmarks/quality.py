@@ -39,7 +39,7 @@ Variant settings are passed to ``rpn.fit`` untouched (any RunConfig field).
 import argparse
 import datetime
 import json
-import math
+
 import os
 import re
 import resource

@@ -24,9 +24,9 @@ import mxnet as mx
 
 import rpn
 from rpn.config import resolve_config
-from rpn.engine import learning_rates, normalised_losses, train_loop
-from rpn.loss import ProposalLoss
-from rpn.sources import check_split, make_loader, open_split
+from rpn.training.step import ProposalStep
+from rpn.training.trainer import Trainer
+from rpn.data.sources import check_split, make_loader, open_split
 
 VARIANTS = {
     "fixed-128": dict(resize="fixed", size=128, max_size=128),
@@ -46,17 +46,14 @@ def steps_per_cpu_second(data, classes, settings, calibration=8):
     """Training steps one CPU second buys for ``settings`` (after warm-up)."""
     config = resolve_config("default", settings=dict(settings, min_steps=0, epochs=1))
     found = check_split(open_split(data, "train", classes=classes), progress=False)
-    loader = make_loader(found, config.model.resize_rule(), config.train.batch_size,
+    loader = make_loader(found, rpn.Resize.of(config.model), config.train.batch_size,
                          train=True, size_divisor=config.model.size_divisor)
     mx.random.seed(0)
     model = rpn.RegionProposalNetwork.from_settings(config.model, [mx.cpu()])
-    loss = ProposalLoss.from_settings(config.model)
+    step = ProposalStep(model)
 
     def train(batches):                     # the training loop of rpn train
-        train_loop(model.parts(), learning_rates(model.parts(), 1e-3, 1e-3),
-                   lambda X, Y, sizes: model.training_outputs(X, sizes, Y, validate=False),
-                   lambda outputs: normalised_losses(loss, outputs), batches, 1, [mx.cpu()],
-                   optimizer="adam", seed=0)
+        Trainer(step, [mx.cpu()], optimizer="adam", seed=0).train(batches, 1)
         mx.nd.waitall()
     batches = iter(loader)
     train([next(batches) for _ in range(2)])

@@ -9,7 +9,6 @@ Box convention: corner form ``(xmin, ymin, xmax, ymax)``, normalised to
 ``[0, 1]``; pixels only at the edges (datasets, drawing).
 """
 try:
-    import mxnet  # noqa: F401  (the check itself)
     from mxnet import npx as _npx
 except ImportError as _error:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -19,46 +18,49 @@ except ImportError as _error:  # pragma: no cover - depends on the install
 
 _npx.set_np()
 
-from .anchors import (RPN_RATIOS, RPN_SIZES, generate_anchors,  # noqa: E402
-                      num_anchors, rpn_anchors)
+# the chapter, section by section
+from .backbone import detection_backbone, download_pretrained  # noqa: E402
+from .head import RPNOutput  # noqa: E402
 from .boxes import (anchor_plus_offset, anchor_to_gt_offset,  # noqa: E402
                     box_center_to_corner, box_corner_to_center, iou,
                     project_box)
-from .records import CROWD, ImageSet  # noqa: E402
-from .head import RPNOutput  # noqa: E402
-from .nms import nms  # noqa: E402
-from .backbone import detection_backbone, download_pretrained  # noqa: E402
-from .loss import DetectionEvaluation, DetectionLoss  # noqa: E402
-from .predict import predict_rpn, proposals_from_predictions  # noqa: E402
-from .checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
-from .train import (as_context_list, rpn_batch, train_detection,  # noqa: E402
-                    try_gpu)
-from .recall import AR_THRESHOLDS, ProposalRecall, proposal_recall  # noqa: E402
-from .settings import ModelSettings  # noqa: E402
-from .config import RunConfig  # noqa: E402
-from .outputs import Proposals, TrainingOutput  # noqa: E402
-from .model import RegionProposalNetwork  # noqa: E402
-from .preprocess import Resize  # noqa: E402
-from .images import BadImageError, read_image  # noqa: E402
-from .image_check import check_images  # noqa: E402
-from .visualize import (denormalize_image, show_boxes,  # noqa: E402
-                        visualize_rpn_preds)
-from .dataset import (RGB_MEAN, RGB_STD, DetectionDataset,  # noqa: E402
-                      DetectionLoader)
-from .synthetic import (SYNTHETIC_CLASSES, SyntheticImages,  # noqa: E402
-                        load_data_synthetic, write_voc)
-from .voc import (VOC_CLASSES, list_voc_split,  # noqa: E402
-                  load_data_voc_detection, read_voc_detection_labels,
-                  read_voc_images)
-from .coco import read_coco, write_coco  # noqa: E402
+from .anchors import (RPN_RATIOS, RPN_SIZES, generate_anchors,  # noqa: E402
+                      num_anchors, rpn_anchors)
 from .targets import (IGNORE, NEGATIVE, POSITIVE, label_anchors,  # noqa: E402
                       rpn_targets)
-from .run import TrainedModel, export, load  # noqa: E402
-from .evaluate_model import evaluate  # noqa: E402
-from .predict_files import predict_images  # noqa: E402
-from .proposal_file import load_proposals, propose  # noqa: E402
-from .roi import proposals_to_rois, roi_align  # noqa: E402
-from .fit import fit  # noqa: E402
+from .loss import DetectionEvaluation, DetectionLoss  # noqa: E402
+from .train import (as_context_list, rpn_batch, train_detection,  # noqa: E402
+                    try_gpu)
+from .predict import predict_rpn, proposals_from_predictions  # noqa: E402
+from .suppression import nms  # noqa: E402
+from .visualize import (denormalize_image, show_boxes,  # noqa: E402
+                        visualize_rpn_preds)
+# the chapter's companion sections: VOC data
+from .data.dataset import RGB_MEAN, RGB_STD, DetectionDataset  # noqa: E402
+from .data.voc import (VOC_CLASSES, list_voc_split,  # noqa: E402
+                       load_data_voc_detection, read_voc_detection_labels,
+                       read_voc_images)
+# what the package adds
+from .settings import ModelSettings  # noqa: E402
+from .config import RunConfig  # noqa: E402
+from .model.outputs import Proposals, TrainingOutput  # noqa: E402
+from .model.network import RegionProposalNetwork  # noqa: E402
+from .data.image_set import CROWD, ImageSet  # noqa: E402
+from .data.images import BadImageError, read_image  # noqa: E402
+from .data.image_check import check_images  # noqa: E402
+from .data.preprocess import Resize  # noqa: E402
+from .data.loader import DetectionLoader  # noqa: E402
+from .data.synthetic import (SYNTHETIC_CLASSES, SyntheticImages,  # noqa: E402
+                             load_data_synthetic, write_voc)
+from .data.coco import read_coco, write_coco  # noqa: E402
+from .evaluation.recall import AR_THRESHOLDS, ProposalRecall, proposal_recall  # noqa: E402
+from .evaluation.evaluate import evaluate  # noqa: E402
+from .runs.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+from .runs.trained import TrainedModel, export, load  # noqa: E402
+from .proposals.images import predict_images  # noqa: E402
+from .proposals.file import load_proposals, propose  # noqa: E402
+from .ops.roi import proposals_to_rois, roi_align  # noqa: E402
+from .training.fit import fit  # noqa: E402
 
 __version__ = "0.3.0"
 

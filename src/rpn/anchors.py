@@ -15,17 +15,14 @@ line up.
 import math
 
 import mxnet as mx
+from mxnet import ndarray as _nd
 from mxnet import np
 
-from .settings import RPN_RATIOS, RPN_SIZES
+from .ops.grid import anchor_grid
+from .settings import RPN_RATIOS, RPN_SIZES, num_anchors
 
 __all__ = ["generate_anchors", "rpn_anchors", "num_anchors", "anchor_shapes",
            "RPN_SIZES", "RPN_RATIOS"]
-
-def num_anchors(sizes=RPN_SIZES, ratios=RPN_RATIOS, *, product=False):
-    """Anchors a pixel: ``len(sizes) + len(ratios) - 1`` (the chapter's
-    combinations), or ``len(sizes) * len(ratios)`` with ``product``."""
-    return len(sizes) * len(ratios) if product else len(sizes) + len(ratios) - 1
 
 
 def _pairs(sizes, ratios, product):
@@ -102,14 +99,7 @@ def _generate(height, width, sizes, ratios, product, ctx):
     ah = np.array([h for _, h in shapes], ctx=ctx)                  # (A,)
     cx = (np.arange(width, ctx=ctx) + 0.5) / width                  # (W,)
     cy = (np.arange(height, ctx=ctx) + 0.5) / height                # (H,)
-    # broadcast to (H, W, A): y varies slowest, then x, then the anchor
-    cx = np.broadcast_to(cx[None, :, None], (height, width, len(shapes)))
-    cy = np.broadcast_to(cy[:, None, None], (height, width, len(shapes)))
-    aw = np.broadcast_to(aw[None, None, :], (height, width, len(shapes)))
-    ah = np.broadcast_to(ah[None, None, :], (height, width, len(shapes)))
-    boxes = np.stack([cx - aw / 2, cy - ah / 2, cx + aw / 2, cy + ah / 2])
-    # (4, H, W, A) -> (4, H * W * A)
-    return boxes.reshape(4, -1)
+    return anchor_grid(_nd, cy, cx, aw, ah)                         # (4, H * W * A)
 
 
 def rpn_anchors(X, *, sizes=RPN_SIZES, ratios=RPN_RATIOS, product=False):

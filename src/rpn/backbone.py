@@ -6,7 +6,7 @@ v2 from Gluon's model zoo, and so does the package by default. Beside it,
 the ResNets v1 and v2 of 18, 34, 50 and 101 layers and MobileNet v2 at four
 widths (:data:`rpn.settings.BACKBONES`, named as the zoo names them), each
 cut at a stride of 8, 16 or 32, with ImageNet weights from
-:mod:`rpn.pretrained` when asked.
+:mod:`rpn.zoo.weights` when asked (the networks themselves: :mod:`rpn.zoo.networks`).
 
 Shape glossary: ``B`` images, images ``(B, 3, h, w)``, features
 ``(B, C, h / stride, w / stride)``; ``C`` depends on the network and the
@@ -14,97 +14,19 @@ stride (:func:`feature_channels`).
 """
 from mxnet import init
 from mxnet.gluon import nn
-from mxnet.gluon.model_zoo import vision
-from mxnet.gluon.model_zoo.vision.mobilenet import RELU6, LinearBottleneck
 
-from ._guards import EmptyBatchSafe
-from .pretrained import (DEFAULT_BACKBONE, download_pretrained, load_weights,
-                         pretrained_file_name, weights_path)
-from .settings import BACKBONES
+from .ops.guards import EmptyBatchSafe
+from .settings import BACKBONES, DEFAULT_BACKBONE
+from .zoo.networks import STAGE_ENDS, family, feature_channels, zoo_network
+from .zoo.weights import download_pretrained, pretrained_file_name
 
 __all__ = ["detection_backbone", "download_pretrained", "pretrained_file_name",
            "feature_channels", "zoo_network", "BACKBONES"]
 
-# Where each family's ``features`` reach a stride (exclusive ends).
-# resnet*_v1: 0 Conv, 1 BatchNorm, 2 ReLU, 3 MaxPool, 4-7 stages 1-4 (strides
-#   4, 8, 16, 32), 8 global pooling.
-# resnet*_v2: 0 BatchNorm, 1 Conv, 2 BatchNorm, 3 ReLU, 4 MaxPool, 5-8 stages
-#   1-4, 9 BatchNorm, 10 ReLU, 11 global pooling, 12 Flatten.
-# mobilenetv2_*: 0 Conv (stride 2), 1 BatchNorm, 2 ReLU6, 3-19 the 17 linear
-#   bottlenecks (those at 4, 6, 9 and 16 halve the map: strides 4, 8, 16,
-#   32), 20 Conv 1x1, 21 BatchNorm, 22 ReLU6, 23 global pooling.
-# Stride 32 keeps everything but the pooling (the chapter's cut).
-_ENDS = {"v1": {8: 6, 16: 7, 32: 8}, "v2": {8: 7, 16: 8, 32: 11},
-         "mobilenetv2": {8: 9, 16: 16, 32: 23}}
-# resnet18_v2's, as before the other networks existed
-_STAGE_END = _ENDS["v2"]
-
-# the channels of each network's features at each stride
-_CHANNELS = {
-    **{f"resnet{d}_{v}": {8: 128, 16: 256, 32: 512} for d in (18, 34) for v in ("v1", "v2")},
-    **{f"resnet{d}_{v}": {8: 512, 16: 1024, 32: 2048} for d in (50, 101)
-       for v in ("v1", "v2")},
-    **{f"mobilenetv2_{w}": {8: int(32 * float(w)), 16: int(96 * float(w)),
-                            32: 1280} for w in ("1.0", "0.75", "0.5", "0.25")}}
-
-
-def _family(name):
-    if name not in BACKBONES:
-        raise ValueError(f"backbone {name!r}: expected one of {', '.join(BACKBONES)}")
-    return "mobilenetv2" if name.startswith("mobilenetv2") else name.rsplit("_", 1)[1]
-
-
-def feature_channels(name=DEFAULT_BACKBONE, stride=32):
-    """The channels ``C`` of the features of backbone ``name`` at ``stride``
-    (without ``top_down``, whose features have 128)."""
-    _family(name)
-    return _CHANNELS[name][stride]
-
-
-class _ReLU6(RELU6):
-    """The zoo's ReLU6 in NumPy mode too (MXNet 1.9.1's calls a legacy
-    operator, which refuses NumPy arrays)."""
-
-    def hybrid_forward(self, F, x):
-        return F.np.clip(x, 0, 6)
-
-
-class _Bottleneck(LinearBottleneck):
-    """The zoo's linear bottleneck in NumPy mode too (its shortcut is a
-    legacy ``elemwise_add``). The same layers and parameters."""
-
-    def hybrid_forward(self, F, x):
-        out = self.out(x)
-        return out + x if self.use_shortcut else out
-
-
-def _numpy_mode(net):
-    """Make a zoo MobileNet v2 run on NumPy arrays: its ReLU6 and bottleneck
-    blocks become the subclasses above (no parameter changes)."""
-    stack = [net]
-    while stack:
-        block = stack.pop()
-        if type(block) is RELU6:
-            block.__class__ = _ReLU6
-        elif type(block) is LinearBottleneck:
-            block.__class__ = _Bottleneck
-        stack.extend(block._children.values())
-    return net
-
-
-def zoo_network(name, pretrained=False, root=None):
-    """The whole zoo network ``name`` (NumPy mode), with ImageNet weights
-    from ``root`` (see :func:`rpn.pretrained.weights_path`) when
-    ``pretrained``."""
-    net = _numpy_mode(vision.get_model(name))
-    if pretrained:
-        load_weights(net, weights_path(root, name), name)
-    return net
-
 
 class _Features(EmptyBatchSafe, nn.HybridSequential):
     """A sequence of layers that answers a batch of zero images with empty
-    features (see :mod:`rpn._guards`)."""
+    features (see :mod:`rpn.ops.guards`)."""
 
 
 class _TopDown(EmptyBatchSafe, nn.HybridBlock):
@@ -158,7 +80,7 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
     ``pretrained=True`` loads that network's ImageNet weights from ``root``
     (a ``.params`` file, or a folder holding the model store's file; a path
     that does not exist is a ``FileNotFoundError`` naming it; another
-    network's weights a :class:`rpn.pretrained.WeightsMismatchError` naming
+    network's weights a :class:`rpn.zoo.weights.WeightsMismatchError` naming
     the file and what it holds), or, with ``root=None``, from MXNet's model
     store (``~/.mxnet/models``), downloading them there when absent (a
     ``RuntimeError`` says where to put the file when that fails). The
@@ -179,14 +101,14 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
         raise ValueError(f"stride must be 8, 16 or 32, got {stride}")
     if top_down and stride != 8:
         raise ValueError(f"top_down needs stride=8, got stride={stride}")
-    family = _family(name)
-    ends = _ENDS[family]
+    kind = family(name)
+    ends = STAGE_ENDS[kind]
     net = zoo_network(name, pretrained, root)
     added = []      # blocks of this package's, which ImageNet weights do not cover
     if top_down:
         bottom = _Features(prefix="bottom_")
         bottom.add(*net.features[:ends[8]])
-        if family == "mobilenetv2":      # several bottlenecks from stride 8 to 16
+        if kind == "mobilenetv2":      # several bottlenecks from stride 8 to 16
             stage = _Features(prefix="stage_")
             stage.add(*net.features[ends[8]:ends[16]])
         else:                            # one ResNet stage
@@ -194,14 +116,14 @@ def detection_backbone(pretrained=False, root=None, *, stride=32, top_down=False
         features = _TopDown(bottom, stage, prefix="topdown_")
         added = [features.c3_out, features.c4_out, features.lateral, features.top,
                  features.smooth]
-    elif family == "v2" and stride == 32:
+    elif kind == "v2" and stride == 32:
         features = _Features(prefix=net.features.prefix)
         with features.name_scope():
             features.add(*list(net.features._children.values())[:ends[32]])
     else:
         features = _Features(prefix=f"stride{stride}_")
         features.add(*net.features[:ends[stride]])
-        if family == "v2":
+        if kind == "v2":
             with features.name_scope():
                 closing = nn.HybridSequential()
                 closing.add(nn.BatchNorm(), nn.Activation("relu"))

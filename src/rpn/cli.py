@@ -1,9 +1,9 @@
 """The command line: ``rpn train | evaluate | predict | propose | export | env``.
 
 ``python -m rpn ...`` or the installed ``rpn`` script. This module parses
-arguments, calls the library (:mod:`rpn.fit`, :mod:`rpn.evaluate_model`,
-:mod:`rpn.predict_files`,
-:mod:`rpn.proposal_file`, :mod:`rpn.run`) and formats what it returns: results
+arguments, calls the library (:mod:`rpn.training.fit`, :mod:`rpn.evaluation.evaluate`,
+:mod:`rpn.proposals.images`,
+:mod:`rpn.proposals.file`, :mod:`rpn.runs.trained`) and formats what it returns: results
 on stdout, progress and warnings on stderr. Exit codes: 0 done, 1 the work
 failed (bad data, a diverging loss, unreadable inputs), 2 a bad argument
 or setting (one line on stderr).
@@ -13,6 +13,9 @@ import json
 import os
 import sys
 import warnings
+
+from .config import PRESETS
+from .env import add_arguments as add_env_arguments
 
 __all__ = ["main", "parse_ctx"]
 
@@ -27,8 +30,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_ctx(text):
-    """``--ctx`` -> a list of contexts (see :func:`rpn.batching.parse_context`)."""
-    from .batching import parse_context
+    """``--ctx`` -> a list of contexts (see :func:`rpn.ops.devices.parse_context`)."""
+    from .ops.devices import parse_context
     try:
         return parse_context(text)
     except ValueError as error:
@@ -74,7 +77,7 @@ def _out(result):
 
 
 def cmd_train(args):
-    from .fit import FINAL_KEYS, fit
+    from .training.fit import FINAL_KEYS, fit
     if args.val_images and not args.val_data:
         raise UsageError("--val-images needs --val-data (the COCO file it holds the images of)")
     final = fit(args.data, args.out, preset=args.preset, classes=_classes(args.classes),
@@ -93,8 +96,8 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .evaluate_model import evaluate
-    from .visualize import plot_recall
+    from .evaluation.evaluate import evaluate
+    from .evaluation.pictures import plot_recall
     result, recall = evaluate(args.checkpoint, args.data, args.split,
                               classes=_classes(args.classes), images=args.images,
                               ks=args.ks, batch_size=args.batch_size,
@@ -118,8 +121,8 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .predict_files import save_predictions
-    from .sources import split_image_files
+    from .data.sources import split_image_files
+    from .proposals.images import save_predictions
     paths = list(args.images)
     if args.data is not None:
         paths += split_image_files(args.data, args.split, images=args.data_images)
@@ -137,7 +140,8 @@ def cmd_predict(args):
 
 def cmd_propose(args):
     from tqdm import tqdm
-    from .proposal_file import propose
+
+    from .proposals.file import propose
     bar = tqdm(unit="image", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
         summary = propose(args.checkpoint, args.data, args.split, out=args.out,
@@ -153,30 +157,22 @@ def cmd_propose(args):
 
 
 def cmd_export(args):
-    from .run import export
+    from .runs.trained import export
     _out(export(args.checkpoint, args.out, ctx=parse_ctx(args.ctx)[0]))
     return 0
 
 
 def cmd_env(args):
-    from .env import main as env_main
-    argv = [flag for flag, on in (("--check", args.check), ("--json", args.json),
-                                  ("--amp", args.amp)) if on]
-    for option, value in (("--backbone", args.backbone), ("--preset", args.preset)):
-        if value is not None:
-            argv += [option, value]
-    try:
-        return env_main(argv)
-    except SystemExit as error:          # argparse's own refusal, already printed
-        return error.code
+    from .env import run
+    return run(args)
 
 
 def _classes(text):
     return tuple(c.strip() for c in text.split(",") if c.strip()) if text else None
 
 
-#: The presets ``--preset`` takes (:data:`rpn.config.PRESETS`).
-PRESET_NAMES = ("default", "chapter", "faster-rcnn")
+#: The presets ``--preset`` takes.
+PRESET_NAMES = tuple(PRESETS)
 
 
 def build_parser():
@@ -266,25 +262,16 @@ def build_parser():
     export.add_argument("--out", required=True)
 
     env = sub.add_parser("env", help="Python, MXNet and devices; --check trains and times")
-    env.add_argument("--check", action="store_true",
-                     help="train and propose on every visible device, with timings")
-    env.add_argument("--json", action="store_true", help="print one JSON object")
-    env.add_argument("--backbone", metavar="NAMES", help="with --check: the backbones to "
-                     "time, comma-separated, or 'all' (default: the preset's on the CPU, "
-                     "every one on a GPU)")
-    env.add_argument("--preset", choices=PRESET_NAMES, help="with --check: the settings "
-                     "of the timed model (default: default)")
-    env.add_argument("--amp", action="store_true",
-                     help="with --check: also a float16 step on each GPU")
+    add_env_arguments(env)
     env.set_defaults(func=cmd_env)
     return parser
 
 
 def main(argv=None):
-    from .config import ConfigError
-    from .interrupt import end_process, interrupted, signals_interrupt
-    from .run import RunError
-    from .sources import DataSpecError
+    from .data.sources import DataSpecError
+    from .processes.signals import end_process, interrupted, signals_interrupt
+    from .runs.folder import RunError
+    from .settings import SettingsError
     parser = build_parser()
     command = "rpn"
     try:
@@ -301,13 +288,13 @@ def main(argv=None):
     except UsageError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as error:      # Ctrl-C, or SIGTERM (rpn.interrupt)
+    except KeyboardInterrupt as error:      # Ctrl-C, or SIGTERM (rpn.processes.signals)
         line, code = interrupted(command, error)
         print(line, file=sys.stderr)
         if argv is None:                    # the program, not a call: end now
             end_process(code)
         return code
-    except (RunError, ConfigError, DataSpecError) as error:
+    except (RunError, SettingsError, DataSpecError) as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
     except ValueError as error:

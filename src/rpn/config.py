@@ -20,14 +20,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 
-from .settings import (ModelSettings, Settings, SettingsError, _Rule, choice, flag,
-                       integer, number, setting, unit)
+from .settings import (ModelSettings, Settings, SettingsError, choice, counts, flag, integer,
+                       names, number, setting, share, unit)
 
-__all__ = ["RunConfig", "TrainSettings", "PRESETS", "PRESET_PRETRAINED", "ConfigError",
+__all__ = ["RunConfig", "TrainSettings", "PRESETS", "PRESET_PRETRAINED",
            "DEFAULT_KS", "resolve_config"]
-
-#: A setting with a value it cannot take (the message names it).
-ConfigError = SettingsError
 
 #: The proposal counts ``K`` of recall by default (COCO's AR@100 to AR@1000).
 DEFAULT_KS = (100, 300, 1000)
@@ -48,9 +45,7 @@ class TrainSettings(Settings):
     warmup_steps: int = setting(0, integer(0))
     augment: bool = setting(True, flag())
     crop_prob: float = setting(0.5, unit(), since="0.3.0")
-    min_crop_scale: float = setting(0.3, _Rule(lambda v: isinstance(v, (int, float)) and not
-                                                isinstance(v, bool) and 0 < v <= 1,
-                                                "a number in (0, 1]"), since="0.3.0")
+    min_crop_scale: float = setting(0.3, share(), since="0.3.0")
     log_interval: int = setting(10, integer(1))
 
     def epochs_for(self, steps_per_epoch):
@@ -66,11 +61,6 @@ class TrainSettings(Settings):
         return params
 
 
-_KS = _Rule(lambda v: isinstance(v, tuple) and len(v) > 0 and all(
-    isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v),
-    "a list of proposal counts >= 1, e.g. [100,300,1000]")
-_CLASSES = _Rule(lambda v: isinstance(v, tuple) and all(isinstance(c, str) for c in v),
-                 "a list of class names")
 _GROUPS = ("model", "train")
 
 
@@ -84,9 +74,9 @@ class RunConfig(Settings):
     train: TrainSettings = field(default_factory=TrainSettings)
     num_train: int = setting(1024, integer(1))
     num_val: int = setting(256, integer(1))
-    ks: tuple = setting(DEFAULT_KS, _KS)
+    ks: tuple = setting(DEFAULT_KS, counts("[100,300,1000]"))
     clip_boxes: bool = setting(False, flag(), since="0.3.0")
-    classes: tuple = setting((), _CLASSES)
+    classes: tuple = setting((), names())
 
     def _check_together(self):
         if self.model.post_nms_top_n_test < max(self.ks):
@@ -192,7 +182,7 @@ def resolve_config(preset="default", *, epochs=None, batch_size=None, size=None,
     setting, flat names). A ``size`` without ``max_size`` keeps the preset's
     aspect limit."""
     if preset not in PRESETS:
-        raise ConfigError(f"preset {preset!r}: expected one of {sorted(PRESETS)}")
+        raise SettingsError(f"preset {preset!r}: expected one of {sorted(PRESETS)}")
     base = PRESETS[preset]
     changes = dict(settings or {})
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("size", size),

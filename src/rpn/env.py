@@ -20,7 +20,8 @@ import resource
 import sys
 import time
 
-__all__ = ["describe", "check_device", "plan_checks", "voc_pixels", "main", "VOC_SETS"]
+__all__ = ["describe", "check_device", "plan_checks", "voc_pixels", "add_arguments", "run",
+           "main", "VOC_SETS"]
 
 _FEATURES = ("CUDA", "CUDNN", "NCCL", "MKLDNN", "OPENMP", "DIST_KVSTORE", "SIGNAL_HANDLER")
 
@@ -86,15 +87,17 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128, preset="default", back
     and propose for one batch; returns a dict of timings (after a warm-up),
     peak memory and the cost of an epoch of each VOC-sized set at the
     preset's image size (``voc_epoch_s``, scaled from ``size`` by pixels),
-    or the error. ``amp``: in float16 (:mod:`rpn.mixed_precision`, which
+    or the error. ``amp``: in float16 (:mod:`rpn.ops.precision`, which
     this turns on for the whole process: time float32 first)."""
     import mxnet as mx
     from mxnet import np
+
     from .config import PRESETS
-    from .engine import learning_rates, normalised_losses, train_loop
-    from .loss import ProposalLoss
-    from .model import RegionProposalNetwork
-    from .sources import make_loader, open_split
+    from .data.preprocess import Resize
+    from .data.sources import make_loader, open_split
+    from .model.network import RegionProposalNetwork
+    from .training.step import ProposalStep
+    from .training.trainer import Trainer
     base = PRESETS[preset]
     backbone = backbone or base.model.backbone
     row = {"device": str(ctx), "preset": preset, "backbone": backbone,
@@ -103,24 +106,22 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128, preset="default", back
         config = base.replace(size=size, max_size=size, batch_size=batch_size,
                               backbone=backbone)
         if amp:
-            from .mixed_precision import check_contexts, init
+            from .ops.precision import init
+            from .training.amp import check_contexts
             check_contexts([ctx])
             init()
         found = open_split("synthetic", "train", synthetic=dict(
             size=size, num_train=batch_size * (steps + 2), num_val=batch_size, seed=0))
-        batches = list(make_loader(found, config.model.resize_rule(), batch_size, train=True,
+        batches = list(make_loader(found, Resize.of(config.model), batch_size, train=True,
                                    size_divisor=config.model.size_divisor))
         mx.random.seed(0)
         model = RegionProposalNetwork.from_settings(config.model, [ctx])
-        loss = ProposalLoss.from_settings(config.model)
+        step = ProposalStep(model, crowd=False)
 
         def train(part):
             # the training loop of rpn train, on this device
-            train_loop(model.parts(), learning_rates(model.parts(), 1e-3, 1e-3),
-                       lambda X, Y, sizes: model.training_outputs(X, sizes, Y, crowd=False,
-                                                                  validate=False),
-                       lambda outputs: normalised_losses(loss, outputs), part, 1, [ctx],
-                       optimizer="adam", seed=0, log_interval=steps, amp=amp)
+            Trainer(step, [ctx], optimizer="adam", seed=0, log_interval=steps,
+                    amp=amp).train(part, 1)
             mx.nd.waitall()
 
         train(batches[:2])
@@ -212,20 +213,32 @@ def plan_checks(devices, preset, backbones):
     return plan
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="rpn env", description=__doc__.splitlines()[0])
+def add_arguments(parser):
+    """The options of ``rpn env`` (and of ``python -m rpn.env``)."""
+    from .config import PRESETS
     parser.add_argument("--check", action="store_true",
                         help="train and propose on every visible device, with timings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--size", type=int, default=128, help="image side for --check")
-    parser.add_argument("--backbone", help="with --check: backbones, comma-separated, or "
-                        "'all' (default: the preset's on the CPU, every one on a GPU)")
-    parser.add_argument("--preset", default="default",
-                        choices=("default", "chapter", "faster-rcnn"),
-                        help="with --check: the settings of the timed model")
+    parser.add_argument("--size", type=int, default=128,
+                        help="with --check: the image side of the timed steps (default 128)")
+    parser.add_argument("--backbone", metavar="NAMES", help="with --check: the backbones to "
+                        "time, comma-separated, or 'all' (default: the preset's on the CPU, "
+                        "every one on a GPU)")
+    parser.add_argument("--preset", default="default", choices=tuple(PRESETS),
+                        help="with --check: the settings of the timed model (default: "
+                        "default)")
     parser.add_argument("--amp", action="store_true",
                         help="with --check: also a float16 step on each GPU")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="rpn env", description=__doc__.splitlines()[0])
+    return run(add_arguments(parser).parse_args(argv))
+
+
+def run(args):
+    """``rpn env`` with the parsed ``args`` (:func:`add_arguments`)."""
     try:
         backbones = _backbones(args.backbone)
     except ValueError as error:

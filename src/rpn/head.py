@@ -8,8 +8,8 @@ size, ``A`` anchors a pixel, ``N = H * W * A``.
 """
 from mxnet.gluon import nn
 
-from ._guards import EmptyBatchSafe
-from .mixed_precision import float32
+from .ops.guards import EmptyBatchSafe
+from .ops.precision import float32
 
 __all__ = ["RPNOutput"]
 
@@ -36,8 +36,8 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     hybridized and exported), in the ``channels`` keyword (the chapter's
     128 by default; Faster R-CNN used 256 or 512), in the optional
     ``quality`` output, and in answering a batch of zero feature maps with
-    empty outputs (see :mod:`rpn._guards`). Under mixed precision
-    (:mod:`rpn.mixed_precision`) the convolutions run in float16 and the
+    empty outputs (see :mod:`rpn.ops.guards`). Under mixed precision
+    (:mod:`rpn.ops.precision`) the convolutions run in float16 and the
     outputs are float32.
     """
 

@@ -17,7 +17,7 @@ Python environment at the same path and the same working directory on
 every host; the remote side runs this interpreter, ``sys.executable``, and
 finds the environment's scripts such as ``rpn`` first on its ``PATH``).
 
-Every process runs under a small supervisor (:mod:`rpn._supervise`) that
+Every process runs under a small supervisor (:mod:`rpn.processes.supervise`) that
 puts it in a process group of its own and ends that whole group -- the
 process and everything it started -- when the launcher dies, even by
 SIGKILL; over ssh the remote supervisor ends its group when the ssh
@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from . import _supervise
+from .processes import supervise as _supervise
 
 __all__ = ["main", "cluster_env"]
 

@@ -11,8 +11,8 @@ from mxnet import ndarray as _nd
 from mxnet import np
 
 from .boxes import OFFSET_WEIGHTS
-from .nms import _check_threshold
-from .proposal_layer import select_proposals
+from .model.proposal_layer import ProposalRule, select_proposals
+from .suppression import check_iou_threshold
 
 __all__ = ["predict_rpn", "proposals_from_predictions"]
 
@@ -21,7 +21,7 @@ def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
                                pre_nms_top_n=None, post_nms_top_n=None,
                                min_size=0.0, image_sizes=None, weights=OFFSET_WEIGHTS):
     """Turn head outputs into proposals, all images in one NMS call
-    (:func:`rpn.proposal_layer.select_proposals`, as the proposal model).
+    (:func:`rpn.model.proposal_layer.select_proposals`, as the proposal model).
 
     ``anchors`` (4, N); ``cls_preds`` (B * N, 2) logits; ``box_preds``
     (B * N, 4) offsets. Returns a list of B pairs ``[scores (M,), boxes
@@ -35,21 +35,19 @@ def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
         raise ValueError(
             f"expected cls_preds (B * {num}, 2) and box_preds (B * {num}, 4) "
             f"for {num} anchors, got {cls_preds.shape} and {box_preds.shape}")
-    _check_threshold(nms_threshold)
+    check_iou_threshold(nms_threshold)
     ctx = anchors.ctx
     batch = cls_preds.shape[0] // num
     if batch == 0:
-        # MXNet's box_nms on an empty batch breaks every later call of it
-        # in the process ("delay_alloc"): never call it with nothing
-        return []
+        return []                          # no image: no image's proposals
     if image_sizes is not None:
         image_sizes = np.array(image_sizes, dtype="float32", ctx=ctx).reshape(batch, -1)
     valid = np.ones((batch, num), ctx=ctx)                        # every anchor proposes
+    rule = ProposalRule(nms_threshold, pre_nms_top_n, post_nms_top_n, min_size,
+                        weights=tuple(weights))
     out = select_proposals(_nd, anchors, cls_preds.as_in_context(ctx),
-                           box_preds.as_in_context(ctx), valid, nms_threshold=nms_threshold,
-                           pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n,
-                           image_sizes=image_sizes, min_size=min_size,
-                           weights=weights)                          # (B, K, 5)
+                           box_preds.as_in_context(ctx), valid, rule,
+                           image_sizes=image_sizes)                  # (B, K, 5)
     counts = (out[..., 0] >= 0).sum(axis=1).asnumpy()               # one host read
     return _cut(out, counts.astype("int64"))
 
@@ -94,7 +92,7 @@ def predict_rpn(backbone_features, output_model, anchor_fn, nms_threshold, *,
     NMS, and ran a Python NMS per image: here the scores are
     probabilities, boxes are clipped before NMS (as Faster R-CNN does, so
     overlaps are measured inside the image), and every image goes through
-    one native NMS call, in :func:`rpn.proposal_layer.select_proposals`, the
+    one native NMS call, in :func:`rpn.model.proposal_layer.select_proposals`, the
     code the proposal model runs.
     """
     anchors = anchor_fn(backbone_features)

@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
-__all__ = ["SettingsError", "ModelSettings", "Settings", "setting", "RPN_SIZES",
-           "RPN_RATIOS", "BACKBONES"]
+__all__ = ["SettingsError", "ModelSettings", "Settings", "setting", "check", "num_anchors",
+           "check_iou_order", "RPN_SIZES", "RPN_RATIOS", "BACKBONES", "DEFAULT_BACKBONE"]
 
 #: The chapter's anchors (``rpn.rpn_anchors``): sizes as fractions of the
 #: shorter side, ratios width / height.
@@ -34,6 +34,8 @@ RPN_RATIOS = (1.0, 2.0, 0.5)
 BACKBONES = ("resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
              "resnet18_v2", "resnet34_v2", "resnet50_v2", "resnet101_v2",
              "mobilenetv2_1.0", "mobilenetv2_0.75", "mobilenetv2_0.5", "mobilenetv2_0.25")
+#: The chapter's backbone.
+DEFAULT_BACKBONE = "resnet18_v2"
 
 
 class SettingsError(ValueError):
@@ -80,6 +82,39 @@ def positive_numbers(example):
     return _Rule(lambda v: isinstance(v, tuple) and len(v) > 0
                  and all(_number(x) and x > 0 for x in v),
                  f"a list of positive numbers, e.g. {example}")
+
+
+def share(expected="a number in (0, 1]"):
+    """A fraction that cannot be 0."""
+    return _Rule(lambda v: _number(v) and 0 < v <= 1, expected)
+
+
+def counts(example):
+    """A non-empty list of whole numbers >= 1."""
+    return _Rule(lambda v: isinstance(v, tuple) and len(v) > 0 and all(
+        isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v),
+        f"a list of proposal counts >= 1, e.g. {example}")
+
+
+def names(expected="a list of class names"):
+    """A list of strings."""
+    return _Rule(lambda v: isinstance(v, tuple) and all(isinstance(c, str) for c in v),
+                 expected)
+
+
+def num_anchors(sizes=RPN_SIZES, ratios=RPN_RATIOS, *, product=False):
+    """Anchors a pixel: ``len(sizes) + len(ratios) - 1`` (the chapter's
+    combinations), or ``len(sizes) * len(ratios)`` with ``product`` (the
+    one rule; :func:`rpn.num_anchors` and ``ModelSettings.num_anchors`` are
+    it)."""
+    return len(sizes) * len(ratios) if product else len(sizes) + len(ratios) - 1
+
+
+def check_iou_order(pos_iou, neg_iou, where="setting neg_iou"):
+    """The rule between the two labelling thresholds: ``neg_iou <=
+    pos_iou``."""
+    if neg_iou > pos_iou:
+        raise SettingsError(f"{where}: got {neg_iou}; expected at most pos_iou ({pos_iou})")
 
 
 def setting(default, rule, *, shaping=False, since=None):
@@ -164,7 +199,7 @@ class ModelSettings(Settings):
     size: int = setting(256, integer(16, "an integer >= 16 (pixels)"))
     max_size: int = setting(256, integer(16, "an integer >= 16 and >= size (pixels)"))
     # the backbone and the head
-    backbone: str = setting("resnet18_v2", _Rule(lambda v: v in BACKBONES,
+    backbone: str = setting(DEFAULT_BACKBONE, _Rule(lambda v: v in BACKBONES,
                                                  "one of " + ", ".join(BACKBONES)),
                             shaping=True, since="0.3.0")
     stride: int = setting(32, _Rule(lambda v: _number(v) and v in (8, 16, 32), "8, 16 or 32",
@@ -207,9 +242,7 @@ class ModelSettings(Settings):
     refine_weight: float = setting(1.0, number(0), since="0.3.0")
 
     def _check_together(self):
-        if self.neg_iou > self.pos_iou:
-            raise SettingsError(f"setting neg_iou: got {self.neg_iou}; expected at most "
-                                f"pos_iou ({self.pos_iou})")
+        check_iou_order(self.pos_iou, self.neg_iou)
         if self.max_size < self.size and self.resize == "keep_ratio":
             raise SettingsError(f"setting max_size: got {self.max_size}; expected at "
                                 f"least size ({self.size})")
@@ -230,19 +263,23 @@ class ModelSettings(Settings):
     def num_anchors(self):
         """Anchors a pixel: every size with every ratio (``anchor_product``)
         or the chapter's ``len(sizes) + len(ratios) - 1``."""
-        if self.anchor_product:
-            return len(self.anchor_sizes) * len(self.anchor_ratios)
-        return len(self.anchor_sizes) + len(self.anchor_ratios) - 1
-
-    def resize_rule(self):
-        """The :class:`rpn.preprocess.Resize` the model's images go through."""
-        from .preprocess import Resize
-        if self.resize == "fixed":
-            return Resize.fixed_size(self.size, self.size)
-        return Resize.keep_ratio(self.size, self.max_size)
+        return num_anchors(self.anchor_sizes, self.anchor_ratios, product=self.anchor_product)
 
     def top_n(self, training):
         """``(pre_nms_top_n, post_nms_top_n)`` of training or inference."""
         if training:
             return self.pre_nms_top_n_train, self.post_nms_top_n_train
         return self.pre_nms_top_n_test, self.post_nms_top_n_test
+
+
+def check(name, value, *, like=None):
+    """``value`` checked by the rule of the model setting ``like`` (default
+    ``name``), for functions that take a setting's value as an argument
+    (:func:`rpn.label_anchors`' thresholds, a backbone's name): the one
+    place the rule is written. Returns the value as the setting keeps it
+    (whole numbers as ``int``); a wrong one is a :class:`SettingsError`
+    naming ``name``, what it got and what it takes."""
+    rule = ModelSettings.__dataclass_fields__[like or name].metadata["rule"]
+    if not rule.test(value):
+        raise SettingsError(f"{name}: got {value!r}; expected {rule.expected}")
+    return int(value) if rule.integer and value is not None else value

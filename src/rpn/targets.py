@@ -8,15 +8,15 @@ anchors. Ground truth is ``(B, G, 5)``: rows ``[class, xmin, ymin, xmax,
 ymax]``, normalised corner form, padded with rows whose class is ``-1``.
 Anchors are ``(4, N)``, corner form, normalised.
 """
-import math
-
 import mxnet as mx
-import numpy as onp
+from mxnet import ndarray as _nd
 from mxnet import np, npx
 
-from ._host_labels import encode_host, match_on_host
 from .boxes import OFFSET_WEIGHTS, _encode, overlap
-from .records import CROWD
+from .data.image_set import CROWD
+from .ops.gather import take_rows
+from .ops.host_labels import encode_host, match_on_host
+from .settings import check, check_iou_order
 
 __all__ = ["POSITIVE", "NEGATIVE", "IGNORE", "label_anchors", "rpn_targets"]
 
@@ -33,25 +33,16 @@ _FAR_AWAY = (-10.0, -10.0, -9.0, -9.0)
 
 def _check_settings(pos_iou, neg_iou, neg_pos_ratio, crowd_ioa, anchors_per_image=None,
                     positive_fraction=0.5):
-    """Python scalars: checked on every call (no device involved)."""
+    """Python scalars, by the rules of the model's settings of the same
+    names (:func:`rpn.settings.check`): checked on every call (no device
+    involved). ``crowd_ioa=None`` skips the crowd pass."""
     for name, value in (("pos_iou", pos_iou), ("neg_iou", neg_iou),
-                        ("positive_fraction", positive_fraction)) + (
-            (("crowd_ioa", crowd_ioa),) if crowd_ioa is not None else ()):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not 0 <= value <= 1:
-            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    if neg_iou > pos_iou:
-        raise ValueError(f"neg_iou ({neg_iou}) must not exceed pos_iou ({pos_iou})")
-    if neg_pos_ratio is not None and (isinstance(neg_pos_ratio, bool) or not isinstance(
-            neg_pos_ratio, (int, float)) or not math.isfinite(neg_pos_ratio)
-            or neg_pos_ratio < 0):
-        raise ValueError(f"neg_pos_ratio must be a number >= 0 or None, got "
-                         f"{neg_pos_ratio!r}")
-    if anchors_per_image is not None and (isinstance(anchors_per_image, bool) or not
-                                          isinstance(anchors_per_image, int)
-                                          or anchors_per_image < 1):
-        raise ValueError(f"anchors_per_image must be an integer >= 1 or None, got "
-                         f"{anchors_per_image!r}")
+                        ("neg_pos_ratio", neg_pos_ratio), ("crowd_ioa", crowd_ioa),
+                        ("anchors_per_image", anchors_per_image),
+                        ("positive_fraction", positive_fraction)):
+        if value is not None or name != "crowd_ioa":
+            check(name, value)
+    check_iou_order(pos_iou, neg_iou, where="neg_iou")
 
 
 def _check_anchors(anchors):
@@ -219,7 +210,7 @@ def _match_on_device(ground_truth, anchor_boxes, valid, crowd_ioa, pos_iou, neg_
 
 def _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weights,
                    valid, crowd_ioa, validate, balanced):
-    """:func:`label_anchors` for CPU inputs (see :mod:`rpn._host_labels`):
+    """:func:`label_anchors` for CPU inputs (see :mod:`rpn.ops.host_labels`):
     the device path's labels and offsets to the bit."""
     positive, negative, matched, corners = match_on_host(
         ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, valid, crowd_ioa, validate,
@@ -227,10 +218,8 @@ def _label_on_host(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, weigh
     positive_f, negative_f = positive.astype("float32"), negative.astype("float32")
     cls_labels = (IGNORE + (NEGATIVE - IGNORE) * negative_f
                   + (matched[..., 0] + 1 - IGNORE) * positive_f).astype("float32")
-    anchors_b = onp.broadcast_to(corners[None], matched[..., 1:].shape)     # (B, N, 4)
-    targets = anchors_b + positive_f[..., None] * (matched[..., 1:] - anchors_b)
     return (np.array(cls_labels, ctx=anchors.ctx),
-            encode_host(corners, targets, weights, anchors.ctx))
+            encode_host(corners, matched[..., 1:], positive, weights, anchors.ctx))
 
 
 def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
@@ -330,11 +319,8 @@ def label_anchors(ground_truth, anchors, pos_iou, neg_iou, neg_pos_ratio, *,
     else:
         positive, negative = _sample_balanced(positive, candidates, *balanced)
 
-    # gather each anchor's matched object: (B * G, 5) rows taken at the
-    # flat index b * G + best_obj[b, n] -> (B, N, 5)
-    flat_index = best_obj + (np.arange(batch, ctx=ctx) * num_obj)[:, None]
-    matched = np.take(ground_truth.reshape(-1, 5), flat_index.astype("int64"),
-                      axis=0)
+    # each anchor's matched object: (B, G, 5) rows at best_obj (B, N) -> (B, N, 5)
+    matched = take_rows(_nd, ground_truth, best_obj)
     # positives and negatives are disjoint: IGNORE unless one of them
     positive_f, negative_f = positive.astype("float32"), negative.astype("float32")
     cls_labels = (IGNORE + (NEGATIVE - IGNORE) * negative_f

@@ -11,15 +11,19 @@ H * W * A`` anchors an image; features ``(B, C, H, W)``; ground truth
 import functools
 
 from .anchors import rpn_anchors
-from .batching import as_context_list, try_gpu, unpack_batch
 from .config import TrainSettings
-from .engine import normalised_losses, train_loop
+from .data.batch import unpack_batch
 from .loss import DetectionLoss
-from .outputs import TrainingOutput
+from .model.outputs import TrainingOutput
+from .ops.devices import as_context_list, try_gpu
 from .targets import rpn_targets
+from .training.hooks import (AnchorMetrics, Animator, Callback, Checkpointer, DivergenceCheck,
+                             EpochEnd, Hook, in_notebook)
+from .training.step import normalised_losses
+from .training.trainer import Trainer
 
 __all__ = ["rpn_batch", "train_detection", "chapter_batch_fn", "try_gpu",
-           "as_context_list", "unpack_batch"]   # the last three from rpn.batching
+           "as_context_list", "unpack_batch"]   # the last three from rpn.ops.devices
 
 
 def rpn_batch(Y, backbone_features, output_model, anchors, *,
@@ -88,15 +92,25 @@ class _WholeCanvas:
 
 
 class _ChapterStep:
-    """The chapter's step as the engine's ``forward``: ``backbone``, then
-    ``batch_fn(Y, features, output_model, anchors)``, the anchors computed
-    once per device and feature size (as the chapter computes them once)."""
+    """The chapter's step for :class:`rpn.training.trainer.Trainer`:
+    ``backbone``, then ``batch_fn(Y, features, output_model, anchors)``, the
+    anchors computed once per device and feature size (as the chapter
+    computes them once), and ``loss`` (a :class:`DetectionLoss` normalised
+    by the whole batch on several devices; any other loss per device)."""
 
-    def __init__(self, backbone, output_model, batch_fn):
+    def __init__(self, backbone, output_model, batch_fn, loss):
         self.backbone, self.output_model, self.batch_fn = backbone, output_model, batch_fn
+        self.loss = loss
+        self.parts = {"output": output_model, "backbone": backbone}
         self._anchors = {}
 
-    def __call__(self, X, Y, image_sizes):
+    def losses(self, outputs):
+        if isinstance(self.loss, DetectionLoss):
+            return normalised_losses(lambda out, valid, pos: self.loss(
+                *out.preds, *out.labels, valid, pos), outputs)
+        return [self.loss(*out.preds, *out.labels) for out in outputs]
+
+    def forward(self, X, Y, image_sizes):
         del image_sizes        # whole canvases (checked by _WholeCanvas)
         features = self.backbone(X)
         key = (features.ctx, tuple(features.shape[2:]))
@@ -107,36 +121,6 @@ class _ChapterStep:
         self._anchors[key] = anchors
         labels = [y.as_in_context(features.ctx) for y in labels]
         return TrainingOutput(preds[0], preds[1], labels[0], labels[1], anchors)
-
-
-def _in_notebook():
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
-
-
-class _AnimatorCallback:
-    """The chapter's curves: d2l's Animator, fed at every logged step and at
-    the end of every epoch."""
-
-    def __init__(self, num_epochs):
-        from d2l import mxnet as d2l
-        self.animator = d2l.Animator(
-            xlabel="epoch", xlim=[0, num_epochs],
-            legend=["train class err", "train box mae",
-                    "test class err", "test box mae"])
-
-    def __call__(self, event):
-        if event["kind"] == "step":
-            self.animator.add(event["epoch"] + event["step"] / event["steps"],
-                              (event["class_err"], event["box_mae"], None, None))
-        elif event["kind"] == "epoch":
-            self.animator.add(event["epoch"] + 1,
-                              (None, None, event["test_class_err"],
-                               event["test_box_mae"]))
 
 
 # ---- training ----------------------------------------------------------------
@@ -160,8 +144,8 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
     w), Y (B, G, 5))`` (or ``(X, Y, info)`` whose images fill the canvas:
     images that keep their aspect ratio need the proposal model, which
     :func:`rpn.fit` trains); ``test_iter`` may be ``None``. ``loss`` e.g.
-    ``DetectionLoss(1)``. The loop itself is :func:`rpn.engine.train_loop`,
-    which :func:`rpn.fit` shares.
+    ``DetectionLoss(1)``. The loop itself is
+    :class:`rpn.training.trainer.Trainer`, which :func:`rpn.fit` shares.
 
     Returns the history: one dict an epoch with ``epoch``, ``loss``,
     ``train_class_err``, ``train_box_mae``, ``test_class_err``,
@@ -190,7 +174,7 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
       worker's own;
     * ``hybridize`` (default on) compiles both networks, with static memory;
     * ``optimizer``/``optimizer_params`` (merged over ``{"wd": 1e-4}``),
-      ``lr_schedule`` (``"constant"`` or ``"cosine"``, with
+      ``lr_schedule`` (``"constant"``, ``"cosine"`` or ``"step"``, with
       ``warmup_steps``);
     * the device is read (which makes the host wait for it) only every
       ``log_interval`` steps and at the end of an epoch: then ``callback``
@@ -198,12 +182,14 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
       class error and box MAE, ``advance`` steps done), and a loss that is
       not finite or above ``max_loss`` (the RPN loss starts near 1; ten
       thousand means the weights blew up; ``None``: no bound) stops training
-      with a ``FloatingPointError`` (the last checkpoint is kept). ``callback`` also gets a ``kind="epoch"`` event
-      after every epoch; by default the chapter's d2l Animator draws the
-      curves inside a notebook, and nothing draws elsewhere;
+      with a ``FloatingPointError`` (the last checkpoint is kept).
+      ``callback`` also gets a ``kind="epoch"`` event after every epoch; it
+      may be a :class:`rpn.training.hooks.Hook` instead. By default the
+      chapter's d2l Animator draws the curves inside a notebook, and nothing
+      draws elsewhere;
     * ``checkpoint_dir``: a checkpoint after every epoch (parameters,
       optimizer state, epoch, history, seed), written atomically with a
-      manifest (see :mod:`rpn.checkpoint`); ``resume=True`` continues from
+      manifest (see :mod:`rpn.runs.checkpoint`); ``resume=True`` continues from
       it, ending where an uninterrupted run ends. In a distributed run every
       worker resumes from the same folder and only rank 0 writes to it;
     * ``seed``: every epoch reseeds MXNet with ``seed + epoch`` and tells a
@@ -215,24 +201,25 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
     """
     ctxs = as_context_list(ctx)
     optimizer_params = dict({"wd": TrainSettings().wd}, **(optimizer_params or {}))
-    if callback is None and _in_notebook():
-        callback = _AnimatorCallback(num_epochs)
-    if isinstance(loss, DetectionLoss):
-        losses = functools.partial(normalised_losses, lambda out, valid, pos: loss(
-            *out.preds, *out.labels, valid, pos))
-    else:
-        def losses(outputs):
-            return [loss(*out.preds, *out.labels) for out in outputs]
-    history = train_loop(
-        {"output": output_model, "backbone": backbone},
-        {"output": output_lr, "backbone": backbone_lr},
-        _ChapterStep(backbone, output_model, batch_fn), losses, _WholeCanvas(train_iter),
-        num_epochs, ctxs, test_iter=None if test_iter is None else _WholeCanvas(test_iter),
+    if callback is None and in_notebook():
+        callback = Animator(num_epochs)
+    hooks = [DivergenceCheck(max_loss, checkpoint_dir)]
+    if test_iter is not None:
+        hooks.append(AnchorMetrics(_WholeCanvas(test_iter)))
+    if epoch_end is not None:
+        hooks.append(EpochEnd(epoch_end))
+    if checkpoint_dir:
+        hooks.append(Checkpointer(checkpoint_dir, resume=resume, config=config))
+    if callback is not None:
+        hooks.append(callback if isinstance(callback, Hook) else Callback(callback))
+    trainer = Trainer(
+        _ChapterStep(backbone, output_model, batch_fn, loss), ctxs,
+        lrs={"output": output_lr, "backbone": backbone_lr}, hooks=hooks,
         optimizer=optimizer, optimizer_params=optimizer_params, lr_schedule=lr_schedule,
-        warmup_steps=warmup_steps, hybridize=hybridize, kvstore=kvstore, callback=callback,
-        checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, config=config,
-        epoch_end=epoch_end, log_interval=log_interval, max_loss=max_loss,
-        device_average=not isinstance(loss, DetectionLoss))
+        warmup_steps=warmup_steps, hybridize=hybridize, kvstore=kvstore,
+        device_average=not isinstance(loss, DetectionLoss), seed=seed,
+        log_interval=log_interval)
+    history = trainer.train(_WholeCanvas(train_iter), num_epochs)
     if verbose and history:
         last = history[-1]
         print("train class err %s, box mae %s; test class err %s, box mae %s"

@@ -1,0 +1,377 @@
+"""Checkpoints of a training run: parameters, optimizer state, progress.
+
+One folder an epoch inside the run's ``checkpoint/`` folder, and a
+``latest`` file naming the newest complete one::
+
+    checkpoint/latest                  "epoch-0007"
+    checkpoint/epoch-0007/backbone.params, output.params   (MXNet arrays)
+                          optimizer.params                 (MXNet arrays)
+                          optimizer.json, state.json       (JSON)
+                          MANIFEST.json                    (written last)
+
+Nothing in a checkpoint carries code: parameters and optimizer states are
+MXNet's own array files, counters and progress are JSON. (Gluon's
+``Trainer.save_states`` pickles, and unpickling a file from a shared run
+folder runs whatever code it holds; it is never used.) The manifest lists
+every file's size and SHA-256; loading verifies it, so a truncated or
+altered file is reported as corrupt, naming the file, instead of loading
+as wrong weights. A checkpoint is written under a private name and renamed
+into place, then ``latest`` is switched atomically: a run killed while
+saving keeps the previous checkpoint. ``latest`` can only name an
+``epoch-NNNN`` folder inside ``checkpoint/``; without ``latest`` the newest
+whole ``epoch-NNNN`` folder is used, with a warning.
+
+The one writer (:mod:`rpn.runs.lock`) moves an old checkpoint out of its
+name to delete it only once ``latest`` names the new one; a reader that
+finds a file gone while ``latest`` has moved on reads the new one. A full
+disk while saving is one :class:`rpn.runs.fileio.DiskFullError` naming the file
+and the checkpoint kept.
+"""
+import os
+import re
+import shutil
+import stat
+import warnings
+
+import mxnet as mx
+
+from .fileio import (DiskFullError, is_disk_full, make_dir, private_dir, read_json, sha256_of,
+                     write_bytes, write_json)
+from .optimizer_state import restore_optimizer_state
+from .optimizer_state import save_optimizer_state as _save_optimizer
+
+__all__ = ["write_checkpoint", "latest_checkpoint", "load_checkpoint", "load_parts",
+           "load_latest", "load_optimizer_states", "write_manifest", "verify_manifest",
+           "whole_checkpoints", "checkpoint_epoch", "CorruptCheckpointError"]
+
+_LATEST = "latest"
+_MANIFEST = "MANIFEST.json"
+_NAME = re.compile(r"^epoch-[0-9]{4,9}$")
+_FORMAT = 1
+_READ_ATTEMPTS = 5      # a reader follows ``latest`` this often while a writer moves it
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_PROC_FD = os.path.isdir("/proc/self/fd")
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or altered."""
+
+
+def load_optimizer_states(trainer, path):
+    """Set ``trainer``'s optimizer state from the checkpoint folder ``path``
+    after verifying it (:mod:`rpn.runs.optimizer_state`). Returns ``False`` (with
+    a warning) when the checkpoint holds none (a ``dist_async`` run)."""
+    _verify(path)
+    return restore_optimizer_state(trainer, path)
+
+
+# ---- writing and finding checkpoints -----------------------------------------
+
+def _is_real_dir(path):
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and not stat.S_ISLNK(info.st_mode)
+
+
+def _remove(path):
+    """Remove a checkpoint folder, or just the link if it is one."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif _is_real_dir(path):
+        shutil.rmtree(path)
+
+
+def checkpoint_epoch(path):
+    """The epoch number (from 1) of a checkpoint folder ``.../epoch-NNNN``."""
+    return int(os.path.basename(os.path.normpath(path)).split("-")[1])
+
+
+def _kept(checkpoint_dir):
+    """What stays when a save fails: for the message."""
+    try:
+        path = latest_checkpoint(checkpoint_dir, warn=False)
+    except (OSError, ValueError):
+        path = None
+    kept = (f"the checkpoint of epoch {checkpoint_epoch(path)} ({path}) is kept"
+            if path else "no checkpoint of this run is kept yet")
+    return f"{kept}; free some space, then rerun with --resume (resume=True)"
+
+
+def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state):
+    """Write the checkpoint of ``epoch`` (0-based) and make it the latest;
+    older ones are removed. ``parts``: the trained blocks by name (each
+    saved as ``<name>.params``; the chapter's are ``backbone`` and
+    ``output``); ``state``: JSON-able progress (epoch, history, seed,
+    config). Returns the checkpoint's folder. A full disk raises one
+    :class:`rpn.runs.fileio.DiskFullError` naming the file, and the previous
+    checkpoint stays the latest."""
+    name = f"epoch-{epoch + 1:04d}"
+    final = os.path.join(checkpoint_dir, name)
+    writing = [checkpoint_dir]          # the file being written, for a full disk
+
+    def into(tmp, file):
+        writing[0] = os.path.join(final, file)
+        return os.path.join(tmp, file)
+
+    tmp = None
+    try:
+        make_dir(checkpoint_dir)
+        tmp = private_dir(checkpoint_dir, f".{name}-")
+        for part, block in parts.items():
+            block.save_parameters(into(tmp, f"{part}.params"))
+        writing[0] = os.path.join(final, "optimizer.params")
+        _save_optimizer(trainer, tmp)
+        write_json(into(tmp, "state.json"), state)
+        writing[0] = os.path.join(final, _MANIFEST)
+        write_manifest(tmp)
+        writing[0] = final
+        _remove(final)
+        os.replace(tmp, final)
+        tmp = None
+        writing[0] = os.path.join(checkpoint_dir, _LATEST)
+        write_bytes(os.path.join(checkpoint_dir, _LATEST), name.encode())
+    except BaseException as error:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, Exception) and is_disk_full(error):
+            if isinstance(error, DiskFullError) and error.filename:    # a JSON file
+                writing[0] = os.path.join(final, os.path.basename(error.filename))
+            raise DiskFullError(writing[0], _kept(checkpoint_dir)) from None
+        raise
+    # only what this checkpoint supersedes: older epoch-NNNN folders
+    for entry in os.listdir(checkpoint_dir):
+        if _NAME.match(entry) and int(entry.split("-")[1]) < epoch + 1:
+            _retire(checkpoint_dir, entry)
+    return final
+
+
+def _retire(checkpoint_dir, entry):
+    """Remove the checkpoint ``entry`` that ``latest`` no longer names:
+    first out of its final name (a reader never sees it half deleted),
+    then deleted."""
+    path = os.path.join(checkpoint_dir, entry)
+    if not _is_real_dir(path):
+        return _remove(path)
+    holder = private_dir(checkpoint_dir, ".retired-")
+    try:
+        os.rename(path, os.path.join(holder, entry))
+    except OSError:
+        pass
+    shutil.rmtree(holder, ignore_errors=True)
+
+
+def whole_checkpoints(checkpoint_dir):
+    """The ``epoch-NNNN`` folders of ``checkpoint_dir`` whose manifest
+    verifies, newest first, and the reasons of those that do not:
+    ``(paths, problems)``."""
+    if not _is_real_dir(checkpoint_dir):
+        return [], []
+    names = sorted((e for e in os.listdir(checkpoint_dir) if _NAME.match(e)),
+                   key=lambda e: int(e.split("-")[1]), reverse=True)
+    whole, problems = [], []
+    for entry in names:
+        path = os.path.join(checkpoint_dir, entry)
+        if not _is_real_dir(path):
+            problems.append(f"{path}: not a folder")
+            continue
+        try:
+            _verify(path)
+            whole.append(path)
+        except CorruptCheckpointError as error:
+            problems.append(str(error))
+    return whole, problems
+
+
+def latest_checkpoint(checkpoint_dir, *, warn=True):
+    """The folder of the newest complete checkpoint in ``checkpoint_dir``,
+    or ``None``. ``latest`` must name an ``epoch-NNNN`` folder (not a link)
+    inside ``checkpoint_dir``; anything else is a ``CorruptCheckpointError``.
+    Without ``latest``, the newest ``epoch-NNNN`` folder whose manifest
+    verifies is used (with a warning when ``warn``); when there are such
+    folders but none is whole, that is a ``CorruptCheckpointError``."""
+    pointer = os.path.join(checkpoint_dir, _LATEST)
+    name = None
+    for _ in range(_READ_ATTEMPTS):
+        if not os.path.lexists(pointer):
+            return _without_latest(checkpoint_dir, pointer, warn)
+        if os.path.islink(pointer) or not os.path.isfile(pointer):
+            raise CorruptCheckpointError(f"{pointer} must be a plain file naming a checkpoint")
+        previous = name
+        try:
+            with open(pointer, "rb") as f:
+                name = f.read(64).decode("ascii", "replace").strip()
+        except FileNotFoundError:
+            continue
+        path = os.path.join(checkpoint_dir, name)
+        if _NAME.match(name) and _is_real_dir(path):
+            return path
+        if name == previous:            # not a writer moving it: it is wrong
+            break
+    raise CorruptCheckpointError(
+        f"{pointer} names {name!r}; expected an epoch-NNNN folder inside "
+        f"{checkpoint_dir}")
+
+
+def _without_latest(checkpoint_dir, pointer, warn):
+    whole, problems = whole_checkpoints(checkpoint_dir)
+    if whole:
+        if warn:
+            warnings.warn(f"{pointer} is missing: using {whole[0]}, the newest whole "
+                          "checkpoint")
+        return whole[0]
+    if problems:
+        raise CorruptCheckpointError(
+            f"{pointer} is missing and no checkpoint folder is whole: "
+            + "; ".join(problems))
+    return None
+
+
+def write_manifest(path):
+    """Write ``path/MANIFEST.json``: the size and SHA-256 of every file of
+    the folder ``path``. Written last, it marks the folder complete."""
+    files = {}
+    for entry in sorted(os.listdir(path)):
+        if entry != _MANIFEST and not entry.startswith("."):
+            digest, size = sha256_of(os.path.join(path, entry))
+            files[entry] = {"bytes": size, "sha256": digest}
+    write_json(os.path.join(path, _MANIFEST), {"format": _FORMAT, "files": files})
+
+
+def verify_manifest(path):
+    """Check every file of the folder ``path`` (a checkpoint or an export)
+    against its manifest: a ``CorruptCheckpointError`` names the first file
+    that is missing, truncated or altered."""
+    _verify(path)
+
+
+class _Opened:
+    """The files of the checkpoint folder ``path`` that its manifest lists,
+    opened at once (never through a link): a writer that removes the folder
+    afterwards does not disturb reading them. ``file(name)`` is a path that
+    reads the opened file (``/proc/self/fd/N`` on Linux, else the path)."""
+
+    def __init__(self, path):
+        self.path, self.fds = path, {}
+        manifest = os.path.join(path, _MANIFEST)
+        try:
+            fd = os.open(manifest, os.O_RDONLY | _NOFOLLOW)
+        except OSError:
+            raise CorruptCheckpointError(
+                f"{path} has no {_MANIFEST}: it is incomplete, or was written by an "
+                "older version of rpn (retrain, or evaluate with that version)") from None
+        try:
+            self.files = read_json(fd, what="checkpoint manifest")["files"]
+            names = sorted(self.files.items())
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CorruptCheckpointError(f"{manifest} is corrupt: {error}") from None
+        finally:
+            os.close(fd)
+        try:
+            for entry, _ in names:
+                if "/" in entry or entry.startswith("."):
+                    raise CorruptCheckpointError(
+                        f"{manifest} lists a file outside the checkpoint")
+                try:
+                    self.fds[entry] = os.open(os.path.join(path, entry), os.O_RDONLY | _NOFOLLOW)
+                except OSError:
+                    raise CorruptCheckpointError(
+                        f"checkpoint file missing: {os.path.join(path, entry)}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def file(self, name):
+        if name in self.fds and _PROC_FD:
+            return f"/proc/self/fd/{self.fds[name]}"
+        return os.path.join(self.path, name)
+
+    def verify(self):
+        for entry, expected in sorted(self.files.items()):
+            digest, size = sha256_of(self.fds[entry])
+            if size != expected.get("bytes") or digest != expected.get("sha256"):
+                raise CorruptCheckpointError(
+                    f"checkpoint file {os.path.join(self.path, entry)} is corrupt: {size} "
+                    f"bytes with SHA-256 {digest[:12]}..., the manifest says "
+                    f"{expected.get('bytes')} bytes and "
+                    f"{str(expected.get('sha256'))[:12]}... (truncated or altered)")
+        return self
+
+    def close(self):
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _verify(path):
+    """Check every file of the checkpoint ``path`` against its manifest."""
+    with _Opened(path) as opened:
+        opened.verify()
+
+
+def load_checkpoint(checkpoint_dir, backbone, output_model, ctx=None):
+    """Load the newest checkpoint's parameters into ``backbone`` and
+    ``output_model`` (on ``ctx``: a context or a list, default the current
+    one) after verifying its manifest, and return its ``state.json`` dict
+    (epoch, history, seed, config): :func:`load_latest` of the chapter's
+    two parts."""
+    return load_latest(checkpoint_dir, {"backbone": backbone, "output": output_model}, ctx)
+
+
+def load_latest(checkpoint_dir, parts, ctx=None):
+    """Load the newest checkpoint of ``checkpoint_dir`` into ``parts`` (name
+    -> block, as :func:`write_checkpoint` saved them; on ``ctx``, a context
+    or a list, default the current one) and return its ``state.json``
+    dict. While a run trains, ``latest`` may move on and the old checkpoint
+    go as it is read: then the new one is read, so a reader always gets one
+    whole checkpoint."""
+    for attempt in range(_READ_ATTEMPTS):
+        path = latest_checkpoint(checkpoint_dir)
+        if path is None:
+            raise FileNotFoundError(
+                f"no checkpoint in {checkpoint_dir!r}: expected a 'latest' file "
+                "naming an epoch-NNNN folder, as train_detection writes")
+        try:
+            return load_parts(path, parts, ctx)
+        except (ValueError, OSError):
+            if attempt + 1 < _READ_ATTEMPTS and _moved_on(checkpoint_dir, path):
+                continue
+            raise
+
+
+def _moved_on(checkpoint_dir, path):
+    """Whether ``latest`` now names another checkpoint than ``path``."""
+    try:
+        return latest_checkpoint(checkpoint_dir, warn=False) not in (None, path)
+    except (OSError, ValueError):
+        return False
+
+
+def load_parts(path, parts, ctx=None):
+    """Load the checkpoint folder ``path`` (verified against its manifest;
+    its files opened at once, so a writer that removes it meanwhile does
+    not disturb the reading) into ``parts`` (name -> block) on ``ctx`` (a
+    context or a list, default the current one), and return its
+    ``state.json`` dict."""
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.current_context()]
+    with _Opened(path) as opened:                # from here on, nothing can vanish
+        opened.verify()
+        names = [f"{part}.params" for part in parts] + ["state.json"]
+        missing = [n for n in names if n not in opened.fds]
+        if missing:
+            raise CorruptCheckpointError(f"{path}: its manifest lists no {missing[0]}")
+        try:
+            for part, block in parts.items():
+                block.load_parameters(opened.file(f"{part}.params"), ctx=ctxs)
+        except (AssertionError, mx.MXNetError, ValueError) as error:
+            raise ValueError(
+                f"the checkpoint in {path} does not fit this model (another "
+                f"backbone, anchors or head width?): {error}") from error
+        return read_json(opened.fds["state.json"], what="checkpoint state")

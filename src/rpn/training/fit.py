@@ -1,0 +1,345 @@
+"""Training a proposal model into a run folder: what ``rpn train`` does.
+
+:func:`fit` is :class:`Fit` run once. Its parts, in order: settle the
+settings (a preset, then explicit keywords), the weights and the classes,
+and claim the run folder; open and check the data before anything is
+trained; record the run (``config.json``); build the model; train it with
+its hooks through the shared :class:`rpn.training.trainer.Trainer`
+(progress, the divergence check, recall between epochs, checkpoints); write
+the results (``metrics.json``, ``curves.png``, ``recall_iou.png``,
+``predictions.png``; :mod:`rpn.runs.folder`). Progress goes to stderr; the
+return value is the final recall.
+"""
+import os
+import sys
+import warnings
+
+import mxnet as mx
+
+from ..config import PRESET_PRETRAINED, resolve_config
+from ..data.image_set import CROWD, DataError
+from ..data.preprocess import Resize
+from ..data.sources import (check_split, data_classes, make_loader, open_split,
+                            open_validation, say_counts, train_split)
+from ..evaluation.pictures import draw_proposals, plot_curves, plot_recall
+from ..model.network import RegionProposalNetwork
+from ..ops.devices import as_context_list
+from ..ops.precision import init as init_amp
+from ..runs.folder import RunFolder
+from ..runs.lock import claim_run, releases_run_locks
+from ..runs.resume import check_resume
+from ..runs.trained import TrainedModel
+from ..settings import SettingsError
+from ..zoo.networks import check_weights
+from ..zoo.weights import download_pretrained, weights_path
+from .amp import check_contexts
+from .hooks import Checkpointer, DivergenceCheck, EpochRecall, Progress
+from .optimizer import learning_rates, make_kvstore
+from .step import ProposalStep
+from .trainer import Trainer
+
+__all__ = ["fit", "Fit", "FINAL_KEYS"]
+
+#: The figures ``rpn train`` prints at the end (those of them the run's ks give).
+FINAL_KEYS = ("AR@100", "AR@1000", "R@100@0.5", "R@100@0.7", "images", "objects")
+
+
+def _say(message):
+    print(f"rpn train: {message}", file=sys.stderr, flush=True)
+
+
+def _absolute(path):
+    path = os.fspath(path)
+    return path if path == "synthetic" else os.path.abspath(path)
+
+
+class Fit:
+    """One training run of :func:`fit` (whose arguments it takes), in
+    named parts that :meth:`run` calls in order; ``hooks`` are added to the
+    trainer's own (after them). A part may be replaced in a subclass (the
+    tests stand in for the GPU check and AMP's global switch so)."""
+
+    def __init__(self, data, out, *, preset="default", classes=None, images=None,
+                 val_data=None, val_images=None, ctx=None, epochs=None, batch_size=None,
+                 size=None, max_size=None, lr=None, backbone=None, settings=None,
+                 pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
+                 skip_bad=False, eval_every=0, hybridize=True, quiet=False, amp=False,
+                 hooks=()):
+        self.data, self.images, self.preset = data, images, preset
+        self.val_data, self.val_images = val_data, val_images
+        self.ctxs = as_context_list(ctx if ctx is not None else mx.cpu())
+        self.explicit_epochs = epochs is not None
+        self.config = resolve_config(preset, epochs=epochs, batch_size=batch_size, size=size,
+                                     max_size=max_size, lr=lr, backbone=backbone,
+                                     settings=settings)
+        self.classes, self.pretrained, self.resume = classes, pretrained, resume
+        self.kvstore, self.seed, self.num_workers = kvstore, seed, num_workers
+        self.skip_bad, self.eval_every, self.hybridize = skip_bad, eval_every, hybridize
+        self.quiet, self.amp, self.extra_hooks = quiet, amp, list(hooks)
+        self.folder = RunFolder(out)
+        self.rank, self.shard = 0, None
+
+    # ---- the parts, in the order run() calls them -----------------------------
+
+    def check_devices(self):
+        """Mixed precision needs GPUs (:func:`rpn.training.amp.check_contexts`)."""
+        check_contexts(self.ctxs)
+
+    def settle(self):
+        """The settings, the backbone's weights, the classes and the cluster;
+        then the run folder is claimed (refused, or locked for this run)."""
+        if self.amp:
+            self.check_devices()
+            if self.config.model.refine:
+                raise SettingsError("--amp (amp=True): the refinement stage (refine=true) "
+                                    "is not supported in float16; leave one of them out")
+        self.weights, self.weights_record = self._weights()
+        self.classes = data_classes(os.fspath(self.data), images=self.images,
+                                    classes=self.classes, skip_bad=self.skip_bad)
+        self.config = self.config.replace(classes=tuple(self.classes))
+        self.kvstore = make_kvstore(self.kvstore, self.ctxs)
+        if "dist" in getattr(self.kvstore, "type", ""):
+            self.rank = self.kvstore.rank
+            self.shard = (self.kvstore.rank, self.kvstore.num_workers)
+            _say(f"worker {self.rank} of {self.kvstore.num_workers} ({self.kvstore.type})")
+        self.quiet = self.quiet or self.rank > 0
+        if self.rank == 0:
+            claim_run(self.folder, self.config, self.resume)   # held until run() returns
+
+    def _weights(self):
+        """``(file, recorded)``: the ImageNet weights file the backbone starts
+        from (``None``: Xavier) and what ``config.json`` records of it. A
+        resume from a checkpoint loads none (the checkpoint holds the
+        weights) and keeps the run's record."""
+        folder, backbone = self.folder, self.config.model.backbone
+        if self.resume and folder.has_checkpoint() and os.path.isfile(
+                folder.file("config.json")):
+            return None, folder.read()[1].get("pretrained")
+        choice = PRESET_PRETRAINED.get(self.preset) if self.pretrained is None \
+            else self.pretrained
+        if choice is None or choice == "none":
+            return None, None
+        if choice == "imagenet":
+            return download_pretrained(name=backbone), "imagenet"
+        if not os.path.exists(choice):
+            raise FileNotFoundError(f"pretrained weights not found: {choice}")
+        path = weights_path(choice, backbone)
+        check_weights(path, backbone)           # another network's: named before any work
+        return path, os.path.abspath(path)
+
+    def _synthetic(self):
+        config = self.config
+        return dict(size=config.model.size, num_train=config.num_train,
+                    num_val=config.num_val, seed=self.seed)
+
+    def _check(self, found, what):
+        return check_split(found, skip_bad=self.skip_bad, clip_boxes=self.config.clip_boxes,
+                           num_workers=self.num_workers or None, progress=not self.quiet,
+                           what=what)
+
+    def _open(self, split, required):
+        try:
+            found = open_split(self.data, split, classes=self.classes, images=self.images,
+                               skip_bad=self.skip_bad, clip_boxes=self.config.clip_boxes,
+                               synthetic=self._synthetic())
+        except FileNotFoundError:
+            if required:
+                raise
+            return None
+        return self._check(found, f"{split} images")
+
+    def open_data(self):
+        """Both splits, every image checked before the first step, and their
+        loaders; the epochs raised to reach ``min_steps`` unless given."""
+        self.split = train_split(self.data, images=self.images, val_data=self.val_data)
+        self.train_set = self._open(self.split, True)
+        if self.val_data is None:
+            self.val_set, self.val_split = self._open("val", False), "val"
+        else:
+            found, self.val_split = open_validation(
+                self.val_data, classes=self.classes, val_images=self.val_images,
+                skip_bad=self.skip_bad, clip_boxes=self.config.clip_boxes,
+                synthetic=self._synthetic())
+            self.val_set = self._check(found, f"{self.val_split} images of {self.val_data}")
+        say_counts("rpn train", self.train_set, self.split, training=True)
+        say_counts("rpn train", self.val_set, self.val_split)
+        if not self.val_set or not any((label[:, 0] >= 0).any() for label in self.val_set.labels):
+            warnings.warn(f"{self.data} has no validation object (no 'val' split, or an "
+                          "empty one): training without validation, and metrics.json has "
+                          "no recall")
+            self.val_set = None
+        if not self.train_set.images:
+            raise DataError(f"{self.data}: the {self.split!r} split has no image to train on")
+        self._loaders()
+
+    def _loaders(self):
+        config, val_set = self.config, self.val_set
+        most = max(len(l) for l in list(self.train_set.labels)
+                   + list(val_set.labels if val_set else []))
+        resize, train = Resize.of(config.model), config.train
+        divisor = config.model.size_divisor
+        self.train_iter = make_loader(
+            self.train_set, resize, train.batch_size, train=True, num_workers=self.num_workers,
+            seed=self.seed, shard=self.shard, augment=train.augment, crop_prob=train.crop_prob,
+            min_crop_scale=train.min_crop_scale, max_objects=most, size_divisor=divisor)
+        self.val_iter = None if val_set is None else make_loader(
+            val_set, resize, train.batch_size, train=False, num_workers=self.num_workers,
+            max_objects=most, size_divisor=divisor)
+        steps = len(self.train_iter)
+        if not self.explicit_epochs:
+            wanted = train.epochs_for(steps)
+            if wanted != train.epochs:
+                _say(f"{steps} steps an epoch; training {wanted} epochs to reach "
+                     f"min_steps={train.min_steps} (give --epochs N for exactly N)")
+                self.config = config.replace(epochs=wanted)
+        epochs = self.config.train.epochs
+        _say(f"{len(self.train_iter.dataset)} training images ({steps} steps of "
+             f"{train.batch_size} an epoch, {epochs} epoch{'s' if epochs > 1 else ''}), "
+             f"{0 if val_set is None else len(val_set.images)} validation images; "
+             f"images resized to {resize.describe()}")
+
+    def write_record(self):
+        """``config.json``: the settings, the data (absolute paths, so that
+        evaluate and propose find it from any folder), the seed, the classes,
+        the weights, what a resume changed."""
+        meta = {"data": _absolute(self.data), "images": self.images and _absolute(self.images),
+                "seed": self.seed, "classes": list(self.classes),
+                "pretrained": self.weights_record, "amp": bool(self.amp)}
+        if self.val_data is not None:
+            meta.update(val_data=_absolute(self.val_data),
+                        val_images=self.val_images and _absolute(self.val_images))
+        if self.rank == 0:
+            meta.update(check_resume(self.folder, self.config, meta, self.train_set,
+                                     self.val_set, self.resume))
+            self.folder.write_config(self.config, **meta)
+        self.meta = meta
+
+    def switch_amp(self):
+        """Mixed precision on for this process (before the model is built)."""
+        init_amp()
+
+    def build_model(self):
+        """The proposal model (MXNet seeded first), as a trained model of the
+        run and as a training step."""
+        if self.amp:
+            self.switch_amp()
+        mx.random.seed(self.seed)
+        self.net = RegionProposalNetwork.from_settings(self.config.model, self.ctxs,
+                                                       pretrained=self.weights)
+        self.model = TrainedModel(self.net, self.config, classes=self.classes,
+                                  source=self.folder.path, record=self.meta, ctx=self.ctxs[0])
+        crowd = any((label[:, 0] == CROWD).any() for label in self.train_set.labels)
+        self.step = ProposalStep(self.net, crowd=crowd)
+
+    def make_hooks(self):
+        """The divergence check, recall between epochs, checkpoints (every
+        worker reads them, rank 0 writes) and the progress bar, then the
+        hooks given."""
+        train = self.config.train
+        self.recall = EpochRecall(self.model, self.val_iter, every=self.eval_every) \
+            if self.val_iter is not None else None
+        self.progress = Progress(train.epochs * len(self.train_iter), disable=self.quiet,
+                                 say=_say)
+        hooks = [DivergenceCheck(checkpoint_dir=self.folder.checkpoint_dir)]
+        hooks += [self.recall] if self.recall is not None else []
+        hooks += [Checkpointer(self.folder.checkpoint_dir, resume=self.resume,
+                               config=self.config.to_dict()), self.progress]
+        return hooks + self.extra_hooks
+
+    def train(self):
+        """Train every epoch; returns the history."""
+        train = self.config.train
+        trainer = Trainer(
+            self.step, self.ctxs, hooks=self.make_hooks(),
+            lrs=learning_rates(self.step.parts, train.backbone_lr, train.output_lr),
+            optimizer=train.optimizer, optimizer_params=train.optimizer_params(),
+            lr_schedule=train.lr_schedule, warmup_steps=train.warmup_steps,
+            hybridize=self.hybridize, kvstore=self.kvstore, amp=self.amp, seed=self.seed,
+            log_interval=train.log_interval)
+        try:
+            return trainer.train(self.train_iter, train.epochs)
+        finally:
+            self.progress.close()
+
+    def write_results(self, history):
+        """``metrics.json`` and the run's pictures; returns the final recall."""
+        last = self.recall.last if self.recall is not None else {}
+        skipped = sum(h.get("skipped_images", 0) for h in history)
+        if skipped:
+            warnings.warn(f"{skipped} times an image could not be read during training and "
+                          "was skipped (see skipped_images in metrics.json)")
+        self.folder.write_metrics({"history": history, "final": last.get("result"),
+                                   "config": self.config.to_dict(),
+                                   "changes": self.meta.get("changes", [])})
+        self._pictures(history, last.get("recall"))
+        return last.get("result")
+
+    def _pictures(self, history, recall):
+        """The run's pictures; a folder that refuses them is a warning, not a
+        lost run."""
+        folder, model = self.folder, self.model
+        try:
+            plot_curves(history, folder.file("curves.png"))
+            if recall is not None:
+                plot_recall(recall, folder.file("recall_iou.png"))
+                for X, Y, info in self.val_iter:
+                    info = info.select(slice(0, 10))
+                    sizes = mx.np.array(info.sizes, dtype="float32", ctx=model.ctx)
+                    scores, boxes = model(X[:10].as_in_context(model.ctx), sizes)
+                    draw_proposals(X[:10], Y[:10], scores, boxes, info,
+                                   path=folder.file("predictions.png"))
+                    break
+        except OSError as error:
+            warnings.warn(f"could not write the pictures of {folder.path}: {error}")
+
+    @releases_run_locks
+    def run(self):
+        """Every part in order; returns the final recall (``None`` on a
+        worker of rank > 0, and without validation images)."""
+        self.settle()
+        self.open_data()
+        self.write_record()
+        self.build_model()
+        history = self.train()
+        if self.rank > 0:
+            return None
+        return self.write_results(history)
+
+
+def fit(data, out, *, preset="default", classes=None, images=None, val_data=None,
+        val_images=None, ctx=None,
+        epochs=None, batch_size=None, size=None, max_size=None, lr=None, backbone=None,
+        settings=None, pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
+        skip_bad=False, eval_every=0, hybridize=True, quiet=False, amp=False):
+    """Train a proposal model on ``data`` (see :mod:`rpn.data.sources`) into
+    the run folder ``out``, as ``rpn train`` does, and return its final
+    recall (the dict of :meth:`rpn.ProposalRecall.result`, or ``None``
+    without validation images).
+
+    Settings: ``preset`` and the keywords of :func:`rpn.config.resolve_config`.
+    ``classes``: the class names to train on (default: every class of the
+    data); ``images``: the image folder of a COCO file. ``val_data`` (with
+    ``val_images`` for a COCO file): validation data of its own, any source
+    ``data`` may be (default: the ``val`` split of ``data``, or a fixed 20%
+    of a single annotation file); it must have the training classes, and
+    ``rpn evaluate`` on the run defaults to it. ``ctx``: a context
+    or a list (default CPU). ``backbone``: a network of
+    :data:`rpn.settings.BACKBONES` (default the preset's). ``pretrained``:
+    ImageNet weights for the backbone: ``"imagenet"`` (MXNet's model store,
+    downloading them when absent), a ``.params`` file or model-store folder
+    that must exist, ``"none"``, or ``None`` for the preset's (``imagenet``
+    for ``faster-rcnn``, none otherwise). ``amp``: train in float16 on GPUs
+    (:mod:`rpn.ops.precision`; CPU contexts are refused). ``resume``:
+    continue the run in ``out``. ``kvstore``: see
+    :func:`rpn.train_detection` (``dist_*`` under ``python -m
+    rpn.launch``). ``skip_bad``: leave out unusable images (listed in one
+    warning) instead of stopping with one error that lists them.
+    ``eval_every``: also measure recall every N epochs. The run's parts are
+    those of :class:`Fit`.
+    """
+    return Fit(data, out, preset=preset, classes=classes, images=images, val_data=val_data,
+               val_images=val_images, ctx=ctx, epochs=epochs, batch_size=batch_size,
+               size=size, max_size=max_size, lr=lr, backbone=backbone, settings=settings,
+               pretrained=pretrained, resume=resume, kvstore=kvstore, seed=seed,
+               num_workers=num_workers, skip_bad=skip_bad, eval_every=eval_every,
+               hybridize=hybridize, quiet=quiet, amp=amp).run()

@@ -1,0 +1,121 @@
+"""What one training step computes: a model's outputs and losses, and the
+chapter's metrics of them.
+
+The loop (:class:`rpn.training.trainer.Trainer`) takes a *step*: an object
+with ``parts`` (name -> block, the trained blocks; the names name their
+checkpoint files), ``forward(X_d, Y_d, sizes_d)`` (one device's part of a
+batch -> a :class:`rpn.model.outputs.TrainingOutput`) and
+``losses(outputs)`` (every device's output -> one loss array a device).
+:class:`ProposalStep` is the one place where the proposal model meets the
+loop (:func:`rpn.fit`, ``rpn env --check``, the benchmarks); the chapter's
+``train_detection`` has its own step (:mod:`rpn.train`).
+
+Shape glossary: ``B`` images a batch, split over ``D`` devices; ``N``
+anchors an image; ``X`` (B, 3, H, W), ``Y`` (B, G, 5), ``info`` a
+:class:`rpn.data.batch.BatchInfo` or ``None``.
+"""
+from mxnet import autograd, np
+
+from ..data.batch import image_sizes, unpack_batch
+from ..loss import DetectionEvaluation
+from ..model.loss import ProposalLoss
+from ..ops.devices import split_batch
+
+__all__ = ["ProposalStep", "normalised_losses", "anchor_metrics", "metric_sums",
+           "summary", "device_parts"]
+
+
+def normalised_losses(loss, outputs):
+    """One loss per device, each normalised by the counts of labelled and
+    positive anchors of the whole batch (so the summed gradient equals that
+    of the batch on one device). ``outputs``: one
+    :class:`rpn.model.outputs.TrainingOutput` a device (``(B_d * N, ...)``
+    arrays). ``loss(output, num_valid, num_pos)`` (and the refinement
+    stage's ``(real RoIs, positive RoIs)`` of the batch when the outputs
+    have one) returns a (B_d * N,) array; the counts are ``None`` on one
+    device (the loss counts itself)."""
+    if len(outputs) == 1:
+        return [loss(outputs[0], None, None)]
+    home = outputs[0].cls_labels.ctx
+
+    def total(counts):            # the whole batch's count, on each device
+        whole = sum(c.as_in_context(home) for c in counts)
+        return [whole.as_in_context(o.cls_labels.ctx) for o in outputs]
+    valid = total([(o.cls_labels >= 0).sum() for o in outputs])
+    pos = total([(o.cls_labels > 0).sum() for o in outputs])
+    if getattr(outputs[0], "refine", None) is None:
+        return [loss(o, v, p) for o, v, p in zip(outputs, valid, pos)]
+    # the refinement stage's RoIs too: (real ones, positive ones) of the batch
+    rois = total([o.refine.valid.sum() for o in outputs])
+    rois_pos = total([o.refine.positive.sum() for o in outputs])
+    return [loss(o, v, p, (r, rp)) for o, v, p, r, rp in zip(outputs, valid, pos, rois,
+                                                            rois_pos)]
+
+
+class ProposalStep:
+    """The proposal model ``model`` (:class:`rpn.RegionProposalNetwork`) as
+    a training step: its :meth:`~rpn.RegionProposalNetwork.training_outputs`
+    and ``loss`` (default :class:`rpn.model.loss.ProposalLoss` of its
+    settings), normalised by the whole batch on several devices. ``crowd``:
+    whether the data has crowd regions (without, the labeler skips their
+    pass); ``validate``: check each batch's labels (data checked when it
+    was read need not be). The refinement stage trains in training steps
+    only: the chapter's metrics between epochs are the first stage's."""
+
+    def __init__(self, model, loss=None, *, crowd=True, validate=False):
+        self.model, self.crowd, self.validate = model, crowd, validate
+        self.loss = loss if loss is not None else ProposalLoss.from_settings(model.settings)
+
+    @property
+    def parts(self):
+        return self.model.parts()
+
+    def forward(self, X, Y, sizes):
+        return self.model.training_outputs(X, sizes, Y, crowd=self.crowd,
+                                           validate=self.validate,
+                                           refine=autograd.is_training())
+
+    def losses(self, outputs):
+        return normalised_losses(self.loss, outputs)
+
+
+def metric_sums(evaluator, output, home):
+    """The evaluator's four sums of one device's output as a (4,) float32
+    array on ``home``."""
+    return np.stack([v.astype("float32") for v in evaluator(*output.preds, *output.labels)]) \
+        .as_in_context(home)
+
+
+def summary(sums):
+    """Metric sums -> class error and box MAE (None when undefined)."""
+    correct, abs_err, labelled, positive = sums
+    return (1 - correct / labelled if labelled else None,
+            abs_err / positive if positive else None)
+
+
+def device_parts(X, Y, info, ctxs, strict):
+    """One ``(X_d, Y_d, sizes_d)`` a device (``sizes_d`` (B_d, 2) float32,
+    or ``None`` without ``info``)."""
+    Xs, Ys = split_batch(X, ctxs, strict=strict), split_batch(Y, ctxs, strict=strict)
+    if info is None:
+        return [(x, y, None) for x, y in zip(Xs, Ys)]
+    return list(zip(Xs, Ys, split_batch(image_sizes(info, X), ctxs, strict=strict)))
+
+
+def anchor_metrics(forward, data_iter, ctxs):
+    """Class error and box MAE of labelled anchors over ``data_iter``, with
+    ``forward`` as in training but without recording. Returns
+    ``{"class_err", "box_mae", "images"}``; a metric is ``None`` when no
+    anchor counts for it."""
+    evaluator = DetectionEvaluation()
+    sums, images = None, 0
+    for batch in data_iter:
+        X, Y, info = unpack_batch(batch)
+        for part in device_parts(X, Y, info, ctxs, strict=False):
+            values = metric_sums(evaluator, forward(*part), ctxs[0])
+            sums = values if sums is None else sums + values
+        images += X.shape[0]
+    if sums is None:
+        return {"class_err": None, "box_mae": None, "images": 0}
+    class_err, box_mae = summary([float(v) for v in sums.asnumpy()])
+    return {"class_err": class_err, "box_mae": box_mae, "images": images}
