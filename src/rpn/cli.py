@@ -120,6 +120,8 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from .evaluation.evaluate import evaluate
     from .evaluation.pictures import plot_recall
+    if args.out is not None and os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: not a folder; give the folder for recall_iou.png")
     result, recall = evaluate(args.checkpoint, args.data, args.split,
                               classes=_classes(args.classes), images=args.images,
                               ks=args.ks, batch_size=args.batch_size,

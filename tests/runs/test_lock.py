@@ -246,7 +246,8 @@ def test_an_out_that_is_a_file_is_a_usage_error(tiny_run, tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.write_text("mine")
     for argv in (["train", "--data", "synthetic"] + TINY, ["export", "--checkpoint", tiny_run],
-                 ["predict", "--checkpoint", tiny_run, image]):
+                 ["predict", "--checkpoint", tiny_run, image],
+                 ["evaluate", "--checkpoint", tiny_run, "--quiet"]):
         capsys.readouterr()
         assert main(argv + ["--out", str(mine)]) == 2, argv
         one_line_error(capsys, str(mine), "not a folder")
