@@ -251,3 +251,39 @@ def test_predict_data_takes_all_of_a_single_file_or_a_split(tiny_run, tmp_path, 
     assert main(["predict", "--checkpoint", tiny_run, "--data", "synthetic", "--out",
                  str(tmp_path / "p4")]) == 2
     assert "drawn in memory" in capsys.readouterr().err
+
+
+# ---- issue 29: usage errors before anything is made, one line for every fault ---------
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", "-1"], ["--seed", "from 0 to 2**32 - 1", "-1"]),
+    (["--seed", "4294967296"], ["--seed", "4294967296"]),
+    (["--kvstore", "dist_sync"], ["--kvstore dist_sync", "python -m rpn.launch"]),
+    (["--kvstore", "nccl"], ["--kvstore", "'nccl'"]),
+])
+def test_seed_and_kvstore_are_usage_errors_before_the_run_folder(tmp_path, capsys, args,
+                                                                  words, monkeypatch):
+    monkeypatch.delenv("DMLC_ROLE", raising=False)
+    out = tmp_path / "never"
+    assert main(["train", "--data", "synthetic", "--out", str(out), "--quiet"] + args) == 2
+    one_line_error(capsys, *words)
+    assert not out.exists()                     # no folder, no .lock left behind
+
+
+def test_running_out_of_memory_is_one_line(run_dir, tmp_path, capsys, monkeypatch):
+    def allocate(*args, **kwargs):
+        raise MemoryError("Unable to allocate 16.1 GiB for an array with shape "
+                          "(3, 30000, 48000) and data type float32")
+    monkeypatch.setattr(rpn.runs.trained, "export", allocate)
+    assert main(["export", "--checkpoint", run_dir, "--out", str(tmp_path / "e")]) == 1
+    one_line_error(capsys, "rpn export: error: out of memory", "16.1 GiB")
+
+
+def test_what_reaches_stderr_sends_no_terminal_escapes(tmp_path, capsys):
+    """Messages and warnings of every module pass through one printer that
+    escapes what does not print (here the name of a --data folder)."""
+    data = tmp_path / "data\x1b]0;owned\x07"
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "\\x1b]0;owned\\x07" in err

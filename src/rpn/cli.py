@@ -5,8 +5,11 @@ arguments, calls the library (:mod:`rpn.training.fit`, :mod:`rpn.evaluation.eval
 :mod:`rpn.proposals.images`,
 :mod:`rpn.proposals.file`, :mod:`rpn.runs.trained`) and formats what it returns: results
 on stdout, progress and warnings on stderr. Exit codes: 0 done, 1 the work
-failed (bad data, a diverging loss, unreadable inputs), 2 a bad argument
-or setting (one line on stderr).
+failed (bad data, a diverging loss, unreadable inputs, no memory left), 2 a
+bad argument or setting, or an output path that cannot be used as asked
+(one line on stderr). File names are printed by :func:`rpn.runs.fileio.shown`,
+and whatever reaches stderr has its characters that do not print (an
+escape, say) escaped, so that no name can drive the terminal.
 """
 import argparse
 import json
@@ -65,6 +68,21 @@ def _count(text):
     return 0 if text == "0" else _positive(text)
 
 
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**32 - 1, got "
+                                         f"{value}")
+    return value
+
+
+#: The KVStore types ``--kvstore`` takes (``dist_*`` under python -m rpn.launch).
+KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
+
+
 def _ks(text):
     try:
         return tuple(sorted({_positive(k) for k in text.split(",")}))
@@ -80,6 +98,10 @@ def cmd_train(args):
     from .training.fit import FINAL_KEYS, fit
     if args.val_images and not args.val_data:
         raise UsageError("--val-images needs --val-data (the COCO file it holds the images of)")
+    if (args.kvstore or "").startswith("dist") and "DMLC_ROLE" not in os.environ:
+        raise UsageError(f"--kvstore {args.kvstore} trains on a cluster: start it with python "
+                         f"-m rpn.launch -n WORKERS -s SERVERS -- rpn train ... (no cluster "
+                         "launcher set DMLC_ROLE here)")
     final = fit(args.data, args.out, preset=args.preset, classes=_classes(args.classes),
                 images=args.images, val_data=args.val_data, val_images=args.val_images,
                 ctx=parse_ctx(args.ctx), epochs=args.epochs,
@@ -98,6 +120,8 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from .evaluation.evaluate import evaluate
     from .evaluation.pictures import plot_recall
+    if args.out is not None and os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: not a folder; give the folder for recall_iou.png")
     result, recall = evaluate(args.checkpoint, args.data, args.split,
                               classes=_classes(args.classes), images=args.images,
                               ks=args.ks, batch_size=args.batch_size,
@@ -115,14 +139,14 @@ def cmd_evaluate(args):
         os.makedirs(os.path.dirname(plot) or ".", exist_ok=True)
         plot_recall(recall, plot)
     except OSError as error:
-        print(f"rpn evaluate: warning: could not write {plot}: {error.strerror or error}",
-              file=sys.stderr)
+        _say(f"rpn evaluate: warning: could not write {plot}: {error.strerror or error}")
     return 0
 
 
 def cmd_predict(args):
     from .data.sources import split_image_files
     from .proposals.images import save_predictions
+    from .runs.fileio import shown
     paths = list(args.images)
     if args.data is not None:
         paths += split_image_files(args.data, args.split, images=args.data_images)
@@ -133,7 +157,7 @@ def cmd_predict(args):
     summary, errors = save_predictions(args.checkpoint, paths, args.out,
                                        top_k=args.top_k, ctx=parse_ctx(args.ctx)[0])
     for path, error in errors:
-        print(f"rpn predict: cannot read {path}: {error}", file=sys.stderr)
+        _say(f"rpn predict: cannot read {shown(path)}: {error}")
     _out(summary)
     return 1 if errors else 0
 
@@ -225,9 +249,9 @@ def build_parser():
     train.add_argument("--amp", action="store_true",
                        help="mixed precision: train in float16 on GPUs (mxnet.contrib.amp)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--kvstore", help="local, device, dist_sync, dist_device_sync, "
-                       "dist_async (dist_*: under python -m rpn.launch)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--kvstore", choices=KVSTORES, help="local, device, dist_sync, "
+                       "dist_device_sync, dist_async (dist_*: under python -m rpn.launch)")
+    train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--eval-every", type=_count, default=0, metavar="N")
     train.add_argument("--no-hybridize", action="store_true")
 
@@ -270,6 +294,7 @@ def build_parser():
 def main(argv=None):
     from .data.sources import DataSpecError
     from .processes.signals import end_process, interrupted, signals_interrupt
+    from .runs.fileio import OutputPathError
     from .runs.folder import RunError
     from .settings import SettingsError
     parser = build_parser()
@@ -286,24 +311,38 @@ def main(argv=None):
             warnings.showwarning = _warning
             return args.func(args)
     except UsageError as error:
-        print(f"{command}: error: {error}", file=sys.stderr)
+        _say(f"{command}: error: {error}")
         return 2
     except KeyboardInterrupt as error:      # Ctrl-C, or SIGTERM (rpn.processes.signals)
         line, code = interrupted(command, error)
-        print(line, file=sys.stderr)
+        _say(line)
         if argv is None:                    # the program, not a call: end now
             end_process(code)
         return code
-    except (RunError, SettingsError, DataSpecError) as error:
-        print(f"{command}: error: {error}", file=sys.stderr)
+    except (RunError, SettingsError, DataSpecError, OutputPathError) as error:
+        _say(f"{command}: error: {error}")
         return 2
     except ValueError as error:
-        print(f"{command}: error: {error}", file=sys.stderr)
+        _say(f"{command}: error: {error}")
         return 1
     except (FileNotFoundError, OSError, RuntimeError, FloatingPointError) as error:
-        print(f"{command}: error: {error}", file=sys.stderr)
+        _say(f"{command}: error: {error}")
         return 1
+    except MemoryError as error:
+        _say(f"{command}: error: out of memory ({error or 'MemoryError'}); the images may be "
+             "resized too large for this machine (the model's size and max_size settings)")
+        return 1
+
+
+def _printable(text):
+    """``text`` with every character that does not print (an escape, a
+    carriage return, ...) but a newline or a tab escaped as ``repr`` does."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
+def _say(text):
+    print(_printable(str(text)), file=sys.stderr)
 
 
 def _warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
+    _say(f"warning: {message}")

@@ -243,3 +243,38 @@ def test_a_coco_image_folder_of_links_is_read_and_a_dangling_link_named(tmp_path
     with pytest.raises(DataError, match=r"y\.jpg: a symbolic link to .*raw/y\.jpg, which "
                        r"does not exist \(a dangling link\)"):
         check_split(open_split(path, images=str(images)), num_workers=0, progress=False)
+
+
+# ---- what is not a regular file: named, never opened for reading (issue 29) ----------
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_fifo_a_device_and_a_folder_are_bad_images_not_a_hang(tmp_path, workers):
+    good = save(tmp_path / "good.png", Image.fromarray(rgb_array()))
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)                     # opened for reading, it would wait for ever
+    folder = tmp_path / "folder.jpg"
+    folder.mkdir()
+    check = check_images([good, str(fifo), "/dev/zero", str(folder)], num_workers=workers,
+                         progress=False)
+    assert check.sizes == [(48, 32), None, None, None]
+    assert [reason.split(",")[0] for _, reason in check.bad] == [
+        "a FIFO (named pipe)", "a character device", "a folder"]
+    with pytest.raises(BadImageError, match=r"pipe\.jpg: a FIFO \(named pipe\), not a regular"):
+        read_image(str(fifo))
+
+
+def test_training_on_a_voc_folder_with_a_fifo_names_it(tmp_path, capsys):
+    from conftest import train_tiny
+    root = make_voc(tmp_path / "voc", {n: [("cat", 2, 2, 30, 30)] for n in "abcde"})
+    fifo = os.path.join(root, "JPEGImages", "c.jpg")
+    os.remove(fifo)
+    os.mkfifo(fifo)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert train_tiny(out, data=root, num_train=None) == 1
+    said = capsys.readouterr().err
+    assert "1 of 5 train images cannot be used" in said
+    assert "c.jpg: a FIFO (named pipe), not a regular file" in said
+    assert train_tiny(out, data=root, num_train=None, extra=["--skip-bad"]) == 0
+    said = capsys.readouterr().err
+    assert "warning: leaving out 1 of 5 train images" in said and "c.jpg: a FIFO" in said

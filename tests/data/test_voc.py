@@ -151,3 +151,26 @@ def test_skip_bad_applies_to_class_discovery(tmp_path, capsys):
     assert any("skipping 3 bad" in line for line in said)
     assert json.load(open(out / "config.json"))["classes"] == sorted(
         rpn.data.synthetic.SYNTHETIC_CLASSES)
+
+
+def test_every_bad_line_of_a_list_is_named_and_skip_bad_leaves_them_out(tmp_path, capsys):
+    """Three bad lines: all named in one error; with --skip-bad left out
+    with one warning, and the run trains on the good lines (issue 29)."""
+    root = make_voc(tmp_path / "voc", {n: [("cat", 1, 1, 9, 9, 0)] for n in "abcde"})
+    with open(os.path.join(root, "ImageSets", "Main", "train.txt"), "wb") as f:
+        f.write(b"a\nb 1 2\n\xff\xfe\nc\n../../etc/passwd\nd\ne\n")
+    with pytest.raises(ValueError) as error:
+        rpn.list_voc_split(root, "train", ["cat"])
+    message = str(error.value)
+    assert "3 bad line(s) of image lists" in message
+    for number, words in ((2, "expected 'name'"), (3, "not UTF-8"), (5, "refusing")):
+        assert f"train.txt, line {number}: {words}" in message
+    with pytest.warns(UserWarning, match="(?s)skipping 3 bad line.*line 2.*line 3.*line 5"):
+        paths, _ = rpn.list_voc_split(root, "train", ["cat"], skip_bad=True)
+    assert [os.path.basename(p) for p in paths] == ["a.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    out = tmp_path / "run"
+    assert train_tiny(out, data=root, num_train=None) == 1
+    assert "3 bad line(s)" in capsys.readouterr().err
+    assert train_tiny(out, data=root, num_train=None, extra=["--skip-bad"]) == 0
+    said = warnings_of(capsys.readouterr().err)
+    assert len([line for line in said if "skipping 3 bad line(s)" in line]) == 1

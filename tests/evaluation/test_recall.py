@@ -152,3 +152,119 @@ def test_the_padded_model_output_and_the_chapter_format_agree():
     preds = [[np.array(s[s >= 0]), np.array(b[s >= 0]).T] for s, b in zip(scores, boxes)]
     chapter.update(preds, Y, image_sizes=info.original_sizes)
     assert padded.result() == chapter.result()
+
+
+# ---- crowded images: the matching in arrays against COCO's loop, written per box ----
+
+def brute_force_recall(images, ks):
+    """:meth:`ProposalRecall.result`'s figures by COCO's ``evaluateImg``
+    loop transcribed per box, for ``images`` of ``(objects (G, 4), crowd
+    (C, 4), proposals (M, 4))`` in pixels."""
+    from conftest import ref_iou
+    levels = rpn.AR_THRESHOLDS
+    ranges = {"all": (0.0, 1e10), **rpn.evaluation.recall.AREA_RANGES}
+    hits = {r: onp.zeros((len(levels), len(ks))) for r in ranges}
+    counts = dict.fromkeys(ranges, 0)
+    for objects, crowd, proposals in images:
+        proposals = proposals[:max(ks)]
+        boxes = list(objects) + list(crowd)
+        is_crowd = [False] * len(objects) + [True] * len(crowd)
+
+        def overlap_of(p, b, c):
+            if not c:
+                return ref_iou(p, b)
+            iw = max(min(p[2], b[2]) - max(p[0], b[0]), 0.0)
+            ih = max(min(p[3], b[3]) - max(p[1], b[1]), 0.0)
+            area = max(p[2] - p[0], 0.0) * max(p[3] - p[1], 0.0)
+            return iw * ih / area if area > 0 else 0.0
+        for name, (low, high) in ranges.items():
+            area = [(b[2] - b[0]) * (b[3] - b[1]) for b in objects]
+            ignore = [not low <= a <= high for a in area] + [True] * len(crowd)
+            order = sorted(range(len(boxes)), key=lambda i: ignore[i])     # stable
+            counts[name] += sum(not i for i in ignore)
+            for j, t in enumerate(levels):
+                matched = {}
+                for rank, p in enumerate(proposals):
+                    best, m = min(t, 1 - 1e-10), -1
+                    for g in order:
+                        if g in matched and not is_crowd[g]:
+                            continue
+                        if m > -1 and not ignore[m] and ignore[g]:
+                            break
+                        value = overlap_of(p, boxes[g], is_crowd[g])
+                        if value < best:
+                            continue
+                        best, m = value, g
+                    if m > -1 and m not in matched:
+                        matched[m] = rank
+                for g, rank in matched.items():
+                    if not ignore[g]:
+                        hits[name][j] += [rank < k for k in ks]
+    out = {"images": len(images), "objects": counts["all"]}
+    for name in ranges:
+        out.update({f"objects_{name}": counts[name]} if name != "all" else {})
+        for m, k in enumerate(ks):
+            curve = hits[name][:, m] / counts[name] if counts[name] else onp.zeros(len(levels))
+            out[f"AR@{k}" if name == "all" else f"AR_{name}@{k}"] = float(curve.mean())
+            if name == "all":
+                out[f"R@{k}@0.5"], out[f"R@{k}@0.7"] = float(curve[0]), float(curve[4])
+    return out
+
+
+def crowded_images(seed, count=3, objects=40, proposals=70):
+    """Crowded images in pixels: many small objects side by side, some
+    repeated exactly (ties), a few crowd regions, and proposals near
+    objects (several on one object), repeated ones among them."""
+    rng = onp.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        sides = rng.choice([12.0, 24.0, 40.0, 64.0, 120.0], size=(objects, 1)) \
+            * rng.uniform(0.8, 1.25, (objects, 2))
+        corners = rng.uniform(0, 300, (objects, 2))
+        boxes = onp.concatenate([corners, corners + sides], 1).round()
+        boxes[rng.random(objects) < 0.15] = boxes[0]              # repeated objects
+        crowd = boxes[rng.integers(0, objects, 3)] * [1, 1, 1.5, 1.5]
+        near = boxes[rng.integers(0, objects, proposals)]
+        wiggle = rng.normal(0, 3, (proposals, 4)).round() * (rng.random((proposals, 1)) < 0.7)
+        found = onp.concatenate([near + wiggle, near[:5]])         # repeated proposals
+        found[:, 2:] = onp.maximum(found[:, 2:], found[:, :2] + 1)
+        images.append((boxes, crowd, found[rng.permutation(len(found))]))
+    return images
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_matching_in_arrays_is_cocos_loop(seed):
+    """Ties, repeated objects and proposals, crowd regions and sizes: the
+    matching in arrays gives the hits of COCO's loop at every threshold,
+    count and size (and with overlaps computed 7 at a time, the same)."""
+    ks, images = (1, 5, 20, 100), crowded_images(seed)
+    ours, blocked = ProposalRecall(ks=ks), ProposalRecall(ks=ks, block=7)
+    for objects, crowd, proposals in images:
+        ours.update_image(proposals, objects, crowd)
+        blocked.update_image(proposals, objects, crowd)
+    theirs, result = brute_force_recall(images, ks), ours.result()
+    assert blocked.result() == result
+    assert sorted(result) == sorted(theirs)
+    for key, value in theirs.items():
+        assert result[key] == pytest.approx(value, abs=1e-12), key
+    assert 0.3 < result["R@100@0.5"] < 1 and result["objects_small"] > 0   # not a trivial case
+
+
+def test_a_crowded_image_agrees_with_pycocotools():
+    """One image of 400 objects and 300 proposals, several of them on
+    one object: COCOeval's figures."""
+    (objects, crowd, proposals), = crowded_images(7, count=1, objects=400, proposals=300)
+    ks = (100, 300, 1000)
+    recall = ProposalRecall(ks=ks, block=5000)
+    recall.update_image(proposals, objects, crowd)
+    flags = onp.r_[onp.zeros(len(objects), bool), onp.ones(len(crowd), bool)]
+    theirs = coco_oracle([(700, 700, onp.concatenate([objects, crowd]), flags, proposals,
+                           onp.linspace(1, 0, len(proposals)))], ks)
+    ours = recall.result()
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_block_must_be_positive():
+    with pytest.raises(ValueError, match="block must be a positive"):
+        ProposalRecall(block=0)

@@ -88,4 +88,92 @@ def test_a_failed_export_removes_its_temporary_folder(tiny_run, tmp_path, capsys
     assert main(["export", "--checkpoint", tiny_run, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "disk is full" in err and str(out) in err
-    assert os.listdir(out) == []
+    assert os.listdir(out) == [LOCK_NAME]       # the export folder's lock: nothing else
+
+
+# ---- file modes: what any program makes under the umask (issue 29, item 8) ----------
+
+def every_path(folder):
+    """Every file and folder below ``folder``, and ``folder`` itself."""
+    found = [str(folder)]
+    for root, dirs, files in os.walk(folder):
+        found += [os.path.join(root, name) for name in dirs + files]
+    return found
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_file_and_folder_gets_the_umasks_mode(tiny_run, tmp_path, umask):
+    """A tiny train, export, predict and propose under the umask: files
+    0666 and folders 0777 less it (the lock files and the checkpoint
+    folders too), as any program's; never 0600 whatever the umask."""
+    image = tmp_path / "photo.png"
+    from conftest import write_image
+    write_image(image)
+    made = [tmp_path / "run", tmp_path / "export", tmp_path / "predictions"]
+    old = os.umask(umask)
+    try:
+        assert train_tiny(made[0], epochs=2) == 0
+        assert main(["export", "--checkpoint", str(made[0]), "--out", str(made[1])]) == 0
+        assert main(["predict", "--checkpoint", str(made[1]), str(image), "--out",
+                     str(made[2])]) == 0
+        assert main(["propose", "--checkpoint", str(made[0]), "--data", "synthetic",
+                     "--quiet", "--workers", "0", "--out", str(tmp_path / "val.npz")]) == 0
+    finally:
+        os.umask(old)
+    paths = [p for folder in made for p in every_path(folder)] + [str(tmp_path / "val.npz")]
+    assert any(p.endswith(LOCK_NAME) for p in paths) and any("epoch-0002" in p for p in paths)
+    modes = {p: os.stat(p).st_mode & 0o777 for p in paths}
+    expected = {p: (0o777 if os.path.isdir(p) else 0o666) & ~umask for p in paths}
+    assert modes == expected
+
+
+# ---- errors name the user's path, never a temporary ----------------------------------
+
+def test_a_write_error_names_the_file_not_its_temporary(tmp_path):
+    taken = tmp_path / "adir"
+    taken.mkdir()                       # a folder where the file goes: os.replace fails
+    with pytest.raises(IsADirectoryError) as error:
+        rpn.runs.fileio.write_bytes(str(taken), b"data")
+    assert error.value.filename == str(taken) and ".tmp" not in str(error.value)
+    assert os.listdir(tmp_path) == ["adir"] and os.listdir(taken) == []
+    with pytest.raises(FileNotFoundError) as error:
+        rpn.runs.fileio.write_bytes(str(tmp_path / "gone" / "a.png"), b"data")
+    assert error.value.filename == str(tmp_path / "gone" / "a.png")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_names_the_file(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as error:
+            rpn.runs.fileio.write_bytes(str(folder / "a0.png"), b"data")
+    finally:
+        folder.chmod(0o755)
+    assert error.value.filename == str(folder / "a0.png") and ".tmp" not in str(error.value)
+
+
+# ---- reading: only regular files, never a FIFO's endless wait ------------------------
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path, capsys):
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)                     # opened for reading, it would wait for a writer
+    with pytest.raises(rpn.runs.fileio.NotRegularFileError, match="a FIFO"):
+        rpn.runs.fileio.open_regular(str(fifo))
+    with pytest.raises(ValueError, match="a FIFO"):
+        rpn.runs.fileio.read_json(str(fifo))
+    with pytest.raises(rpn.runs.fileio.NotRegularFileError, match="a folder"):
+        rpn.runs.fileio.sha256_of(str(tmp_path))
+    # a run folder whose config.json is a FIFO: one line, no hang
+    assert main(["evaluate", "--checkpoint", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json" in err[0]
+
+
+def test_names_that_do_not_print_are_quoted_and_escaped():
+    shown = rpn.runs.fileio.shown
+    assert shown("photos/a b.jpg") == "photos/a b.jpg"          # as it is
+    assert shown("a\nrpn predict: forged.jpg") == repr("a\nrpn predict: forged.jpg")
+    assert "\x1b" not in shown("\x1b[2J.png") and shown("\x1b[2J.png") == "'\\x1b[2J.png'"
+    assert shown(b"raw\xff".decode("utf-8", "surrogateescape")) == "'raw\\udcff'"

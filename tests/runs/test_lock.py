@@ -175,3 +175,80 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_run_again(tmp_path
     assert train_tiny(out) == 0
     assert "saved no checkpoint" in capsys.readouterr().err
     assert train_tiny(out) == 2                      # now it holds a run
+
+
+# ---- other outputs: one writer, and what a killed one left (issue 29) -----------------
+
+OUTPUT_HOLDER = textwrap.dedent("""
+    import os, sys, threading, time
+    import rpn.runs.fileio as fileio
+    from rpn.runs.lock import FileLock, RunLock
+    kind, path = sys.argv[1], sys.argv[2]
+    if kind == "folder":            # an export killed while it filled its staging folder
+        lock = RunLock(path).acquire()
+        fileio.private_dir(path, ".export-")
+    else:                           # a propose killed before its file was renamed into place
+        lock = FileLock(path).acquire()
+        fileio.os.replace = lambda *args: time.sleep(120)
+        threading.Thread(target=fileio.write_bytes, args=(path, b"half"), daemon=True).start()
+        folder, name = os.path.split(path)
+        while not any(e.startswith("." + name) and e.endswith(".tmp")
+                      for e in os.listdir(folder)):
+            time.sleep(0.05)
+    print("held", flush=True)
+    time.sleep(120)
+""")
+
+
+def hold_output(path, kind):
+    """A process that holds the lock of the output folder (``kind``
+    ``"folder"``) or file (``"file"``) ``path``, with a temporary it
+    recorded, until killed."""
+    proc = subprocess.Popen([sys.executable, "-c", OUTPUT_HOLDER, kind, str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "propose"])
+def test_a_second_writer_of_an_output_is_refused_and_a_killed_ones_leftovers_go(
+        tiny_run, tmp_path, capsys, command):
+    from conftest import one_line_error, write_image
+    image = write_image(tmp_path / "photo.png")
+    out = tmp_path / ("val.npz" if command == "propose" else "out")
+    if command != "propose":
+        out.mkdir()
+    argv = {"predict": ["predict", "--checkpoint", tiny_run, image],
+            "export": ["export", "--checkpoint", tiny_run],
+            "propose": ["propose", "--checkpoint", tiny_run, "--data", "synthetic",
+                        "--quiet", "--workers", "0"]}[command] + ["--out", str(out)]
+    holder = hold_output(out, "file" if command == "propose" else "folder")
+    try:
+        capsys.readouterr()
+        assert main(argv) == 2
+        one_line_error(capsys, f"process {holder.pid}", "in use", str(out))
+        left = sorted(os.listdir(out if command != "propose" else tmp_path))
+        assert any(e.endswith(".tmp") or e.startswith(".export-") for e in left), left
+    finally:
+        kill(holder)
+    assert main(argv) == 0                      # the kernel released the killed one's lock
+    if command == "propose":
+        assert sorted(os.listdir(tmp_path)) == ["photo.png", "val.npz"]    # lock file too
+        assert len(rpn.load_proposals(str(out))) == 4
+    else:
+        assert not [e for e in os.listdir(out) if e.startswith(".export-")]
+        assert LOCK_NAME in os.listdir(out)
+
+
+def test_an_out_that_is_a_file_is_a_usage_error(tiny_run, tmp_path, capsys):
+    from conftest import one_line_error, write_image
+    image = write_image(tmp_path / "photo.png")
+    mine = tmp_path / "mine"
+    mine.write_text("mine")
+    for argv in (["train", "--data", "synthetic"] + TINY, ["export", "--checkpoint", tiny_run],
+                 ["predict", "--checkpoint", tiny_run, image],
+                 ["evaluate", "--checkpoint", tiny_run, "--quiet"]):
+        capsys.readouterr()
+        assert main(argv + ["--out", str(mine)]) == 2, argv
+        one_line_error(capsys, str(mine), "not a folder")
+    assert mine.read_text() == "mine" and sorted(os.listdir(tmp_path)) == ["mine", "photo.png"]

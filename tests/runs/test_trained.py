@@ -91,3 +91,23 @@ def test_the_run_folder_records_the_backbone_and_every_command_rebuilds_it(
     original = model(X, sizes)
     onp_equal = (original.boxes.asnumpy() == exported(X, sizes).boxes.asnumpy())
     assert onp_equal.all()
+
+
+def test_an_export_altered_to_a_size_no_image_may_have_is_refused(tiny_run, tmp_path, capsys):
+    """config.json edited to size=30000 and the manifest made again: every
+    image would become 900 megapixels; one line, not a MemoryError."""
+    from conftest import one_line_error, write_image
+    out = tmp_path / "exp"
+    rpn.export(tiny_run, str(out))
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["size"] = config["config"]["max_size"] = 30000
+    (out / "config.json").write_text(json.dumps(config))
+    os.remove(out / "MANIFEST.json")
+    rpn.runs.checkpoint.write_manifest(str(out))
+    with pytest.raises(rpn.runs.folder.RunError, match="size=30000"):
+        rpn.load(str(out))
+    image = write_image(tmp_path / "photo.png")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out), image, "--out",
+                 str(tmp_path / "p")]) == 2
+    one_line_error(capsys, "size=30000", "64000000")

@@ -5,11 +5,15 @@ An edge of the package: files come from users' photo folders and may be
 truncated, odd or broken. Nothing passes silently; the rules:
 
 * A missing file raises ``FileNotFoundError``, one that cannot be opened
-  (a folder, no permission) the ``OSError`` of ``open``; anything else that
-  does not decode raises :class:`BadImageError` (a ``ValueError``) naming
-  the file and the reason: empty, not an image (HEIC, HTML, a Git LFS
-  pointer named as such), a zero width or height in the header, more than
-  64 million pixels (a decompression bomb), broken data, an unknown mode.
+  (no permission) the ``OSError`` of ``open``; anything else that does not
+  decode raises :class:`BadImageError` (a ``ValueError``) naming the file
+  and the reason: not a regular file (a FIFO, a socket, a device or a
+  folder, found before it is opened: a FIFO would block the read for
+  ever), empty, not an image (HEIC, HTML, a Git LFS pointer named as
+  such), a zero width or height in the header, more than 64 million pixels
+  (a decompression bomb), broken data, an unknown mode. Names are printed
+  as :func:`rpn.runs.fileio.shown` prints them (a name that does not print,
+  with a newline or an escape, quoted and escaped).
 * A JPEG or PNG that lacks its last bytes is decoded as far as it goes, as
   viewers do (the decoder fills the rest: grey for JPEG, black for PNG),
   with one :class:`TruncatedImageWarning` naming the file: that file alone
@@ -46,13 +50,16 @@ import warnings
 import numpy as onp
 from PIL import Image, ImageFile
 
+from ..runs.fileio import NotRegularFileError, open_regular, shown
+
 __all__ = ["read_image", "image_size", "BadImageError", "TruncatedImageWarning",
-           "IMAGE_EXTENSIONS"]
+           "IMAGE_EXTENSIONS", "MAX_PIXELS"]
 
 #: File extensions taken for images when a folder is listed (any case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-_MAX_PIXELS = 64_000_000     # refuse decompression bombs beyond this
+#: The most pixels an image may have: more is refused as a decompression bomb.
+MAX_PIXELS = 64_000_000
 _ORIENTATION = 0x0112        # the EXIF tag
 _CONVERTED = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 _ALPHA = {"LA", "La", "PA", "RGBA", "RGBa"}
@@ -62,10 +69,11 @@ _ZERO = "its header says {}x{} pixels; expected a width and height of at least 1
 
 class BadImageError(ValueError):
     """An image file that cannot be used; ``path`` and ``reason`` (the
-    message is ``"<path>: <reason>"``)."""
+    message is ``"<path>: <reason>"``, the path as
+    :func:`rpn.runs.fileio.shown` prints it)."""
 
     def __init__(self, path, reason):
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{shown(path)}: {reason}")
         self.path, self.reason = path, reason
 
     def __reduce__(self):
@@ -245,9 +253,12 @@ def _attempt(path, expected, what, retrying):
     turned) or ``"pixels"``. Raises :class:`_Truncated` when Pillow says
     the file ends early and this is not yet the retry."""
     try:
-        fp = open(path, "rb")
+        fp = os.fdopen(open_regular(path), "rb")
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "image file not found", path) from None
+    except NotRegularFileError as error:
+        raise BadImageError(path, f"{error.kind}, not a regular file; expected an image "
+                                  "file") from None
     with fp:
         if not fp.read(1):
             raise BadImageError(path, "empty file (0 bytes); expected an image")
@@ -275,9 +286,9 @@ def _attempt(path, expected, what, retrying):
             width, height = img.size
             if width <= 0 or height <= 0:
                 raise BadImageError(path, _ZERO.format(width, height))
-            if width * height > _MAX_PIXELS:
+            if width * height > MAX_PIXELS:
                 raise BadImageError(path, f"{width}x{height} = {width * height} pixels, "
-                                          f"more than the {_MAX_PIXELS} allowed "
+                                          f"more than the {MAX_PIXELS} allowed "
                                           "(refused as a possible decompression bomb)")
             orientation, size = _oriented(path, (height, width), _orientation(img),
                                           expected)
@@ -320,7 +331,8 @@ def _expected(size, where="expected_size"):
 
 
 def _warn_truncated(paths, stacklevel):
-    named = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+    named = ", ".join(shown(p) for p in paths[:10]) + (
+        f" and {len(paths) - 10} more" if len(paths) > 10 else "")
     what = f"{named}: the file ends" if len(paths) == 1 else f"{len(paths)} files end"
     warnings.warn(TruncatedImageWarning(
         f"{what} early (truncated){': ' + named if len(paths) > 1 else ''}; decoded as "

@@ -26,6 +26,7 @@ import os
 import re
 import warnings
 
+from ..runs.fileio import NotRegularFileError, open_regular, shown
 from .image_set import Edit, ImageSet, LeftOut, subset
 from .images import IMAGE_EXTENSIONS, read_image
 from .loader import make_loader
@@ -47,41 +48,66 @@ VOC_DEFAULT_DIR = os.path.join("..", "data", "VOCdevkit", "VOC2012")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def _check_name(name, source):
+def _name_problem(name):
+    """Why the list entry ``name`` is refused, or ``None``: names must be
+    plain file names inside the dataset folder."""
     if (not name or os.path.isabs(name) or "/" in name or "\\" in name
             or name in (".", "..") or "\x00" in name or _DRIVE.match(name)):
-        raise ValueError(f"{source}: refusing image name {name!r}: names must be "
-                         "plain file names inside the dataset folder")
+        return (f"refusing image name {name!r}: names must be plain file names inside "
+                "the dataset folder")
+    return None
+
+
+def _check_name(name, source):
+    problem = _name_problem(name)
+    if problem:
+        raise ValueError(f"{source}: {problem}")
     return name
 
 
+_SHOWN_LINES = 20           # bad lines of one list named before "and N more"
+
+
 def _read_list(path):
-    """Names of the positives of an ``ImageSets`` list: lines ``name`` or
-    ``name flag``; a flag of -1 or 0 is not a positive."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image set list not found: {path}")
-    names = []
-    with open(path, "rb") as f:
+    """``(names, bad)``: the positives of an ``ImageSets`` list (lines
+    ``name`` or ``name flag``; a flag of -1 or 0 is not a positive), and
+    one ``(where, reason)`` a bad line (not UTF-8, not of that form, a name
+    that would leave the folder), at most :data:`_SHOWN_LINES` of them and
+    then one that counts the rest."""
+    try:
+        fd = open_regular(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image set list not found: {path}") from None
+    except NotRegularFileError as error:
+        raise ValueError(f"{shown(path)}: {error.kind}, not a regular file; expected an "
+                         "image set list") from None
+    with os.fdopen(fd, "rb") as f:
         raw = f.read(_MAX_XML_BYTES * 64 + 1)
     if len(raw) > _MAX_XML_BYTES * 64:
         raise ValueError(f"{path}: larger than {_MAX_XML_BYTES * 64} bytes, refused")
     if raw.startswith(codecs.BOM_UTF8):       # Windows editors' UTF-8 mark
         raw = raw[len(codecs.BOM_UTF8):]
+    names, bad = [], []
     for number, line in enumerate(raw.splitlines(), 1):
+        where = f"{shown(path)}, line {number}"
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not UTF-8 text ({error.reason} "
-                             f"at byte {error.start}); save the list as UTF-8") from None
+            bad.append((where, f"not UTF-8 text ({error.reason} at byte {error.start}); "
+                               "save the list as UTF-8"))
+            continue
         fields = line.split()
         if not fields:
             continue
         if len(fields) > 2 or (len(fields) == 2 and fields[1] not in ("1", "0", "-1")):
-            raise ValueError(f"{path}, line {number}: expected 'name' or "
-                             f"'name 1|0|-1', got {line.strip()!r}")
-        if len(fields) == 1 or fields[1] == "1":
-            names.append(_check_name(fields[0], f"{path}, line {number}"))
-    return names
+            bad.append((where, f"expected 'name' or 'name 1|0|-1', got {line.strip()!r}"))
+        elif _name_problem(fields[0]):
+            bad.append((where, _name_problem(fields[0])))
+        elif len(fields) == 1 or fields[1] == "1":
+            names.append(fields[0])
+    if len(bad) > _SHOWN_LINES:
+        bad[_SHOWN_LINES:] = [(shown(path), f"and {len(bad) - _SHOWN_LINES} more bad lines")]
+    return names, bad
 
 
 def read_voc_images(voc_dir, image_sets, *, lazy=False):
@@ -104,13 +130,20 @@ def read_voc_images(voc_dir, image_sets, *, lazy=False):
     return images, names
 
 
-def _list_names(voc_dir, image_sets):
-    names, seen = [], set()
+def _list_names(voc_dir, image_sets, *, skip_bad=False, warn=True):
+    """The names of the lists ``image_sets``, each once. Bad lines raise
+    one error that lists them all, or (``skip_bad``) are left out, with one
+    warning that lists them (``warn``)."""
+    names, seen, bad = [], set(), []
     for image_set in image_sets:
-        for name in _read_list(os.path.join(voc_dir, "ImageSets", image_set)):
+        found, wrong = _read_list(os.path.join(voc_dir, "ImageSets", image_set))
+        bad += wrong
+        for name in found:
             if name not in seen:
                 seen.add(name)
                 names.append(name)
+    if bad and (warn or not skip_bad):
+        _report(bad, skip_bad, "line(s) of image lists", shown_names=False)
     return names
 
 
@@ -171,11 +204,14 @@ def _folded(name):
     return "".join(name.split()).casefold()
 
 
-def _report(problems, skip_bad, what):
-    """One error listing every problem, or (``skip_bad``) one warning."""
+def _report(problems, skip_bad, what, *, shown_names=True):
+    """One error listing every problem, or (``skip_bad``) one warning.
+    Names are printed by :func:`rpn.runs.fileio.shown` (``shown_names``:
+    they are already)."""
     if not problems:
         return
-    listing = "\n  ".join(f"{name}: {reason}" for name, reason in problems)
+    listing = "\n  ".join(f"{shown(name) if shown_names else name}: {reason}"
+                          for name, reason in problems)
     if not skip_bad:
         raise ValueError(f"{len(problems)} bad {what}:\n  {listing}\n"
                          "Fix or remove them, or skip them (skip_bad=True, --skip-bad)")
@@ -232,7 +268,7 @@ def read_voc_split(voc_dir, split, classes, *, keep_difficult=True, skip_bad=Fal
     in ``edits``). Images without objects stay (see :func:`list_voc_split`).
     """
     classes = list(classes)
-    names = _list_names(voc_dir, _split_lists(voc_dir, split, classes))
+    names = _list_names(voc_dir, _split_lists(voc_dir, split, classes), skip_bad=skip_bad)
     paths = _image_paths(voc_dir, names)
     labels, sizes, problems, edits = _read_labels(voc_dir, names, classes, keep_difficult,
                                                   clip_boxes)
@@ -276,7 +312,8 @@ def find_classes(voc_dir, splits=("train", "val"), *, skip_bad=False):
         listing = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
         if not os.path.isfile(listing):
             continue
-        for name in _read_list(listing):
+        for name in _list_names(voc_dir, [os.path.join("Main", f"{split}.txt")],
+                                skip_bad=skip_bad, warn=False):
             try:
                 root = read_xml(os.path.join(voc_dir, "Annotations", name + ".xml"))
             except (ValueError, FileNotFoundError) as error:

@@ -21,6 +21,13 @@ rules exactly, so that figures are comparable:
   has them, this package box areas). As in COCO, objects outside a range
   still take part in its matching, as ignored ones.
 
+The matching is done in arrays (:func:`_match`): the overlaps of blocks of
+proposals with every object are computed at once and only the pairs that
+reach the lowest threshold are kept, so that an image of thousands of
+objects (shelves, crowds, drone views) costs memory in proportion to those
+pairs, and time in NumPy, not in a Python loop over proposals x objects
+(``benchmarks/crowded_recall.py`` measures it).
+
 Shape glossary: ``B`` images, ``G`` object rows (padded with class ``-1``),
 ``M`` proposals an image. Boxes are corner form, normalised by each
 image's size, except in :meth:`ProposalRecall.update_image` (pixels).
@@ -35,7 +42,7 @@ from ..ops.devices import as_context_list, split_batch
 from ..predict import predict_rpn
 
 __all__ = ["ProposalRecall", "proposal_recall", "AR_THRESHOLDS", "AREA_RANGES",
-           "DEFAULT_KS"]
+           "DEFAULT_KS", "BLOCK"]
 
 #: The IoU thresholds that ``AR@K`` averages over (COCO's, to the bit).
 AR_THRESHOLDS = tuple(onp.linspace(0.5, 0.95, 10))
@@ -44,6 +51,8 @@ AREA_RANGES = {"small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2),
                "large": (96.0 ** 2, 1e5 ** 2)}
 _ALL = (0.0, 1e5 ** 2)
 _NONE = onp.iinfo(onp.int64).max        # the rank of an object no proposal matched
+#: Proposal-object overlaps computed at once by default (8 MB of float64).
+BLOCK = 1 << 20
 
 
 def _ious(proposals, boxes, crowd):
@@ -51,30 +60,65 @@ def _ious(proposals, boxes, crowd):
     intersection over the proposal's area, as COCO (:func:`rpn.boxes.overlap`)."""
     if len(proposals) == 0 or len(boxes) == 0:
         return onp.zeros((len(proposals), len(boxes)))
-    p, b = proposals[:, None, :], boxes[None, :, :]                # (M, 1, 4), (1, G, 4)
-    return onp.where(crowd[None, :], overlap(p, b, over="first", xp=onp),
-                     overlap(p, b, xp=onp))
+    p = proposals[:, None, :]                                      # (M, 1, 4)
+    ious = overlap(p, boxes[None, :, :], xp=onp)                   # (M, G)
+    if crowd.any():
+        ious[:, crowd] = overlap(p, boxes[crowd][None, :, :], over="first", xp=onp)
+    return ious
 
 
-def _match(ious, ignore, crowd, threshold):
-    """COCO's greedy matching for one image and threshold. ``ious`` (M, G)
-    with the objects ordered not-ignored first; returns, per object, the
-    rank of the proposal that matched it (``_NONE`` when none)."""
-    num_obj = ious.shape[1]
-    matched = onp.full(num_obj, _NONE)
-    limit = min(threshold, 1 - 1e-10)
-    for d in onp.flatnonzero(ious.max(axis=1) >= limit) if num_obj else ():
-        best, m = limit, -1
-        for g in range(num_obj):
-            if matched[g] != _NONE and not crowd[g]:
-                continue
-            if m > -1 and not ignore[m] and ignore[g]:
-                break
-            if ious[d, g] < best:
-                continue
-            best, m = ious[d, g], g
-        if m > -1 and matched[m] == _NONE:
-            matched[m] = d
+def _pairs(proposals, boxes, crowd, least, block):
+    """The proposal-object pairs that overlap by at least ``least``:
+    ``(d, g, iou)`` arrays ordered by proposal then object, the overlaps
+    computed for blocks of proposals (at most ``block`` values at once,
+    or one proposal's), so that memory follows the pairs kept, not
+    ``M x G``."""
+    rows = max(1, block // max(len(boxes), 1))
+    found = [(onp.zeros(0, "int64"), onp.zeros(0, "int64"), onp.zeros(0))]
+    for start in range(0, len(proposals), rows):
+        ious = _ious(proposals[start:start + rows], boxes, crowd)
+        d, g = onp.nonzero(ious >= least)
+        found.append((d + start, g, ious[d, g]))
+    return tuple(onp.concatenate(column) for column in zip(*found))
+
+
+def _match(pairs, ignore, crowd, limit):
+    """COCO's greedy matching of one image at one threshold (``limit``:
+    ``min(T, 1 - 1e-10)``), in arrays. ``pairs``: :func:`_pairs`' ``(d, g,
+    iou)`` ordered by proposal, then by preference: an object not ignored
+    before an ignored one, then by IoU, then by index (so a proposal's
+    choice is its last pair still open). Returns, per object, the rank of
+    the proposal that matched it (``_NONE`` when none).
+
+    COCO takes proposals best first; each takes the open object (not yet
+    matched, or a crowd region, which stays open) it prefers. Taken in
+    rounds here: every proposal still open names its choice; a choice is
+    final when no earlier open proposal can reach that object (objects only
+    close, so an earlier proposal could otherwise take it first) or when it
+    is a crowd region. The earliest open proposal is always final, so the
+    rounds end, and each gives the result of taking proposals one by one.
+    """
+    d, g, iou = pairs
+    matched = onp.full(len(ignore), _NONE)
+    reach = iou >= limit
+    d, g = d[reach], g[reach]
+    open_ = onp.ones(len(d), bool)
+    first = onp.empty(len(ignore), "int64")
+    while len(d):
+        # the pairs of open proposals to open objects, by proposal then preference
+        d, g = d[open_], g[open_]
+        if not len(d):
+            break
+        last = onp.append(d[1:] != d[:-1], True)                   # each proposal's choice
+        chosen_d, chosen_g = d[last], g[last]
+        reached, at = onp.unique(g, return_index=True)
+        first[reached] = d[at]                    # the earliest open proposal reaching each
+        final = crowd[chosen_g] | (first[chosen_g] == chosen_d)
+        taken = final & ~crowd[chosen_g]
+        matched[chosen_g[taken]] = chosen_d[taken]
+        done = onp.zeros(int(d[-1]) + 1, bool)
+        done[chosen_d[final]] = True
+        open_ = ~done[d] & ((matched[g] == _NONE) | crowd[g])
     return matched
 
 
@@ -83,6 +127,8 @@ class ProposalRecall:
 
     ``ks``: the proposal counts ``K``; ``thresholds``: the ``T`` of the
     ``R@K@T`` entries (any of them; ``AR`` always uses COCO's ten).
+    ``block``: the proposal-object overlaps computed at once (memory: 8
+    bytes each, a few times over), whatever the number of objects.
     ``update(preds, Y, image_sizes=None)`` takes the chapter's format
     (:func:`rpn.predict_rpn`'s list of ``[scores (M,), boxes (4, M)]``, best
     first) with ``Y`` (B, G, 5); ``update_batch(scores, boxes, Y, info)``
@@ -92,7 +138,10 @@ class ProposalRecall:
     of figures; ``curve(k)`` recall at each of ``AR_THRESHOLDS``.
     """
 
-    def __init__(self, ks=DEFAULT_KS, thresholds=(0.5, 0.7)):
+    def __init__(self, ks=DEFAULT_KS, thresholds=(0.5, 0.7), *, block=BLOCK):
+        self.block = int(block)
+        if self.block < 1:
+            raise ValueError(f"block must be a positive count of overlaps, got {block!r}")
         self.ks = tuple(sorted(int(k) for k in ks))
         if not self.ks or self.ks[0] < 1:
             raise ValueError(f"ks must be positive proposal counts, got {ks!r}")
@@ -121,7 +170,8 @@ class ProposalRecall:
             return
         boxes = onp.concatenate([objects, crowd])
         is_crowd = onp.arange(len(boxes)) >= len(objects)
-        ious = _ious(proposals, boxes, is_crowd)                   # (M, G + C)
+        limits = onp.minimum(self._levels, 1 - 1e-10)
+        d, g, iou = _pairs(proposals, boxes, is_crowd, limits.min(), self.block)
         areas = (objects[:, 2] - objects[:, 0]) * (objects[:, 3] - objects[:, 1])
         ks = onp.array(self.ks)
         for name, (low, high) in self._ranges.items():
@@ -132,10 +182,10 @@ class ProposalRecall:
             if not counted:
                 continue
             ignore = onp.concatenate([outside, onp.ones(len(crowd), bool)])
-            order = onp.argsort(ignore, kind="mergesort")            # not-ignored first
-            for j, level in enumerate(self._levels):
-                ranks = _match(ious[:, order], ignore[order], is_crowd[order], level)
-                ranks = ranks[~ignore[order]]                         # (counted,)
+            order = onp.lexsort((g, iou, ~ignore[g], d))      # by proposal, then preference
+            pairs = (d[order], g[order], iou[order])
+            for j, limit in enumerate(limits):
+                ranks = _match(pairs, ignore, is_crowd, limit)[:len(objects)][~outside]
                 self._hits[name][j] += (ranks[:, None] < ks[None, :]).sum(axis=0)
             self._objects[name] += counted
 

@@ -20,10 +20,22 @@ detectron2's and mmdetection's precomputed proposal files:
 :func:`load_proposals` reads it back (``proposals[i]`` or
 ``proposals.by_id(image_id)``). In process, :mod:`rpn.ops.roi` feeds a second
 stage without a file.
+
+The file is the package's output and nothing else is replaced by it: an
+``out`` that exists must be a proposal file (not a run's ``config.json``,
+not a checkpoint's parameters, not a folder), and ``out`` may not lie in a
+run's ``checkpoint/``. One ``propose`` writes it at a time, holding
+``.NAME.lock`` beside it (:class:`rpn.runs.lock.FileLock`), which also
+records its temporary file, so that what a killed one left is removed by
+the next. Reading is bounded: each array's header must agree with the size
+the archive states for it, and a compressed array may not expand more than
+:data:`_MAX_RATIO` times (plus 16 MiB), so that a forged header or a zip
+bomb is a ``ValueError``, not a ``MemoryError``.
 """
 import io
 import json
 import os
+import zipfile
 
 import numpy as onp
 from mxnet import np
@@ -31,13 +43,50 @@ from mxnet import np
 from ..data.preprocess import Resize
 from ..data.sources import load_split, resolve_split
 from ..evaluation.evaluate import trained_model
-from ..runs.fileio import write_bytes
+from ..runs.fileio import (NotRegularFileError, OutputPathError, file_kind, open_regular,
+                           shown, write_bytes)
+from ..runs.lock import FileLock
 
 __all__ = ["propose", "load_proposals", "ProposalSet", "PROPOSAL_FORMAT"]
 
 PROPOSAL_FORMAT = "rpn-proposals"
 _VERSION = 1
 _KEYS = ("boxes", "scores", "counts", "image_ids", "file_names", "image_sizes", "meta")
+#: How many times its stored size a compressed array may expand to (plus
+#: :data:`_SLACK` bytes): proposals compress a few times, a zip bomb a
+#: thousand.
+_MAX_RATIO = 100
+_SLACK = 16 << 20
+_HEADERS = {(1, 0): onp.lib.format.read_array_header_1_0,
+            (2, 0): onp.lib.format.read_array_header_2_0}
+
+
+def _refuse_out(out):
+    """Refuse (:class:`rpn.runs.fileio.OutputPathError`) an ``out`` that
+    :func:`propose` may not write (see the module)."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise OutputPathError(f"{shown(out)}: its folder {shown(folder)} does not exist")
+    parts = os.path.realpath(folder).split(os.sep)
+    for at in range(len(parts) - 1, 0, -1):
+        run = os.sep.join(parts[:at])
+        if parts[at] == "checkpoint" and os.path.isfile(os.path.join(run, "config.json")):
+            raise OutputPathError(f"{shown(out)} is inside the checkpoints of the run "
+                                  f"{shown(run)}; write proposals elsewhere")
+    if not os.path.lexists(out):
+        return
+    kind = file_kind(os.lstat(out).st_mode)
+    if kind != "a regular file":
+        raise OutputPathError(f"{shown(out)} is {kind}; expected the path of a .npz file to "
+                              "write")
+    try:
+        meta = json.loads(str(_read_arrays(out, ("meta",))["meta"]))
+        mine = isinstance(meta, dict) and meta.get("format") == PROPOSAL_FORMAT
+    except (ValueError, KeyError):
+        mine = False
+    if not mine:
+        raise OutputPathError(f"{shown(out)} exists and is not a proposal file; rpn propose "
+                              "replaces only its own files: choose another name, or move it")
 
 
 def propose(model, data, split=None, *, out, top_k=None, classes=None, images=None,
@@ -51,6 +100,8 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
     run/export folder. Images that cannot be read raise one error listing
     them, or are left out with a warning (``skip_bad``). Returns a summary
     dict. ``progress(n)`` is called after every batch of ``n`` images."""
+    out = os.fspath(out)
+    _refuse_out(out)
     model = trained_model(model, ctx)
     config = model.config
     most = config.model.post_nms_top_n_test
@@ -59,10 +110,28 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
         raise ValueError(f"top_k must be an integer from 1 to the model's "
                          f"post_nms_top_n_test ({most}), got {top_k!r}")
     split = resolve_split(data, split, images=images)
-    found, loader = load_split(model, data, split, classes=classes, images=images,
-                               batch_size=batch_size, num_workers=num_workers,
-                               skip_bad=skip_bad, progress=progress is not None,
-                               on_error="raise", command="rpn propose")
+    with FileLock(out, doing="writing proposals into it").acquire() as lock:
+        lock.clean()            # what a killed propose of this file left
+        found, loader = load_split(model, data, split, classes=classes, images=images,
+                                   batch_size=batch_size, num_workers=num_workers,
+                                   skip_bad=skip_bad, progress=progress is not None,
+                                   on_error="raise", command="rpn propose")
+        per_image = _collect(model, loader, top_k, progress)
+        meta = {"format": PROPOSAL_FORMAT, "version": _VERSION, "data": os.fspath(data),
+                "split": split, "top_k": int(top_k),
+                "nms_threshold": config.model.nms_threshold,
+                "resize": Resize.of(config.model).describe(), "model": model.source,
+                "box_format": "x1, y1, x2, y2 in original image pixels"}
+        arrays = _arrays(per_image, found, meta)
+        buffer = io.BytesIO()
+        onp.savez(buffer, **arrays)
+        write_bytes(out, buffer.getvalue())
+    return {"images": len(per_image), "proposals": int(arrays["counts"].sum()), "out": out}
+
+
+def _collect(model, loader, top_k, progress):
+    """``{image index: (scores (M,), boxes (M, 4) original pixels, (height,
+    width))}`` of every image of ``loader``, ``M <= top_k``."""
     per_image = {}
     for X, _, info in loader:
         sizes = np.array(info.sizes, dtype="float32", ctx=model.ctx)
@@ -76,15 +145,15 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
                                      boxes[b][keep][:top_k] * scale, (height, width))
         if progress is not None:
             progress(len(info))
+    return per_image
+
+
+def _arrays(per_image, found, meta):
+    """The arrays of the file (see the module), images in the split's order."""
     order = sorted(per_image)
     scores = [per_image[i][0] for i in order]
     ids = [found.ids[i] for i in order]
-    meta = {"format": PROPOSAL_FORMAT, "version": _VERSION, "data": os.fspath(data),
-            "split": split, "top_k": int(top_k), "nms_threshold": config.model.nms_threshold,
-            "resize": Resize.of(config.model).describe(),
-            "model": model.source,
-            "box_format": "x1, y1, x2, y2 in original image pixels"}
-    arrays = {
+    return {
         "boxes": onp.concatenate([per_image[i][1] for i in order] or [onp.zeros((0, 4))])
         .astype("float32").reshape(-1, 4),
         "scores": onp.concatenate(scores or [onp.zeros(0)]).astype("float32"),
@@ -94,10 +163,6 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
         "file_names": onp.array([str(found.names[i]) for i in order]),
         "image_sizes": onp.array([per_image[i][2] for i in order], dtype="int64").reshape(-1, 2),
         "meta": onp.array(json.dumps(meta))}
-    buffer = io.BytesIO()
-    onp.savez(buffer, **arrays)
-    write_bytes(out, buffer.getvalue())
-    return {"images": len(order), "proposals": int(arrays["counts"].sum()), "out": out}
 
 
 class ProposalSet:
@@ -136,17 +201,65 @@ class ProposalSet:
             raise KeyError(f"no image with id {image_id!r} in {self.path}") from None
 
 
+class _Refused(ValueError):
+    """A proposal file refused, the message naming it."""
+
+
+def _read_member(archive, info, path, disk_size):
+    """One ``.npy`` member of a ``.npz`` archive, its size checked before
+    anything is allocated (see the module)."""
+    key = info.filename[:-4]
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.file_size > disk_size:
+            raise _Refused(f"{shown(path)}: array {key!r} claims {info.file_size} bytes, "
+                             f"more than the file's {disk_size}")
+    elif info.file_size > _MAX_RATIO * info.compress_size + _SLACK:
+        raise _Refused(f"{shown(path)}: array {key!r} would expand from "
+                         f"{info.compress_size} to {info.file_size} bytes; refused as a "
+                         "possible zip bomb")
+    with archive.open(info) as member:
+        version = onp.lib.format.read_magic(member)
+        if version not in _HEADERS:
+            raise _Refused(f"{shown(path)}: array {key!r} has .npy version {version}; "
+                             "expected 1.0 or 2.0")
+        shape, fortran, dtype = _HEADERS[version](member)
+        if dtype.hasobject:
+            raise _Refused(f"{shown(path)}: array {key!r} holds Python objects (a pickle), "
+                             "which are never read")
+        claimed = int(onp.prod(shape, dtype=object)) * dtype.itemsize
+        if claimed != info.file_size - member.tell():
+            raise _Refused(f"{shown(path)}: array {key!r}'s header claims {shape} "
+                             f"{dtype} ({claimed} bytes), but it holds "
+                             f"{info.file_size - member.tell()} bytes")
+    with archive.open(info) as member:
+        return key, onp.lib.format.read_array(member, allow_pickle=False)
+
+
+def _read_arrays(path, keys):
+    """The arrays ``keys`` (those present) of the ``.npz`` file ``path``,
+    never unpickled, each checked before it is read (:func:`_read_member`).
+    Raises ``ValueError`` naming the file, or ``FileNotFoundError``."""
+    try:
+        with os.fdopen(open_regular(path), "rb") as f:
+            disk_size = os.fstat(f.fileno()).st_size
+            with zipfile.ZipFile(f) as archive:
+                return dict(_read_member(archive, info, path, disk_size)
+                            for info in archive.infolist()
+                            if info.filename.endswith(".npy") and info.filename[:-4] in keys)
+    except (FileNotFoundError, _Refused):
+        raise
+    except NotRegularFileError as error:
+        raise _Refused(f"{shown(path)} is {error.kind}, not a proposal file") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, RuntimeError) as error:
+        raise ValueError(f"{shown(path)} is not a proposal file (.npz of arrays): "
+                         f"{error}") from None
+
+
 def load_proposals(path):
     """Read a proposal file written by :func:`propose` (see the module);
-    never unpickles. A file that is not one raises a ``ValueError`` naming
-    it and what is wrong."""
-    try:
-        with onp.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a proposal file (.npz of arrays): {error}") from None
+    never unpickles, and refuses forged sizes and zip bombs. A file that is
+    not one raises a ``ValueError`` naming it and what is wrong."""
+    arrays = _read_arrays(path, _KEYS)
     missing = [k for k in _KEYS if k not in arrays]
     if missing:
         raise ValueError(f"{path} is not a proposal file: missing {missing}")
@@ -154,8 +267,9 @@ def load_proposals(path):
         meta = json.loads(str(arrays["meta"]))
     except ValueError:
         meta = {}
-    if meta.get("format") != PROPOSAL_FORMAT:
-        raise ValueError(f"{path} is not a proposal file: meta format {meta.get('format')!r}")
+    if not isinstance(meta, dict) or meta.get("format") != PROPOSAL_FORMAT:
+        raise ValueError(f"{path} is not a proposal file: meta format "
+                         f"{meta.get('format') if isinstance(meta, dict) else meta!r}")
     images = len(arrays["counts"])
     if (arrays["boxes"].ndim != 2 or arrays["boxes"].shape[1] != 4
             or len(arrays["scores"]) != len(arrays["boxes"])

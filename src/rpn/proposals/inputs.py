@@ -3,9 +3,12 @@
 :func:`expand_images` turns files and folders into the list of files to
 read. A folder stands for its image files (by extension, any case, sorted,
 not its subfolders). Its links that lead nowhere (dangling, or a loop of
-links) are named in one warning instead of being dropped silently, and a
-folder with no image file at all is an error that names it, with a hint
-when its images are one level down (a VOC root's ``JPEGImages/``).
+links) are named in one warning instead of being dropped silently; an
+entry that is not a regular file (a FIFO, a device) is kept, so that
+reading it names it as a bad image (it is never opened for reading); and
+a folder with no image file at all is an error that names it, with a hint
+when its images are one level down (a VOC root's ``JPEGImages/``). Names
+are printed by :func:`rpn.runs.fileio.shown`.
 
 :func:`warn_if_tiny` warns about an image the resize rule leaves with a
 side shorter than the model's stride (a 10000 x 50 panorama under
@@ -18,6 +21,7 @@ import warnings
 
 from ..data.images import IMAGE_EXTENSIONS
 from ..data.sources import DataSpecError
+from ..runs.fileio import shown
 
 __all__ = ["expand_images", "warn_if_tiny", "NoImagesError"]
 
@@ -45,10 +49,11 @@ def _hint(folder):
              and any(entry.lower().endswith(IMAGE_EXTENSIONS)
                      for entry in os.listdir(os.path.join(folder, name)))]
     if "JPEGImages" in below:
-        return f"; it looks like a VOC folder: give {os.path.join(folder, 'JPEGImages')}"
+        return ("; it looks like a VOC folder: give "
+                f"{shown(os.path.join(folder, 'JPEGImages'))}")
     if below:
-        return (f"; subfolders are not searched, and {', '.join(below[:3])} hold images: "
-                "give them")
+        return (f"; subfolders are not searched, and {', '.join(map(shown, below[:3]))} hold "
+                "images: give them")
     return ""
 
 
@@ -58,16 +63,17 @@ def _folder(path):
         if not name.lower().endswith(IMAGE_EXTENSIONS):
             continue
         full = os.path.join(path, name)
-        if os.path.isfile(full):
+        why = _broken(full) if os.path.islink(full) else None
+        if why:
+            broken.append(f"{shown(full)} ({why})")
+        elif not os.path.isdir(full):   # a FIFO or a device too: read_image names it
             files.append(full)
-        elif os.path.islink(full):
-            broken.append(f"{full} ({_broken(full)})")
     if broken:
-        warnings.warn(f"{path}: {len(broken)} image link(s) lead to no file and are left "
-                      "out: " + "; ".join(broken))
+        warnings.warn(f"{shown(path)}: {len(broken)} image link(s) lead to no file and are "
+                      "left out: " + "; ".join(broken))
     if not files:
         raise NoImagesError(
-            f"{path} holds no image file ({', '.join(IMAGE_EXTENSIONS)}, any case)"
+            f"{shown(path)} holds no image file ({', '.join(IMAGE_EXTENSIONS)}, any case)"
             + _hint(path))
     return files
 
@@ -88,7 +94,7 @@ def warn_if_tiny(path, original, resized, stride):
     ``original``) has a side under ``stride``."""
     height, width = (int(v) for v in resized)
     if min(height, width) < stride:
-        warnings.warn(f"{path}: its {original[1]}x{original[0]} pixels are resized to "
+        warnings.warn(f"{shown(path)}: its {original[1]}x{original[0]} pixels are resized to "
                       f"{width}x{height}, a side under the model's stride of {stride} "
                       "pixels: expect few proposals or none (docs/formats.md, the resize "
                       "rule)")

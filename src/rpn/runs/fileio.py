@@ -1,4 +1,4 @@
-"""Writing files of a run folder safely.
+"""Writing files of a run folder safely, and reading only regular files.
 
 Run folders get shared and processes get killed. Every file the package
 writes is first written under a fresh, unpredictable name in the same
@@ -6,6 +6,16 @@ folder (created exclusively, never through a link) and then renamed over
 its final name: a reader sees the old file or the new one, never half of
 one, and a link planted at the final name is replaced, not followed.
 Folders the package creates inside a run folder must be real folders.
+Files get the mode ``0o666`` and folders ``0o777``, less the umask, as
+any program's do (temporaries included: they become the final files). An
+error while writing names the file asked for, not its temporary.
+
+A path the package reads may be a FIFO, a socket or a device, which would
+block or never end: :func:`open_regular` refuses anything that is not a
+regular file (:class:`NotRegularFileError`) before opening it for reading.
+:func:`shown` is how a path is printed: a name holding a newline, an
+escape or another character that does not print is quoted and escaped as
+``repr`` does, so that it cannot forge a line or drive the terminal.
 
 A full disk is one :class:`DiskFullError` naming the file (``ENOSPC`` or
 ``EDQUOT`` from the OS, and MXNet's ``FileStream.Write incomplete``), not a
@@ -22,20 +32,86 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 
 __all__ = ["write_bytes", "write_json", "write_figure", "make_dir", "private_dir",
            "read_json", "sha256_of", "link_problem", "UnsafePathError", "DiskFullError",
-           "is_disk_full", "disk_full_names", "record_temporaries", "staging_dir"]
+           "is_disk_full", "disk_full_names", "record_temporaries", "staging_dir",
+           "open_regular", "NotRegularFileError", "file_kind", "shown", "OutputPathError"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _MAX_JSON_BYTES = 64 << 20
+_ATTEMPTS = 100             # fresh names tried before giving up (as tempfile does)
+
+
+def shown(path):
+    """``path`` as it is printed: as it is when every character of it
+    prints, else quoted and escaped as ``repr`` does (``'a\\nb.jpg'``,
+    ``'\\x1b[2J.png'``), as ``ls`` quotes only the names that need it. No
+    name can forge a line or send terminal escapes."""
+    path = os.fspath(path)
+    if isinstance(path, str) and path.isprintable():
+        return path
+    return repr(path)
 
 
 class UnsafePathError(OSError):
     """A path the package would write through is a link or not a folder."""
+
+
+class OutputPathError(ValueError):
+    """An output path the user named that cannot be written as asked: a
+    file where a folder is expected, a folder of the inputs, a file the
+    package did not write. A usage error (exit code 2)."""
+
+
+class NotRegularFileError(OSError):
+    """A path to read is not a regular file (a FIFO, a socket, a device, a
+    folder); ``kind`` says which. It was not opened for reading."""
+
+    def __init__(self, path, kind):
+        self.kind = kind
+        super().__init__(errno.EINVAL, f"{kind}, not a regular file", os.fspath(path))
+
+    def __str__(self):
+        return f"{shown(self.filename)}: {self.strerror}"
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode):
+    """What a file of ``st_mode`` ``mode`` is, in words (``"a regular
+    file"``, ``"a FIFO (named pipe)"``, ...)."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path, *, follow=True):
+    """A read-only file descriptor of the regular file ``path`` (a link is
+    followed unless ``follow=False``, which makes a link an ``ELOOP``
+    error). Anything else raises :class:`NotRegularFileError` before it is
+    opened for reading: a FIFO would block until a writer came, a device
+    might never end. ``FileNotFoundError`` and the other errors of
+    ``os.open`` pass unchanged."""
+    info = os.stat(path) if follow else os.lstat(path)
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISLNK(info.st_mode):
+        raise NotRegularFileError(path, file_kind(info.st_mode))
+    # non-blocking: what turned into a FIFO since the stat cannot block this open
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC | (0 if follow else _NOFOLLOW))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFileError(path, file_kind(mode))
+    os.set_blocking(fd, True)
+    return fd
 
 
 class DiskFullError(OSError):
@@ -82,29 +158,37 @@ def disk_full_names(path, note=None):
 
 # ---- temporaries a writer records, so that only they are ever cleaned up ------
 
-_RECORDERS = {}     # absolute folder -> callable(absolute path of a new temporary)
+_RECORDERS = {}     # absolute folder -> callables(absolute path of a new temporary)
 
 
-def record_temporaries(root, record):
+def record_temporaries(root, record, *, stop=False):
     """From now on, every temporary file or folder this process creates
     under the folder ``root`` (:func:`write_bytes`, :func:`private_dir`) is
-    passed to ``record(path)`` right after it is created. ``record=None``
-    stops it."""
+    passed to ``record(path)`` right after it is created (several records
+    may watch one folder: each keeps what it owns). ``stop=True`` ends
+    ``record``'s watch; ``record=None`` ends every watch of ``root``."""
     root = os.path.abspath(root)
     if record is None:
         _RECORDERS.pop(root, None)
+    elif stop:
+        kept = [r for r in _RECORDERS.get(root, ()) if r != record]
+        if kept:
+            _RECORDERS[root] = kept
+        else:
+            _RECORDERS.pop(root, None)
     else:
-        _RECORDERS[root] = record
+        _RECORDERS.setdefault(root, []).append(record)
 
 
 def _recorded(path):
     path = os.path.abspath(path)
-    for root, record in list(_RECORDERS.items()):
+    for root, records in list(_RECORDERS.items()):
         if path.startswith(root + os.sep):
-            try:
-                record(path)
-            except OSError:
-                pass        # best effort: an unrecorded temporary is only left behind
+            for record in list(records):
+                try:
+                    record(path)
+                except OSError:
+                    pass    # best effort: an unrecorded temporary is only left behind
 
 
 def make_dir(path):
@@ -121,11 +205,23 @@ def make_dir(path):
     return path
 
 
+def _fresh(create, folder, prefix, suffix=""):
+    """``create(path)`` for a new, unpredictable ``path`` in ``folder``
+    until one does not exist yet; returns ``(its result, path)``."""
+    for _ in range(_ATTEMPTS):
+        path = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{suffix}")
+        try:
+            return create(path), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no fresh temporary name", os.path.join(folder, prefix))
+
+
 def private_dir(parent, prefix):
-    """A new folder with an unpredictable name inside ``parent`` (mode
-    0700), to fill and then rename into place (recorded, see
-    :func:`record_temporaries`)."""
-    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    """A new folder with an unpredictable name inside ``parent`` (mode 0777
+    less the umask, as ``mkdir`` makes it), to fill and then rename into
+    place (recorded, see :func:`record_temporaries`)."""
+    _, path = _fresh(lambda p: os.mkdir(p, 0o777), os.path.abspath(parent), prefix)
     _recorded(path)
     return path
 
@@ -148,19 +244,36 @@ def staging_dir(parent, prefix, *, what=None):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _naming(path):
+    """Within the block, an ``OSError`` names ``path`` (the file asked
+    for) instead of its temporary; a full disk is a :class:`DiskFullError`."""
+    try:
+        with disk_full_names(path):
+            yield
+    except (DiskFullError, UnsafePathError):
+        raise
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), os.fspath(path)) from None
+
+
 def write_bytes(path, data):
-    """Write ``data`` to ``path`` atomically, never through a link. A full
-    disk is a :class:`DiskFullError` naming ``path``; the old file stays."""
+    """Write ``data`` to ``path`` atomically, never through a link; the file
+    gets mode 0666 less the umask. A full disk is a :class:`DiskFullError`
+    naming ``path``, any other error an ``OSError`` naming ``path``; the old
+    file stays."""
     folder, name = os.path.split(os.path.abspath(path))
-    with disk_full_names(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    with _naming(path):
+        fd, tmp = _fresh(lambda p: os.open(p, flags, 0o666), folder, f".{name}.", ".tmp")
     _recorded(tmp)
     try:
-        with disk_full_names(path), os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with _naming(path):
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -192,7 +305,7 @@ def read_json(path, *, what="file", max_bytes=_MAX_JSON_BYTES):
         path = f"(file descriptor {path})"
     else:
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+            fd = open_regular(path, follow=False)
         except FileNotFoundError:
             raise FileNotFoundError(f"{what} not found: {path}") from None
         except OSError as error:
@@ -220,7 +333,7 @@ def sha256_of(path):
             digest.update(block)
             size += len(block)
         return digest.hexdigest(), size
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    fd = open_regular(path, follow=False)
     with os.fdopen(fd, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

@@ -22,6 +22,13 @@ The next writer removes those of them that are left (what a killed writer
 was writing) and nothing else: a file in the folder that the package did
 not write and record is never deleted, whatever its name.
 
+Other outputs get the same rule. :func:`claim_output` locks the folder of
+``rpn predict`` or ``rpn export`` (its ``.lock``) for one writer;
+:class:`FileLock` locks one output file (``rpn propose``'s ``FILE.npz``,
+through ``.FILE.npz.lock`` beside it, removed when the file is written) and
+records its temporaries only, so that two files of one folder can be
+written at once. The lock files are created with mode 0666 less the umask.
+
 :func:`claim_run` is what :func:`rpn.fit` does first: it refuses a folder
 that holds another run, takes the lock, removes the recorded leftovers and,
 for a resume whose ``checkpoint/latest`` is gone, points it at the newest
@@ -38,11 +45,13 @@ import time
 import warnings
 
 from .checkpoint import CorruptCheckpointError, whole_checkpoints
-from .fileio import UnsafePathError, record_temporaries, write_bytes
+from .fileio import (OutputPathError, UnsafePathError, file_kind, make_dir, record_temporaries,
+                     write_bytes)
 from .folder import RunError
 from .resume import refuse_unfit
 
-__all__ = ["RunLock", "RunBusyError", "claim_run", "releases_run_locks", "LOCK_NAME"]
+__all__ = ["RunLock", "FileLock", "RunBusyError", "claim_run", "claim_output",
+           "releases_run_locks", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -53,27 +62,45 @@ _SCOPES = threading.local()  # locks to release when a releases_run_locks call e
 
 
 class RunBusyError(RunError):
-    """Another process (or thread) is training into the run folder."""
+    """Another process (or thread) is training into the run folder (or
+    writing into the output ``target``: ``doing`` says what, ``lock`` the
+    lock file it holds)."""
 
-    def __init__(self, folder, pid):
+    def __init__(self, target, pid, doing="training into it", lock=None, noun="folder"):
         self.pid = pid
         holder = f"process {pid}" if pid else "another process"
-        super().__init__(f"{folder} is in use: {holder} is training into it (it holds "
-                         f"{os.path.join(folder, LOCK_NAME)}); wait for it to end, stop it, "
-                         "or choose another folder")
+        lock = lock or os.path.join(target, LOCK_NAME)
+        super().__init__(f"{target} is in use: {holder} is {doing} (it holds {lock}); wait "
+                         f"for it to end, stop it, or choose another {noun}")
 
 
 class RunLock:
     """The lock of the run folder ``folder`` (see the module).
     :meth:`acquire` takes it or raises :class:`RunBusyError`; ``left``
-    then lists the temporaries the previous holder recorded."""
+    then lists the temporaries the previous holder recorded. ``doing``:
+    what a holder does, for the message of the writers it refuses."""
 
-    def __init__(self, folder):
+    name = LOCK_NAME
+    noun = "folder"
+
+    def __init__(self, folder, *, doing="training into it"):
         self.folder = os.path.abspath(os.fspath(folder))
-        self.path = os.path.join(self.folder, LOCK_NAME)
+        self.path = os.path.join(self.folder, self.name)
+        self.target, self.doing = self.folder, doing
         self.fd = None
         self.left = []
         self._lines = 0
+
+    def _busy(self, pid):
+        return RunBusyError(self.target, pid, self.doing, self.path, self.noun)
+
+    def _owns(self, relative):
+        """Whether the temporary at ``relative`` (to the folder) is this
+        lock's to record and clean: one in the folder or in ``checkpoint/``
+        (what is inside a temporary folder goes with that folder)."""
+        parts = relative.split(os.sep)
+        return (not os.path.isabs(relative) and ".." not in parts
+                and parts[-1].startswith(".") and parts[:-1] in ([], ["checkpoint"]))
 
     def acquire(self):
         key = os.path.realpath(self.path)
@@ -81,7 +108,7 @@ class RunLock:
         if held is not None:
             other, thread = held
             if thread is not threading.current_thread() and thread.is_alive():
-                raise RunBusyError(self.folder, os.getpid())
+                raise self._busy(os.getpid())
             other.release()     # a call of this thread that ended by an error
         for _ in range(3):
             fd = self._open()
@@ -95,7 +122,7 @@ class RunLock:
                 pid = _holder(fd) if error.errno in (errno.EAGAIN, errno.EACCES) else None
                 os.close(fd)
                 if error.errno in (errno.EAGAIN, errno.EACCES):
-                    raise RunBusyError(self.folder, pid) from None
+                    raise self._busy(pid) from None
                 raise
             try:                # the file is still the one at the lock's name
                 same = os.path.samestat(os.fstat(fd), os.lstat(self.path))
@@ -105,7 +132,7 @@ class RunLock:
                 break
             os.close(fd)
         else:
-            raise RunBusyError(self.folder, None)
+            raise self._busy(None)
         self.fd = fd
         self.left = self.left_recorded()
         self._rewrite([])
@@ -118,7 +145,7 @@ class RunLock:
 
     def _open(self):
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_CLOEXEC, 0o666)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise UnsafePathError(errno.EEXIST, "the lock file is a link; refusing to "
@@ -144,8 +171,8 @@ class RunLock:
 
     def _record(self, path):
         relative = os.path.relpath(path, self.folder)
-        if self.fd is None or os.path.dirname(relative) not in ("", "checkpoint"):
-            return              # inside a temporary folder: it goes with that folder
+        if self.fd is None or not self._owns(relative):
+            return
         if self._lines >= _COMPACT_AT:       # keep only what still exists
             self._rewrite([t for t in self.left_recorded()
                            if os.path.lexists(os.path.join(self.folder, t))])
@@ -159,9 +186,7 @@ class RunLock:
         paths."""
         removed = []
         for relative in self.left:
-            parts = relative.split(os.sep)
-            if (os.path.isabs(relative) or ".." in parts or not parts[-1].startswith(".")
-                    or parts[:-1] not in ([], ["checkpoint"])):
+            if not self._owns(relative):
                 continue        # not a temporary this package makes where it makes them
             path = os.path.join(self.folder, relative)
             try:
@@ -181,7 +206,7 @@ class RunLock:
         writers lock two files of one name)."""
         if self.fd is None:
             return
-        record_temporaries(self.folder, None)
+        record_temporaries(self.folder, self._record, stop=True)
         try:                    # what is left recorded is what still exists
             self._rewrite([t for t in self.left_recorded()
                            if os.path.lexists(os.path.join(self.folder, t))])
@@ -198,6 +223,68 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+class FileLock(RunLock):
+    """The lock of one output file ``path`` (``rpn propose --out``):
+    ``.NAME.lock`` beside it, recording only the temporaries of ``NAME``
+    (``.NAME.*.tmp``), so that other files of the folder are written at
+    the same time. :meth:`release` removes the lock file once nothing it
+    recorded is left (a writer that finds it gone locks a new one)."""
+
+    noun = "file"
+
+    def __init__(self, path, *, doing="writing it"):
+        folder, self._base = os.path.split(os.path.abspath(os.fspath(path)))
+        self.name = f".{self._base}.lock"
+        super().__init__(folder, doing=doing)
+        self.target = os.path.join(folder, self._base)
+
+    def _owns(self, relative):
+        return (os.sep not in relative and relative.startswith(f".{self._base}.")
+                and relative.endswith(".tmp"))
+
+    def _open(self):
+        try:
+            return super()._open()
+        except UnsafePathError:
+            raise
+        except OSError as error:            # named by the file asked for
+            raise OSError(error.errno, error.strerror, self.target) from None
+
+    def release(self):
+        if self.fd is not None and not [t for t in self.left_recorded() if
+                                        os.path.lexists(os.path.join(self.folder, t))]:
+            try:                # still holding it: a writer waiting locks a new file
+                os.unlink(self.path)
+            except OSError:
+                pass
+        super().release()
+
+
+def claim_output(folder, *, doing="writing into it"):
+    """Make the output folder ``folder`` of ``rpn predict`` or ``rpn
+    export`` (created when absent; a file there is an
+    :class:`rpn.runs.fileio.OutputPathError`) ready for this process: take
+    its lock (:class:`RunBusyError` while another writer holds it) and
+    remove what a killed writer recorded. Returns the held :class:`RunLock`."""
+    _folder_or_absent(folder)
+    make_dir(folder)
+    lock = RunLock(folder, doing=doing).acquire()
+    try:
+        lock.clean()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _folder_or_absent(path):
+    """Refuse (:class:`rpn.runs.fileio.OutputPathError`) an output folder
+    that exists as something else than a folder."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise OutputPathError(f"{path} is {file_kind(os.lstat(path).st_mode)}, not a folder: "
+                              "give a folder to write into (it is created when absent)")
 
 
 def _read(fd, limit=1 << 20):
@@ -291,6 +378,7 @@ def claim_run(folder, config, resume):
     * on ``resume`` without ``checkpoint/latest``, point it at the newest
       whole checkpoint (or refuse when none is whole).
     """
+    _folder_or_absent(folder.path)
     _refuse(folder, config, resume, say=False)         # before anything is created
     try:
         os.makedirs(folder.path, exist_ok=True)

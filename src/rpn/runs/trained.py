@@ -13,6 +13,7 @@ deployed model needs MXNet and nothing of this package::
 
     EXPORT/rpn-symbol.json, rpn-0000.params   (HybridBlock.export)
     EXPORT/config.json, MANIFEST.json
+    EXPORT/.lock         the exporting process's lock (rpn.runs.lock.claim_output)
 
 The graph's inputs are ``data0`` images (B, 3, H, W), normalised with
 ``RGB_MEAN``/``RGB_STD`` and padded to multiples of the stride, and ``data1`` each
@@ -30,13 +31,15 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..config import DEFAULT_KS, RunConfig
+from ..data.images import MAX_PIXELS
 from ..data.preprocess import Resize
 from ..model.network import RegionProposalNetwork
 from ..model.outputs import Proposals
 from ..ops.devices import as_context_list
 from .checkpoint import load_latest, verify_manifest, write_manifest
-from .fileio import make_dir, staging_dir, write_json
+from .fileio import staging_dir, write_json
 from .folder import PARAMS_FILE, SYMBOL_FILE, RunError, RunFolder
+from .lock import claim_output
 
 __all__ = ["TrainedModel", "load", "export"]
 
@@ -116,6 +119,11 @@ class TrainedModel:
 
 def _read_export(folder, ctx):
     config, record = folder.read()
+    side = config.model.size
+    if side * side > MAX_PIXELS:
+        raise RunError(f"{folder.file('config.json')}: size={side} would resize every image "
+                       f"to at least {side}x{side} pixels, more than the {MAX_PIXELS} an image "
+                       "may have; the export's settings were altered")
     verify_manifest(folder.path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -151,8 +159,11 @@ def load(path, ctx=None):
 
 def export(model, out, *, ctx=None):
     """Write ``model`` (a run folder's path or a :class:`TrainedModel` of
-    one) to the export folder ``out`` (see the module). Returns the symbol
-    and parameter paths."""
+    one) to the export folder ``out`` (see the module). One export at a
+    time into ``out`` (:func:`rpn.runs.lock.claim_output`): another is
+    refused naming it, and the temporary folder of a killed one is removed;
+    a file at ``out`` is an :class:`rpn.runs.fileio.OutputPathError`.
+    Returns the symbol and parameter paths."""
     if isinstance(model, (str, os.PathLike)):
         if RunFolder(model).is_export:
             raise RunError(f"{os.fspath(model)} is already an export")
@@ -167,8 +178,9 @@ def export(model, out, *, ctx=None):
             model.source and os.path.realpath(out) == os.path.realpath(model.source)):
         raise RunError(f"{os.fspath(out)} holds a run: export into another folder (an export "
                        "there would turn the run into an export)")
-    make_dir(out)
-    with staging_dir(out, ".export-", what=out) as tmp:     # removed if the export fails
+    # one writer; what a killed export left (its .export-* folder) is removed
+    with claim_output(out, doing="exporting into it"), \
+            staging_dir(out, ".export-", what=out) as tmp:     # removed if the export fails
         net.hybridize()
         size = config.model.size if config.model.resize == "fixed" else 64
         net(mx.np.zeros((1, 3, size, size), ctx=ctx), mx.np.array([[size, size]], ctx=ctx))
