@@ -7,12 +7,15 @@ What ``--data`` (and ``data=`` in the Python API) may name:
   ``ImageSets/Main/``), splits from its lists (:mod:`rpn.data.voc`);
 * a COCO instances JSON file, images beside it or in ``images=``;
 * a folder holding COCO data (:func:`rpn.data.coco.find_coco_split`: the COCO
-  layout, Roboflow's, or one ``annotations.json``).
+  layout, Roboflow's, or one ``annotations.json``);
+* a YOLO dataset (:mod:`rpn.data.yolo`): a ``.yaml`` file, a folder holding
+  ``data.yaml``, or ``classes.txt`` beside ``images/``.
 
-A COCO file (or folder) with a single annotation file has no splits of
-its own: ``all`` is every image, and ``train``/``val`` are a fixed 80/20
-division by a hash of each file name (so adding images does not move the
-others), which the run reports. A command given no split
+A COCO file (or folder) with a single annotation file, and the
+``classes.txt`` layout, have no splits of their own: ``all`` is every
+image, and ``train``/``val`` are a fixed 80/20 division by a hash of each
+file name (so adding images does not move the others), which the run
+reports. A command given no split
 (:func:`resolve_split`) uses ``all`` of such a file and ``val`` of data
 with splits: a file named for evaluation or proposals means all of it.
 Validation data of its own (:func:`open_validation`, :func:`train_split`)
@@ -44,10 +47,11 @@ from .reports import say_counts, warn_edits
 from .synthetic import SYNTHETIC_CLASSES, SyntheticImages
 from .voc import find_classes as _voc_classes
 from .voc import read_voc_split
+from .yolo import find_yolo, open_yolo, read_yolo_split
 
 __all__ = ["open_split", "resolve_split", "train_split", "open_validation", "data_classes",
-           "check_split", "make_loader", "load_split", "split_image_files", "say_counts",
-           "DataError", "DataSpecError", "HOLDOUT"]
+           "check_split", "make_loader", "load_split", "split_images", "split_image_files",
+           "has_coco_ids", "say_counts", "DataError", "DataSpecError", "HOLDOUT"]
 
 #: The share of a single-file COCO dataset that ``val`` holds out.
 HOLDOUT = 0.2
@@ -62,13 +66,22 @@ def _kind(data, images=None):
         return "synthetic"
     if os.path.isfile(data) and data.lower().endswith(".json"):
         return "coco-file"
+    if os.path.isdir(os.path.join(data, "Annotations")):
+        return "voc"
+    if find_yolo(data):
+        return "yolo"
     if os.path.isdir(data):
-        if os.path.isdir(os.path.join(data, "Annotations")):
-            return "voc"
         return "coco-folder"
     raise DataSpecError(f"data {data!r}: no such file or folder; expected 'synthetic', a "
-                    "VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/), a "
-                    "COCO annotations .json file or a folder holding COCO data")
+                        "VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/), a "
+                        "COCO annotations .json file, a folder holding COCO data, or a YOLO "
+                        "data.yaml (or a folder holding one, or classes.txt beside images/)")
+
+
+def has_coco_ids(data, images=None):
+    """Whether the image ids of ``data`` are COCO image ids (a COCO file or
+    folder), which COCO results name as they are."""
+    return _kind(data, images) in ("coco-file", "coco-folder")
 
 
 def _in_holdout(name):
@@ -103,6 +116,8 @@ def _single_file(data, images=None):
     """Whether ``data`` is one COCO annotation file, or a folder holding
     one and no split of its own."""
     kind = _kind(data, images)
+    if kind == "yolo":
+        return open_yolo(data).splits is None
     if kind != "coco-folder":
         return kind == "coco-file"
     for split in ("val", "train"):
@@ -205,6 +220,12 @@ def open_split(data, split=None, *, classes=None, images=None, keep_difficult=Tr
     elif kind == "coco-file":
         found = _holdout(read_coco(data, images, classes=classes, **options), split, data)
         source = data if split == "all" else f"{data} (split {split!r})"
+    elif kind == "yolo":
+        layout = open_yolo(data)
+        whole, source = layout.splits is None, layout.source
+        found = read_yolo_split(layout, "all" if whole else split, classes=classes, **options)
+        if whole:
+            found = _holdout(found, "val" if split == "valid" else split, source)
     else:
         try:
             (annotations, image_dir), whole = find_coco_split(data, split), False
@@ -235,6 +256,8 @@ def data_classes(data, *, images=None, classes=None, skip_bad=False):
         return tuple(_voc_classes(data, skip_bad=skip_bad))
     if kind == "coco-file":
         return tuple(coco_classes(data))
+    if kind == "yolo":
+        return open_yolo(data).names
     try:
         annotations, _ = find_coco_split(data, "train")
     except FileNotFoundError as missing:
@@ -370,13 +393,18 @@ def load_split(model, data, split, *, classes=None, images=None, batch_size=None
     return found, loader
 
 
-def split_image_files(data, split=None, *, images=None, skip_bad=False):
-    """The image files of one split of ``data`` (:func:`resolve_split`: all
-    of a single annotation file, ``val`` of data with splits), for ``rpn
-    predict --data``; every object class counts."""
+def split_images(data, split=None, *, images=None, skip_bad=False):
+    """One split of ``data`` (:func:`resolve_split`: all of a single
+    annotation file, ``val`` of data with splits) as an :class:`rpn.ImageSet`
+    of image files, for ``rpn predict --data``; every object class counts."""
     if _kind(data, images) == "synthetic":
         raise DataSpecError("predict --data takes data of image files; the synthetic set "
                             "is drawn in memory (use rpn evaluate or rpn propose on it)")
-    split = resolve_split(data, split, images=images)
+    return open_split(data, resolve_split(data, split, images=images), images=images,
+                      skip_bad=skip_bad)
+
+
+def split_image_files(data, split=None, *, images=None, skip_bad=False):
+    """The image files of :func:`split_images`' split, as paths."""
     return [os.fspath(path) for path in
-            open_split(data, split, images=images, skip_bad=skip_bad).images]
+            split_images(data, split, images=images, skip_bad=skip_bad).images]
