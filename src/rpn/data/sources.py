@@ -50,8 +50,8 @@ from .voc import read_voc_split
 from .yolo import find_yolo, open_yolo, read_yolo_split
 
 __all__ = ["open_split", "resolve_split", "train_split", "open_validation", "data_classes",
-           "check_split", "make_loader", "load_split", "split_images", "split_image_files",
-           "has_coco_ids", "say_counts", "DataError", "DataSpecError", "HOLDOUT"]
+           "check_split", "make_loader", "load_split", "split_images", "has_coco_ids",
+           "say_counts", "DataError", "DataSpecError", "HOLDOUT"]
 
 #: The share of a single-file COCO dataset that ``val`` holds out.
 HOLDOUT = 0.2
@@ -402,9 +402,3 @@ def split_images(data, split=None, *, images=None, skip_bad=False):
                             "is drawn in memory (use rpn evaluate or rpn propose on it)")
     return open_split(data, resolve_split(data, split, images=images), images=images,
                       skip_bad=skip_bad)
-
-
-def split_image_files(data, split=None, *, images=None, skip_bad=False):
-    """The image files of :func:`split_images`' split, as paths."""
-    return [os.fspath(path) for path in
-            split_images(data, split, images=images, skip_bad=skip_bad).images]

@@ -2,8 +2,9 @@
 ``rpn propose`` writes.
 
 ``rpn propose`` (:func:`propose`) writes one NumPy ``.npz`` file (read
-with ``allow_pickle=False``: it holds arrays only) that plays the part of
-detectron2's and mmdetection's precomputed proposal files:
+with ``allow_pickle=False``: it holds arrays only), or with ``format`` the
+files of COCO's results, detectron2 and mmdetection
+(:mod:`rpn.proposals.formats`). The ``.npz`` file holds:
 
 =============== ============ ===============================================
 ``boxes``       (R, 4) f32   ``[x1, y1, x2, y2]`` in original image pixels
@@ -29,9 +30,10 @@ import numpy as onp
 from mxnet import np
 
 from ..data.preprocess import Resize
-from ..data.sources import load_split, resolve_split
+from ..data.sources import has_coco_ids, load_split, resolve_split
 from ..evaluation.evaluate import trained_model
 from ..runs.fileio import write_bytes
+from .formats import FORMATS, ImageProposals, check_whole, write_format
 
 __all__ = ["propose", "load_proposals", "ProposalSet", "PROPOSAL_FORMAT"]
 
@@ -41,7 +43,8 @@ _KEYS = ("boxes", "scores", "counts", "image_ids", "file_names", "image_sizes", 
 
 
 def propose(model, data, split=None, *, out, top_k=None, classes=None, images=None,
-            batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None):
+            batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None,
+            format="npz"):
     """Proposals for every image of one split of ``data``, written to
     ``out`` (see the module). ``split``: default
     :func:`rpn.data.sources.resolve_split`'s (all of a single annotation file,
@@ -49,8 +52,13 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
     to the model's ``post_nms_top_n_test``; ``None``: all the model keeps
     (``post_nms_top_n_test``). ``model``: a proposal model or a
     run/export folder. Images that cannot be read raise one error listing
-    them, or are left out with a warning (``skip_bad``). Returns a summary
-    dict. ``progress(n)`` is called after every batch of ``n`` images."""
+    them, or are left out with a warning (``skip_bad``; not with the
+    ``detectron2`` and ``mmdet`` formats, :func:`rpn.proposals.formats.check_whole`).
+    ``format``: one of :data:`rpn.proposals.formats.FORMATS`. Returns a
+    summary dict (``files``: every file written). ``progress(n)`` is called
+    after every batch of ``n`` images."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     model = trained_model(model, ctx)
     config = model.config
     most = config.model.post_nms_top_n_test
@@ -63,6 +71,7 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
                                batch_size=batch_size, num_workers=num_workers,
                                skip_bad=skip_bad, progress=progress is not None,
                                on_error="raise", command="rpn propose")
+    check_whole(format, found, split)
     per_image = {}
     for X, _, info in loader:
         sizes = np.array(info.sizes, dtype="float32", ctx=model.ctx)
@@ -76,28 +85,41 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
                                      boxes[b][keep][:top_k] * scale, (height, width))
         if progress is not None:
             progress(len(info))
-    order = sorted(per_image)
-    scores = [per_image[i][0] for i in order]
-    ids = [found.ids[i] for i in order]
-    meta = {"format": PROPOSAL_FORMAT, "version": _VERSION, "data": os.fspath(data),
-            "split": split, "top_k": int(top_k), "nms_threshold": config.model.nms_threshold,
-            "resize": Resize.of(config.model).describe(),
-            "model": model.source,
-            "box_format": "x1, y1, x2, y2 in original image pixels"}
+    proposals = [ImageProposals(found.ids[i], str(found.names[i]), per_image[i][2],
+                                per_image[i][1], per_image[i][0], found.labels[i])
+                 for i in sorted(per_image)]
+    if format == "npz":
+        meta = {"format": PROPOSAL_FORMAT, "version": _VERSION, "data": os.fspath(data),
+                "split": split, "top_k": int(top_k),
+                "nms_threshold": config.model.nms_threshold,
+                "resize": Resize.of(config.model).describe(), "model": model.source,
+                "box_format": "x1, y1, x2, y2 in original image pixels"}
+        files = [_write_npz(out, proposals, meta)]
+    else:
+        files = write_format(out, format, proposals,
+                             coco_ids=has_coco_ids(data, images))
+    return {"images": len(proposals), "proposals": sum(len(p.scores) for p in proposals),
+            "out": out, "files": [os.fspath(f) for f in files]}
+
+
+def _write_npz(out, proposals, meta):
+    """The ``.npz`` file of the module for ``proposals`` (a list of
+    :class:`rpn.proposals.formats.ImageProposals`) and ``meta``."""
+    ids = [p.image_id for p in proposals]
     arrays = {
-        "boxes": onp.concatenate([per_image[i][1] for i in order] or [onp.zeros((0, 4))])
+        "boxes": onp.concatenate([p.boxes for p in proposals] or [onp.zeros((0, 4))])
         .astype("float32").reshape(-1, 4),
-        "scores": onp.concatenate(scores or [onp.zeros(0)]).astype("float32"),
-        "counts": onp.array([len(s) for s in scores], dtype="int64"),
+        "scores": onp.concatenate([p.scores for p in proposals] or [onp.zeros(0)])
+        .astype("float32"),
+        "counts": onp.array([len(p.scores) for p in proposals], dtype="int64"),
         "image_ids": (onp.array(ids, dtype="int64") if all(isinstance(i, int) for i in ids)
                       else onp.array([str(i) for i in ids])),
-        "file_names": onp.array([str(found.names[i]) for i in order]),
-        "image_sizes": onp.array([per_image[i][2] for i in order], dtype="int64").reshape(-1, 2),
+        "file_names": onp.array([p.file_name for p in proposals]),
+        "image_sizes": onp.array([p.size for p in proposals], dtype="int64").reshape(-1, 2),
         "meta": onp.array(json.dumps(meta))}
     buffer = io.BytesIO()
     onp.savez(buffer, **arrays)
-    write_bytes(out, buffer.getvalue())
-    return {"images": len(order), "proposals": int(arrays["counts"].sum()), "out": out}
+    return write_bytes(out, buffer.getvalue())
 
 
 class ProposalSet:
