@@ -38,12 +38,12 @@ import warnings
 import numpy as onp
 
 from .coco_layout import find_coco_split, write_coco
-from .image_set import (CLIPPED, CROWD, EMPTY, OUTSIDE, Edit, ImageSet, LeftOut, place_box,
-                        subset)
+from .image_set import (CLIPPED, CROWD, EMPTY, OUTSIDE, DataError, Edit, ImageSet, LeftOut,
+                        place_box, subset)
 from .images import IMAGE_EXTENSIONS
 from .reports import warn_edits
 
-__all__ = ["read_coco", "coco_classes", "write_coco", "find_coco_split"]
+__all__ = ["read_coco", "coco_classes", "choose_classes", "write_coco", "find_coco_split"]
 
 _MAX_LISTED = 50
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -113,20 +113,29 @@ def _categories(categories, classes, path):
         if category["id"] in names:
             raise ValueError(f"{path}: two categories have the id {category['id']}")
         names[category["id"]] = category["name"]
-    in_file = list(dict.fromkeys(names[i] for i in sorted(names)))
+    chosen, index = choose_classes(list(dict.fromkeys(names[i] for i in sorted(names))),
+                                   classes, path)
+    return chosen, {cid: index[name] for cid, name in names.items()}
+
+
+def choose_classes(names, classes, source, what="categories"):
+    """``(chosen, index)``: the classes kept, ``classes`` (names, class
+    index = position) or, when ``None``, every name of ``names`` in order;
+    and for each name of ``names`` its class index (``None`` when not
+    kept). Unknown, repeated or no names raise a ``DataError`` naming
+    ``source`` and its ``what``."""
     if classes is None:
-        chosen = tuple(in_file)
+        chosen = tuple(names)
     else:
         if isinstance(classes, str):
             raise TypeError(f"classes must be a sequence of names, not the str {classes!r}")
         chosen = tuple(classes)
-        unknown = [name for name in chosen if name not in in_file]
+        unknown = [name for name in chosen if name not in names]
         if unknown or not chosen or len(set(chosen)) < len(chosen):
-            raise ValueError(f"{path}: classes {list(chosen)} must be distinct names of "
-                             f"its categories (unknown: {unknown}); its categories are "
-                             f"{in_file}")
+            raise DataError(f"{source}: classes {list(chosen)} must be distinct names of "
+                            f"its {what} (unknown: {unknown}); its {what} are {list(names)}")
     index = {name: k for k, name in enumerate(chosen)}
-    return chosen, {cid: index.get(name) for cid, name in names.items()}
+    return chosen, {name: index.get(name) for name in names}
 
 
 def _name_problem(name):

@@ -15,16 +15,14 @@ A COCO file (or folder) with a single annotation file, and the
 ``classes.txt`` layout, have no splits of their own: ``all`` is every
 image, and ``train``/``val`` are a fixed 80/20 division by a hash of each
 file name (so adding images does not move the others), which the run
-reports. A command given no split
-(:func:`resolve_split`) uses ``all`` of such a file and ``val`` of data
-with splits: a file named for evaluation or proposals means all of it.
+reports. A command given no split (:func:`resolve_split`) uses ``all`` of
+such a file and ``val`` of data with splits.
 Validation data of its own (:func:`open_validation`, :func:`train_split`)
 makes a single training file wholly ``train``.
 
-Boxes follow the rule of :mod:`rpn.data.image_set` (objects without area dropped,
-boxes past the edge refused or, with ``clip_boxes``, clipped), one warning
-a split for each (:func:`rpn.data.reports.warn_edits`); :func:`say_counts` states
-what a split holds and what was left out.
+Boxes follow the rule of :mod:`rpn.data.image_set`, one warning a split for
+each object dropped or box clipped (:func:`rpn.data.reports.warn_edits`);
+:func:`say_counts` states what a split holds and what was left out.
 
 Before training, every image of the splits a run uses is decoded once
 (:func:`rpn.data.image_check.check_images`, in parallel, with a progress bar): bad
@@ -79,8 +77,7 @@ def _kind(data, images=None):
 
 
 def has_coco_ids(data, images=None):
-    """Whether the image ids of ``data`` are COCO image ids (a COCO file or
-    folder), which COCO results name as they are."""
+    """Whether ``data``'s image ids are COCO image ids (a COCO file or folder)."""
     return _kind(data, images) in ("coco-file", "coco-folder")
 
 
@@ -192,6 +189,17 @@ def _synthetic(split, size, num_train, num_val, seed, classes=None):
                     [(size, size)] * num, names)
 
 
+def _coco_split(data, split):
+    """``((annotations, image_dir), whole)``: ``split`` of a COCO folder, or its one file."""
+    try:
+        return find_coco_split(data, split), False
+    except FileNotFoundError as missing:
+        try:
+            return find_coco_split(data, "all"), True
+        except FileNotFoundError:
+            raise missing from None     # name the split that was asked for
+
+
 def open_split(data, split=None, *, classes=None, images=None, keep_difficult=True,
                skip_bad=False, clip_boxes=False, synthetic=None):
     """One split of ``data`` (see the module) as an :class:`rpn.ImageSet`.
@@ -227,13 +235,7 @@ def open_split(data, split=None, *, classes=None, images=None, keep_difficult=Tr
         if whole:
             found = _holdout(found, "val" if split == "valid" else split, source)
     else:
-        try:
-            (annotations, image_dir), whole = find_coco_split(data, split), False
-        except FileNotFoundError as missing:
-            try:
-                (annotations, image_dir), whole = find_coco_split(data, "all"), True
-            except FileNotFoundError:
-                raise missing from None     # name the split that was asked for
+        (annotations, image_dir), whole = _coco_split(data, split)
         found = read_coco(annotations, images or image_dir, classes=classes, **options)
         source = annotations
         if whole:
@@ -258,14 +260,7 @@ def data_classes(data, *, images=None, classes=None, skip_bad=False):
         return tuple(coco_classes(data))
     if kind == "yolo":
         return open_yolo(data).names
-    try:
-        annotations, _ = find_coco_split(data, "train")
-    except FileNotFoundError as missing:
-        try:
-            annotations, _ = find_coco_split(data, "all")
-        except FileNotFoundError:
-            raise missing from None
-    return tuple(coco_classes(annotations))
+    return tuple(coco_classes(_coco_split(data, "train")[0][0]))
 
 
 def check_split(found, *, skip_bad=False, clip_boxes=False, num_workers=None,

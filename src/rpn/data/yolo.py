@@ -3,47 +3,41 @@
 Two layouts (:func:`find_yolo` tells them, :func:`open_yolo` reads what names
 the classes and the splits, :func:`read_yolo_split` reads one split):
 
-* ``data.yaml`` (a folder holding ``data.yaml`` or ``data.yml``, or any
-  ``.yaml``/``.yml`` file given itself): ``names:`` (a list, or a mapping
-  ``0..n-1 -> name``; ``nc:`` alone gives ``class_0`` ...), and
-  ``train:``, ``val:`` (or ``validation:``, or ``valid:``) and ``test:``,
-  each a folder or a list of folders. They are resolved as Ultralytics
-  resolves them: against the dataset root, the yaml's ``path:`` when it
-  has one (a relative ``path:`` against the yaml's folder: Ultralytics
-  tries its own ``datasets_dir`` setting, which this package has not),
-  otherwise the yaml's folder; a path that does not exist and starts with
-  ``../`` is tried without it (Roboflow's ``../train/images`` beside the
-  yaml). ``download:`` is never run; a split given as a ``.txt`` list of
-  image paths is refused with an error that says so.
-* ``classes.txt`` (one name a line, as Label Studio exports it) beside
-  ``images/`` (and ``labels/``): one set of images, the split ``all``.
+* ``data.yaml`` (a folder holding ``data.yaml`` or ``data.yml``, or a
+  ``.yaml``/``.yml`` file): ``names:`` (a list, or a mapping ``0..n-1 ->
+  name``; ``nc:`` alone gives ``class_0`` ...) and ``train:``, ``val:``
+  (or ``validation:``, ``valid:``), ``test:``, each a folder or a list of
+  folders, resolved as Ultralytics resolves them: against the yaml's
+  ``path:`` (a relative one against the yaml's folder; Ultralytics tries
+  its ``datasets_dir`` setting, which this package has not), else the
+  yaml's folder, and a path that does not exist and starts with ``../``
+  is tried without it (Roboflow's ``../train/images`` beside the yaml).
+  ``download:`` is never run; a ``.txt`` list of image paths is refused.
+* ``classes.txt`` (one name a line, Label Studio's export) beside
+  ``images/`` and ``labels/``: one set of images, the split ``all``.
 
-A split's images are the image files below its folders (sub-folders
-included, names starting with ``.`` passed over, sorted). The labels of
-an image are in the file whose path is the image's with its last
-``images`` folder replaced by ``labels`` and its extension by ``.txt``
-(Ultralytics' rule: ``train/images/a.jpg`` -> ``train/labels/a.txt``).
-
-This is an edge of the package: rows ``class cx cy w h`` hold fractions of
-the image's width and height; a row ``class x1 y1 x2 y2 ... xn yn`` (at
-least 3 points: a segmentation export's polygon) gives the polygon's
-bounding box. Each image's size is read from its header (after its EXIF
-orientation), and the rows become pixel rows ``[class, xmin, ymin, xmax,
-ymax]`` that follow the box rule of :mod:`rpn.data.image_set`. The rules,
-since label files come from elsewhere:
+A split's images are the image files below its folders (sub-folders too,
+names starting with ``.`` passed over, sorted); an image's labels are in
+the file named by :func:`label_path` (``train/images/a.jpg`` ->
+``train/labels/a.txt``). This is an edge of the package: rows ``class cx
+cy w h`` hold fractions of the image's width and height, and a polygon row
+``class x1 y1 ... xn yn`` (a segmentation export's; at least 3 points)
+gives its bounding box. With each image's size read from its header
+(after its EXIF orientation) the rows become pixel rows ``[class, xmin,
+ymin, xmax, ymax]`` under the box rule of :mod:`rpn.data.image_set` (no
+area: dropped, its image stays; more than 1 pixel past the edge: bad, or
+clipped with ``clip_boxes``). The rules, since label files come from
+elsewhere:
 
 * an empty label file is an image without objects; a missing one is the
   same, and one warning a split counts them;
-* a class id that is not a whole number from 0 to ``len(names) - 1``, a
+* a class id that is not a whole number below ``len(names)``, a
   coordinate outside [0, 1] by more than :data:`ROUNDING` (Ultralytics'
-  tolerance), a row that does not parse (not 5 numbers nor a polygon,
+  tolerance), a row that does not parse (neither 5 numbers nor a polygon,
   ``nan``, ``1e999``), a label file that is not UTF-8, or an image whose
-  header cannot be read, makes the image bad: one ``DataError`` lists every
+  header cannot be read, makes its image bad: one ``DataError`` lists every
   bad file and line, or (``skip_bad``) the images are left out with one
-  warning;
-* a box without width or height is dropped with its object (its image
-  stays); a box more than 1 pixel past the image's edge is bad, or clipped
-  with ``clip_boxes`` (:func:`rpn.data.image_set.place_box`).
+  warning.
 
 ``ids`` and ``names`` are the images' paths relative to the dataset root
 (``valid/images/a.jpg``).
@@ -57,6 +51,7 @@ import numpy as onp
 import yaml
 
 from ..runs.fileio import link_problem
+from .coco import choose_classes
 from .image_set import (CLIPPED, EMPTY, OUTSIDE, DataError, Edit, ImageSet, LeftOut,
                         place_box, subset)
 from .images import IMAGE_EXTENSIONS, BadImageError, image_size
@@ -265,21 +260,6 @@ def _image_files(folders):
     return sorted(files)
 
 
-def _chosen(names, classes, source):
-    """The classes kept, and for each class id its index among them (or ``None``)."""
-    if classes is None:
-        return names, dict(enumerate(range(len(names))))
-    if isinstance(classes, str):
-        raise TypeError(f"classes must be a sequence of names, not the str {classes!r}")
-    chosen = tuple(classes)
-    unknown = [c for c in chosen if c not in names]
-    if unknown or not chosen or len(set(chosen)) < len(chosen):
-        raise DataError(f"{source}: classes {list(chosen)} must be distinct names of its "
-                        f"names: {list(names)} (unknown: {unknown})")
-    index = {name: k for k, name in enumerate(chosen)}
-    return chosen, {i: index.get(name) for i, name in enumerate(names)}
-
-
 def _row(fields, count):
     """``(class id, (x0, y0, x1, y1) fractions)`` of one row, or its problem."""
     if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
@@ -386,7 +366,8 @@ def read_yolo_split(data, split, *, classes=None, skip_bad=False, clip_boxes=Fal
     dropped and boxes clipped (they are in ``edits``). Sizes are stated
     ``(height, width)``."""
     found = data if isinstance(data, YoloData) else open_yolo(data)
-    chosen, keep = _chosen(found.names, classes, found.source)
+    chosen, index = choose_classes(found.names, classes, found.source, "classes")
+    keep = [index[name] for name in found.names]
     paths = _image_files(_split_folders(found, split))
     sizes, labels, problems, edits, missing = [], [], [], [], []
     for index, path in enumerate(paths):
