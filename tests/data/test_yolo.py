@@ -248,6 +248,25 @@ def test_an_image_that_cannot_be_read_is_listed_with_the_bad_files(tmp_path):
     assert found.names == ["images/good.jpg"]
 
 
+def test_label_files_that_cannot_be_read_are_named_without_hanging(tmp_path):
+    root = classes_layout(tmp_path / "ls")
+    one_image(root, "0 0.5 0.5 0.2 0.2\n", name="good.jpg")
+    os.makedirs(os.path.join(root, "labels"), exist_ok=True)
+    latin = label_path(one_image(root, None, name="latin.jpg"))
+    with open(latin, "wb") as f:
+        f.write(b"0 0.5 0.5 0.2 0.2 \xe9t\xe9\n")
+    pipe = label_path(one_image(root, None, name="pipe.jpg"))
+    os.mkfifo(pipe)                                 # opening it would wait for a writer
+    link = label_path(one_image(root, None, name="link.jpg"))
+    os.symlink(str(tmp_path / "gone.txt"), link)
+    with pytest.raises(DataError) as error:
+        read_yolo_split(root, "all")
+    message = str(error.value)
+    assert f"{latin}: not UTF-8 text" in message and f"{pipe}: not a regular file" in message
+    assert f"{link}: a symbolic link to {tmp_path / 'gone.txt'}, which does not exist" \
+        in message and "3 of 4 images" in message
+
+
 def test_classes_chosen_by_name_are_renumbered(tmp_path):
     root = classes_layout(tmp_path / "ls", names=("cat", "dog", "cow"))
     one_image(root, "0 0.5 0.5 0.4 0.5\n2 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.1 0.1\n")

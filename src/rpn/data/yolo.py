@@ -316,7 +316,12 @@ def _rows(text, where, size, keep, count, clip):
 
 
 def _labels_of(path, keep, count, clip):
-    """``(size, rows, problems, edits, missing)`` of one image."""
+    """``(size, rows, problems, edits, missing)`` of one image. Only regular
+    files are opened (a pipe would never end)."""
+    labels = label_path(path)
+    for file in (path, labels):
+        if os.path.exists(file) and not os.path.isfile(file):
+            return None, [], [f"{file}: not a regular file"], [], False
     try:
         size = image_size(path)
     except BadImageError as error:
@@ -324,7 +329,6 @@ def _labels_of(path, keep, count, clip):
     except OSError as error:
         reason = link_problem(path) or f"cannot read it: {error.strerror or error}"
         return None, [], [f"{path}: {reason}"], [], False
-    labels = label_path(path)
     if not os.path.lexists(labels):
         return size, [], [], [], True
     try:
@@ -332,7 +336,8 @@ def _labels_of(path, keep, count, clip):
     except DataError as error:
         return size, [], [str(error)], [], False
     except OSError as error:
-        return size, [], [f"{labels}: cannot read: {error.strerror or error}"], [], False
+        reason = link_problem(labels) or f"cannot read it: {error.strerror or error}"
+        return size, [], [f"{labels}: {reason}"], [], False
     return (size,) + _rows(text, labels, size, keep, count, clip) + (False,)
 
 
