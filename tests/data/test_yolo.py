@@ -102,6 +102,21 @@ def test_an_export_as_services_ship_it_trains_evaluates_and_proposes(tmp_path, c
     assert all(loaded[i]["image_size"] == (64, 80) for i in range(len(loaded)))
 
 
+def test_a_yolo_dataset_is_validation_data_and_predict_data(tmp_path, capsys):
+    root, truth = make_export(tmp_path / "export")
+    out = tmp_path / "run"
+    assert train_tiny(out, extra=["--val-data", os.path.join(root, "data.yaml")]) == 0
+    printed = capsys.readouterr()
+    assert last_json(printed.out)["images"] == 3
+    assert "rpn train: val: 3 images" in printed.err
+    assert main(["predict", "--checkpoint", str(out), "--data", root, "--split", "test",
+                 "--top-k", "2", "--out", str(tmp_path / "pred")]) == 0
+    assert last_json(capsys.readouterr().out)["images"] == 2
+    with open(tmp_path / "pred" / "proposals.json") as f:
+        paths = [image["path"] for image in json.load(f)["images"]]
+    assert [os.path.relpath(p, os.path.realpath(root)) for p in paths] == sorted(truth["test"])
+
+
 def test_splits_and_classes_come_from_the_yaml(tmp_path):
     root, truth = make_export(tmp_path / "export")
     assert find_yolo(root) == os.path.join(root, "data.yaml")
