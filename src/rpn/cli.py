@@ -19,6 +19,7 @@ import warnings
 
 from .config import PRESETS
 from .env import add_arguments as add_env_arguments
+from .proposals.formats import FORMATS
 
 __all__ = ["main", "parse_ctx"]
 
@@ -144,18 +145,22 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .data.sources import split_image_files
+    from .data.sources import has_coco_ids, split_images
     from .proposals.images import save_predictions
     from .runs.fileio import shown
-    paths = list(args.images)
+    paths, ids = list(args.images), None
     if args.data is not None:
-        paths += split_image_files(args.data, args.split, images=args.data_images)
+        found = split_images(args.data, args.split, images=args.data_images)
+        paths += [os.fspath(path) for path in found.images]
+        if not args.images and has_coco_ids(args.data, args.data_images):
+            ids = list(found.ids)
     elif args.split is not None or args.data_images is not None:
         raise UsageError("--split and --data-images need --data")
     if not paths:
         raise UsageError("give image files or folders, or --data DATA (with --split)")
     summary, errors = save_predictions(args.checkpoint, paths, args.out,
-                                       top_k=args.top_k, ctx=parse_ctx(args.ctx)[0])
+                                       top_k=args.top_k, ctx=parse_ctx(args.ctx)[0],
+                                       format=args.format, ids=ids)
     for path, error in errors:
         _say(f"rpn predict: cannot read {shown(path)}: {error}")
     _out(summary)
@@ -172,7 +177,7 @@ def cmd_propose(args):
                           top_k=args.top_k, classes=_classes(args.classes),
                           images=args.images, batch_size=args.batch_size,
                           num_workers=args.workers, ctx=parse_ctx(args.ctx)[0],
-                          skip_bad=args.skip_bad,
+                          skip_bad=args.skip_bad, format=args.format,
                           progress=None if args.quiet else bar.update)
     finally:
         bar.close()
@@ -214,7 +219,8 @@ def build_parser():
                            help="a run folder (rpn train --out) or an export folder")
         if data is not None:
             p.add_argument("--data", required=data, help="'synthetic', a VOC folder, a COCO "
-                           ".json file or a folder holding COCO data")
+                           ".json file, a folder holding COCO data, or a YOLO data.yaml "
+                           "(or its folder)")
             p.add_argument("--images", help="the image folder of a COCO .json file")
             p.add_argument("--classes", help="comma-separated class names (default: all)")
             p.add_argument("--workers", type=_count, default=workers,
@@ -271,6 +277,9 @@ def build_parser():
                          "annotation file, else val)")
     predict.add_argument("--data-images", help="the image folder of a --data COCO .json file")
     predict.add_argument("--top-k", type=_count, default=10)
+    predict.add_argument("--format", choices=("rpn", "coco"), default="rpn",
+                         help="proposals.json in the package's layout (rpn, the default) "
+                         "or COCO's results format (coco; docs/formats.md)")
     predict.add_argument("--out", required=True)
 
     propose = command("propose", cmd_propose, "proposals of a whole split, for a second "
@@ -280,7 +289,10 @@ def build_parser():
     propose.add_argument("--top-k", type=_positive, default=None,
                          help="at most K an image (default: all the model keeps, 1000)")
     propose.add_argument("--batch-size", type=_positive)
-    propose.add_argument("--out", required=True, help="the .npz proposal file")
+    propose.add_argument("--format", choices=FORMATS, default="npz",
+                         help="npz (the default; rpn.load_proposals reads it), coco (COCO's "
+                         "results), detectron2 or mmdet (their pickled proposal files)")
+    propose.add_argument("--out", required=True, help="the proposal file")
 
     export = command("export", cmd_export, "the whole proposal pipeline as one MXNet graph")
     export.add_argument("--out", required=True)

@@ -389,3 +389,25 @@ def test_coco_boxes_past_the_edge_are_refused_or_clipped(tmp_path):
     assert describe_split(found, "all") == (
         "all: 1 image, 3 objects; left out: 1 object whose box has no area; 2 boxes clipped "
         "to their image")
+
+
+def test_file_names_whose_stem_is_an_image_of_another_extension_are_said_once(tmp_path):
+    # a public harbour-webcam set names its images 'x.xml' beside 'x.jpeg'
+    path = make_coco(str(tmp_path), {f"cam{i}.jpeg": [[1, 1, 5, 5]] for i in range(6)})
+    data = json.load(open(path))
+    for entry in data["images"][:4]:
+        entry["file_name"] = entry["file_name"].replace(".jpeg", ".xml")
+    data["images"][5]["file_name"] = "gone.jpg"        # absent, and no file of its stem
+    _write(str(tmp_path), data)
+    with pytest.raises(ValueError) as error:
+        read_coco(path)
+    message = str(error.value)
+    assert "4 bad entries" in message and "4 of 6 images name a file that does not exist" \
+        in message and "images[0] 'cam0.xml' beside 'cam0.jpeg'" in message
+    assert sum("does not exist" in line for line in message.splitlines()) == 1
+    assert "gone.jpg" not in message            # found when the images are checked, as before
+    found, said = caught(read_coco, path, skip_bad=True)
+    assert found.names == ["cam4.jpeg", "gone.jpg"]          # nothing guessed
+    assert found.left_out[0].images == 4 and "4 of 6 images name a file" in said[0]
+    with pytest.raises(rpn.data.sources.DataError, match="gone.jpg: file not found"):
+        rpn.data.sources.check_split(found, num_workers=0, progress=False)

@@ -22,6 +22,10 @@ The rules, since annotation files come from elsewhere:
   the image folder is the user's), but a name that climbs out of the
   image folder by its letters (absolute, a drive letter, a ``..``
   component, a backslash or a NUL) is bad.
+* A ``file_name`` that names no file while a file of the same stem with
+  an image extension is there (a converter that wrote ``x.xml`` beside
+  ``x.jpeg``) is bad, and such entries are said in one line with their
+  count and an example; the other file is never read in their place.
 * Every bad entry is listed in one ``ValueError`` naming the file (the
   first 50, then a count); with ``skip_bad`` the images concerned (and
   annotations that name no image) are left out with one warning.
@@ -34,11 +38,12 @@ import warnings
 import numpy as onp
 
 from .coco_layout import find_coco_split, write_coco
-from .image_set import (CLIPPED, CROWD, EMPTY, OUTSIDE, Edit, ImageSet, LeftOut, place_box,
-                        subset)
+from .image_set import (CLIPPED, CROWD, EMPTY, OUTSIDE, DataError, Edit, ImageSet, LeftOut,
+                        place_box, subset)
+from .images import IMAGE_EXTENSIONS
 from .reports import warn_edits
 
-__all__ = ["read_coco", "coco_classes", "write_coco", "find_coco_split"]
+__all__ = ["read_coco", "coco_classes", "choose_classes", "write_coco", "find_coco_split"]
 
 _MAX_LISTED = 50
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -108,20 +113,29 @@ def _categories(categories, classes, path):
         if category["id"] in names:
             raise ValueError(f"{path}: two categories have the id {category['id']}")
         names[category["id"]] = category["name"]
-    in_file = list(dict.fromkeys(names[i] for i in sorted(names)))
+    chosen, index = choose_classes(list(dict.fromkeys(names[i] for i in sorted(names))),
+                                   classes, path)
+    return chosen, {cid: index[name] for cid, name in names.items()}
+
+
+def choose_classes(names, classes, source, what="categories"):
+    """``(chosen, index)``: the classes kept, ``classes`` (names, class
+    index = position) or, when ``None``, every name of ``names`` in order;
+    and for each name of ``names`` its class index (``None`` when not
+    kept). Unknown, repeated or no names raise a ``DataError`` naming
+    ``source`` and its ``what``."""
     if classes is None:
-        chosen = tuple(in_file)
+        chosen = tuple(names)
     else:
         if isinstance(classes, str):
             raise TypeError(f"classes must be a sequence of names, not the str {classes!r}")
         chosen = tuple(classes)
-        unknown = [name for name in chosen if name not in in_file]
+        unknown = [name for name in chosen if name not in names]
         if unknown or not chosen or len(set(chosen)) < len(chosen):
-            raise ValueError(f"{path}: classes {list(chosen)} must be distinct names of "
-                             f"its categories (unknown: {unknown}); its categories are "
-                             f"{in_file}")
+            raise DataError(f"{source}: classes {list(chosen)} must be distinct names of "
+                            f"its {what} (unknown: {unknown}); its {what} are {list(names)}")
     index = {name: k for k, name in enumerate(chosen)}
-    return chosen, {cid: index.get(name) for cid, name in names.items()}
+    return chosen, {name: index.get(name) for name in names}
 
 
 def _name_problem(name):
@@ -237,19 +251,48 @@ def _read_annotations(annotations, by_id, images, keep, clip, problems, orphans,
     return rows
 
 
-def _report(path, lines, skip_bad, left_out):
-    """One error listing every problem, or (``skip_bad``) one warning."""
+def _misnamed(image_dir, names, problems):
+    """``(indices, line)``: the entries whose ``file_name`` names no file
+    while a file of its stem with an image extension is there, and the one
+    line that says so (``None`` when there is none)."""
+    listings, found = {}, []
+    for k, name in enumerate(names):
+        if problems[k] or os.path.lexists(os.path.join(image_dir, name)):
+            continue
+        folder, base = os.path.split(os.path.join(image_dir, name))
+        if folder not in listings:
+            listings[folder] = {}
+            for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+                stem, ext = os.path.splitext(entry)
+                if ext.lower() in IMAGE_EXTENSIONS:
+                    listings[folder].setdefault(stem, entry)
+        other = listings[folder].get(os.path.splitext(base)[0])
+        if other is not None:
+            found.append((k, name, other))
+    if not found:
+        return [], None
+    k, name, other = found[0]
+    return [k for k, _, _ in found], (
+        f"{len(found)} of {len(names)} images name a file that does not exist while a file "
+        f"of the same name with an image extension does, such as images[{k}] {name!r} "
+        f"beside {other!r}; the file names are not guessed: correct their file_name")
+
+
+def _report(path, lines, skip_bad, left_out, entries=None):
+    """One error listing every problem, or (``skip_bad``) one warning;
+    ``entries``: how many bad entries the lines say (default one a line)."""
     if not lines:
         return
+    entries = len(lines) if entries is None else entries
     listing = "\n  ".join(lines[:_MAX_LISTED])
     if len(lines) > _MAX_LISTED:
         listing += f"\n  ... and {len(lines) - _MAX_LISTED} more"
     if not skip_bad:
-        raise ValueError(f"{path}: {len(lines)} bad entr{'y' if len(lines) == 1 else 'ies'}"
+        raise ValueError(f"{path}: {entries} bad entr{'y' if entries == 1 else 'ies'}"
                          f":\n  {listing}\nFix them, or leave the images concerned out "
                          "(skip_bad=True, --skip-bad)")
     warnings.warn(f"{path}: leaving out {left_out} image(s) and the annotations that "
-                  f"name no image, for {len(lines)} bad entries:\n  {listing}")
+                  f"name no image, for {entries} bad entries:\n  {listing}")
 
 
 def read_coco(annotation_file, image_dir=None, *, classes=None, skip_bad=False,
@@ -276,10 +319,12 @@ def read_coco(annotation_file, image_dir=None, *, classes=None, skip_bad=False,
     ids, names, sizes, by_id = _read_images(images, problems)
     rows = _read_annotations(annotations, by_id, (ids, names, sizes), keep, clip_boxes,
                              problems, orphans, edits)
+    misnamed, line = _misnamed(image_dir, names, problems)
     lines = [f"images[{k}] (id {ids[k]!r}, {str(names[k])[:100]!r}): {reason}"
              for k, found in enumerate(problems) for reason in found] + orphans
-    bad = [k for k, found in enumerate(problems) if found]
-    _report(path, lines, skip_bad, len(bad))
+    bad = sorted(set(k for k, found in enumerate(problems) if found) | set(misnamed))
+    _report(path, ([line] if line else []) + lines, skip_bad, len(bad),
+            len(lines) + len(misnamed))
     every = ImageSet([os.path.join(image_dir, n) if isinstance(n, str) else None
                       for n in names],
                      [onp.array(r, dtype="float32").reshape(-1, 5) for r in rows],

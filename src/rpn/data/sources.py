@@ -7,21 +7,22 @@ What ``--data`` (and ``data=`` in the Python API) may name:
   ``ImageSets/Main/``), splits from its lists (:mod:`rpn.data.voc`);
 * a COCO instances JSON file, images beside it or in ``images=``;
 * a folder holding COCO data (:func:`rpn.data.coco.find_coco_split`: the COCO
-  layout, Roboflow's, or one ``annotations.json``).
+  layout, Roboflow's, or one ``annotations.json``);
+* a YOLO dataset (:mod:`rpn.data.yolo`): a ``.yaml`` file, a folder holding
+  ``data.yaml``, or ``classes.txt`` beside ``images/``.
 
-A COCO file (or folder) with a single annotation file has no splits of
-its own: ``all`` is every image, and ``train``/``val`` are a fixed 80/20
-division by a hash of each file name (so adding images does not move the
-others), which the run reports. A command given no split
-(:func:`resolve_split`) uses ``all`` of such a file and ``val`` of data
-with splits: a file named for evaluation or proposals means all of it.
+A COCO file (or folder) with a single annotation file, and the
+``classes.txt`` layout, have no splits of their own: ``all`` is every
+image, and ``train``/``val`` are a fixed 80/20 division by a hash of each
+file name (so adding images does not move the others), which the run
+reports. A command given no split (:func:`resolve_split`) uses ``all`` of
+such a file and ``val`` of data with splits.
 Validation data of its own (:func:`open_validation`, :func:`train_split`)
 makes a single training file wholly ``train``.
 
-Boxes follow the rule of :mod:`rpn.data.image_set` (objects without area dropped,
-boxes past the edge refused or, with ``clip_boxes``, clipped), one warning
-a split for each (:func:`rpn.data.reports.warn_edits`); :func:`say_counts` states
-what a split holds and what was left out.
+Boxes follow the rule of :mod:`rpn.data.image_set`, one warning a split for
+each object dropped or box clipped (:func:`rpn.data.reports.warn_edits`);
+:func:`say_counts` states what a split holds and what was left out.
 
 Before training, every image of the splits a run uses is decoded once
 (:func:`rpn.data.image_check.check_images`, in parallel, with a progress bar): bad
@@ -44,10 +45,11 @@ from .reports import say_counts, warn_edits
 from .synthetic import SYNTHETIC_CLASSES, SyntheticImages
 from .voc import find_classes as _voc_classes
 from .voc import read_voc_split
+from .yolo import find_yolo, open_yolo, read_yolo_split
 
 __all__ = ["open_split", "resolve_split", "train_split", "open_validation", "data_classes",
-           "check_split", "make_loader", "load_split", "split_image_files", "say_counts",
-           "DataError", "DataSpecError", "HOLDOUT"]
+           "check_split", "make_loader", "load_split", "split_images", "has_coco_ids",
+           "say_counts", "DataError", "DataSpecError", "HOLDOUT"]
 
 #: The share of a single-file COCO dataset that ``val`` holds out.
 HOLDOUT = 0.2
@@ -62,13 +64,21 @@ def _kind(data, images=None):
         return "synthetic"
     if os.path.isfile(data) and data.lower().endswith(".json"):
         return "coco-file"
+    if os.path.isdir(os.path.join(data, "Annotations")):
+        return "voc"
+    if find_yolo(data):
+        return "yolo"
     if os.path.isdir(data):
-        if os.path.isdir(os.path.join(data, "Annotations")):
-            return "voc"
         return "coco-folder"
     raise DataSpecError(f"data {data!r}: no such file or folder; expected 'synthetic', a "
-                    "VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/), a "
-                    "COCO annotations .json file or a folder holding COCO data")
+                        "VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/), a "
+                        "COCO annotations .json file, a folder holding COCO data, or a YOLO "
+                        "data.yaml (or a folder holding one, or classes.txt beside images/)")
+
+
+def has_coco_ids(data, images=None):
+    """Whether ``data``'s image ids are COCO image ids (a COCO file or folder)."""
+    return _kind(data, images) in ("coco-file", "coco-folder")
 
 
 def _in_holdout(name):
@@ -103,6 +113,8 @@ def _single_file(data, images=None):
     """Whether ``data`` is one COCO annotation file, or a folder holding
     one and no split of its own."""
     kind = _kind(data, images)
+    if kind == "yolo":
+        return open_yolo(data).splits is None
     if kind != "coco-folder":
         return kind == "coco-file"
     for split in ("val", "train"):
@@ -177,6 +189,17 @@ def _synthetic(split, size, num_train, num_val, seed, classes=None):
                     [(size, size)] * num, names)
 
 
+def _coco_split(data, split):
+    """``((annotations, image_dir), whole)``: ``split`` of a COCO folder, or its one file."""
+    try:
+        return find_coco_split(data, split), False
+    except FileNotFoundError as missing:
+        try:
+            return find_coco_split(data, "all"), True
+        except FileNotFoundError:
+            raise missing from None     # name the split that was asked for
+
+
 def open_split(data, split=None, *, classes=None, images=None, keep_difficult=True,
                skip_bad=False, clip_boxes=False, synthetic=None):
     """One split of ``data`` (see the module) as an :class:`rpn.ImageSet`.
@@ -205,14 +228,14 @@ def open_split(data, split=None, *, classes=None, images=None, keep_difficult=Tr
     elif kind == "coco-file":
         found = _holdout(read_coco(data, images, classes=classes, **options), split, data)
         source = data if split == "all" else f"{data} (split {split!r})"
+    elif kind == "yolo":
+        layout = open_yolo(data)
+        whole, source = layout.splits is None, layout.source
+        found = read_yolo_split(layout, "all" if whole else split, classes=classes, **options)
+        if whole:
+            found = _holdout(found, "val" if split == "valid" else split, source)
     else:
-        try:
-            (annotations, image_dir), whole = find_coco_split(data, split), False
-        except FileNotFoundError as missing:
-            try:
-                (annotations, image_dir), whole = find_coco_split(data, "all"), True
-            except FileNotFoundError:
-                raise missing from None     # name the split that was asked for
+        (annotations, image_dir), whole = _coco_split(data, split)
         found = read_coco(annotations, images or image_dir, classes=classes, **options)
         source = annotations
         if whole:
@@ -235,14 +258,9 @@ def data_classes(data, *, images=None, classes=None, skip_bad=False):
         return tuple(_voc_classes(data, skip_bad=skip_bad))
     if kind == "coco-file":
         return tuple(coco_classes(data))
-    try:
-        annotations, _ = find_coco_split(data, "train")
-    except FileNotFoundError as missing:
-        try:
-            annotations, _ = find_coco_split(data, "all")
-        except FileNotFoundError:
-            raise missing from None
-    return tuple(coco_classes(annotations))
+    if kind == "yolo":
+        return open_yolo(data).names
+    return tuple(coco_classes(_coco_split(data, "train")[0][0]))
 
 
 def check_split(found, *, skip_bad=False, clip_boxes=False, num_workers=None,
@@ -370,13 +388,12 @@ def load_split(model, data, split, *, classes=None, images=None, batch_size=None
     return found, loader
 
 
-def split_image_files(data, split=None, *, images=None, skip_bad=False):
-    """The image files of one split of ``data`` (:func:`resolve_split`: all
-    of a single annotation file, ``val`` of data with splits), for ``rpn
-    predict --data``; every object class counts."""
+def split_images(data, split=None, *, images=None, skip_bad=False):
+    """One split of ``data`` (:func:`resolve_split`: all of a single
+    annotation file, ``val`` of data with splits) as an :class:`rpn.ImageSet`
+    of image files, for ``rpn predict --data``; every object class counts."""
     if _kind(data, images) == "synthetic":
         raise DataSpecError("predict --data takes data of image files; the synthetic set "
                             "is drawn in memory (use rpn evaluate or rpn propose on it)")
-    split = resolve_split(data, split, images=images)
-    return [os.fspath(path) for path in
-            open_split(data, split, images=images, skip_bad=skip_bad).images]
+    return open_split(data, resolve_split(data, split, images=images), images=images,
+                      skip_bad=skip_bad)

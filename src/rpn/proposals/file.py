@@ -2,8 +2,9 @@
 ``rpn propose`` writes.
 
 ``rpn propose`` (:func:`propose`) writes one NumPy ``.npz`` file (read
-with ``allow_pickle=False``: it holds arrays only) that plays the part of
-detectron2's and mmdetection's precomputed proposal files:
+with ``allow_pickle=False``: it holds arrays only), or with ``format`` the
+files of COCO's results, detectron2 and mmdetection
+(:mod:`rpn.proposals.formats`). The ``.npz`` file holds:
 
 =============== ============ ===============================================
 ``boxes``       (R, 4) f32   ``[x1, y1, x2, y2]`` in original image pixels
@@ -22,9 +23,11 @@ detectron2's and mmdetection's precomputed proposal files:
 stage without a file.
 
 The file is the package's output and nothing else is replaced by it: an
-``out`` that exists must be a proposal file (not a run's ``config.json``,
-not a checkpoint's parameters, not a folder), and ``out`` may not lie in a
-run's ``checkpoint/``. One ``propose`` writes it at a time, holding
+``out`` that exists must be a file of the format asked for (a ``.npz``
+proposal file, a JSON list of COCO results, a pickle's header for
+detectron2 and mmdetection, which is looked at and never unpickled; not a
+run's ``config.json``, not a checkpoint's parameters, not a folder), and
+``out`` may not lie in a run's ``checkpoint/``. One ``propose`` writes it at a time, holding
 ``.NAME.lock`` beside it (:class:`rpn.runs.lock.FileLock`), which also
 records its temporary file, so that what a killed one left is removed by
 the next. Reading is bounded: each array's header must agree with the size
@@ -41,11 +44,12 @@ import numpy as onp
 from mxnet import np
 
 from ..data.preprocess import Resize
-from ..data.sources import load_split, resolve_split
+from ..data.sources import has_coco_ids, load_split, resolve_split
 from ..evaluation.evaluate import trained_model
 from ..runs.fileio import (NotRegularFileError, OutputPathError, file_kind, open_regular,
                            shown, write_bytes)
 from ..runs.lock import FileLock
+from .formats import FORMATS, PICKLE_PROTOCOL, ImageProposals, check_whole, write_format
 
 __all__ = ["propose", "load_proposals", "ProposalSet", "PROPOSAL_FORMAT"]
 
@@ -61,7 +65,24 @@ _HEADERS = {(1, 0): onp.lib.format.read_array_header_1_0,
             (2, 0): onp.lib.format.read_array_header_2_0}
 
 
-def _refuse_out(out):
+def _is_format(path, format):
+    """Whether the regular file ``path`` is a file :func:`propose` writes in
+    ``format``: read as arrays or JSON, a pickle only by its first bytes."""
+    try:
+        if format == "npz":
+            meta = json.loads(str(_read_arrays(path, ("meta",))["meta"]))
+            return isinstance(meta, dict) and meta.get("format") == PROPOSAL_FORMAT
+        with os.fdopen(open_regular(path), "rb") as f:
+            if format != "coco":
+                return f.read(2) == b"\x80" + bytes([PICKLE_PROTOCOL])
+            results = json.load(f)
+        return isinstance(results, list) and all(
+            isinstance(r, dict) and {"image_id", "bbox", "score"} <= set(r) for r in results)
+    except (ValueError, KeyError, OSError):
+        return False
+
+
+def _refuse_out(out, format):
     """Refuse (:class:`rpn.runs.fileio.OutputPathError`) an ``out`` that
     :func:`propose` may not write (see the module)."""
     folder = os.path.dirname(os.path.abspath(out))
@@ -77,20 +98,16 @@ def _refuse_out(out):
         return
     kind = file_kind(os.lstat(out).st_mode)
     if kind != "a regular file":
-        raise OutputPathError(f"{shown(out)} is {kind}; expected the path of a .npz file to "
+        raise OutputPathError(f"{shown(out)} is {kind}; expected the path of a file to "
                               "write")
-    try:
-        meta = json.loads(str(_read_arrays(out, ("meta",))["meta"]))
-        mine = isinstance(meta, dict) and meta.get("format") == PROPOSAL_FORMAT
-    except (ValueError, KeyError):
-        mine = False
-    if not mine:
+    if not _is_format(out, format):
         raise OutputPathError(f"{shown(out)} exists and is not a proposal file; rpn propose "
                               "replaces only its own files: choose another name, or move it")
 
 
 def propose(model, data, split=None, *, out, top_k=None, classes=None, images=None,
-            batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None):
+            batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=None,
+            format="npz"):
     """Proposals for every image of one split of ``data``, written to
     ``out`` (see the module). ``split``: default
     :func:`rpn.data.sources.resolve_split`'s (all of a single annotation file,
@@ -98,10 +115,15 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
     to the model's ``post_nms_top_n_test``; ``None``: all the model keeps
     (``post_nms_top_n_test``). ``model``: a proposal model or a
     run/export folder. Images that cannot be read raise one error listing
-    them, or are left out with a warning (``skip_bad``). Returns a summary
-    dict. ``progress(n)`` is called after every batch of ``n`` images."""
+    them, or are left out with a warning (``skip_bad``; not with the
+    ``detectron2`` and ``mmdet`` formats, :func:`rpn.proposals.formats.check_whole`).
+    ``format``: one of :data:`rpn.proposals.formats.FORMATS`. Returns a
+    summary dict (``files``: every file written). ``progress(n)`` is called
+    after every batch of ``n`` images."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     out = os.fspath(out)
-    _refuse_out(out)
+    _refuse_out(out, format)
     model = trained_model(model, ctx)
     config = model.config
     most = config.model.post_nms_top_n_test
@@ -116,17 +138,22 @@ def propose(model, data, split=None, *, out, top_k=None, classes=None, images=No
                                    batch_size=batch_size, num_workers=num_workers,
                                    skip_bad=skip_bad, progress=progress is not None,
                                    on_error="raise", command="rpn propose")
+        check_whole(format, found, split)
         per_image = _collect(model, loader, top_k, progress)
-        meta = {"format": PROPOSAL_FORMAT, "version": _VERSION, "data": os.fspath(data),
-                "split": split, "top_k": int(top_k),
-                "nms_threshold": config.model.nms_threshold,
-                "resize": Resize.of(config.model).describe(), "model": model.source,
-                "box_format": "x1, y1, x2, y2 in original image pixels"}
-        arrays = _arrays(per_image, found, meta)
-        buffer = io.BytesIO()
-        onp.savez(buffer, **arrays)
-        write_bytes(out, buffer.getvalue())
-    return {"images": len(per_image), "proposals": int(arrays["counts"].sum()), "out": out}
+        proposals = [ImageProposals(found.ids[i], str(found.names[i]), per_image[i][2],
+                                    per_image[i][1], per_image[i][0], found.labels[i])
+                     for i in sorted(per_image)]
+        if format == "npz":
+            meta = {"format": PROPOSAL_FORMAT, "version": _VERSION, "data": os.fspath(data),
+                    "split": split, "top_k": int(top_k),
+                    "nms_threshold": config.model.nms_threshold,
+                    "resize": Resize.of(config.model).describe(), "model": model.source,
+                    "box_format": "x1, y1, x2, y2 in original image pixels"}
+            files = [_write_npz(out, proposals, meta)]
+        else:
+            files = write_format(out, format, proposals, coco_ids=has_coco_ids(data, images))
+    return {"images": len(proposals), "proposals": sum(len(p.scores) for p in proposals),
+            "out": out, "files": [os.fspath(f) for f in files]}
 
 
 def _collect(model, loader, top_k, progress):
@@ -148,21 +175,24 @@ def _collect(model, loader, top_k, progress):
     return per_image
 
 
-def _arrays(per_image, found, meta):
-    """The arrays of the file (see the module), images in the split's order."""
-    order = sorted(per_image)
-    scores = [per_image[i][0] for i in order]
-    ids = [found.ids[i] for i in order]
-    return {
-        "boxes": onp.concatenate([per_image[i][1] for i in order] or [onp.zeros((0, 4))])
+def _write_npz(out, proposals, meta):
+    """The ``.npz`` file of the module for ``proposals`` (a list of
+    :class:`rpn.proposals.formats.ImageProposals`) and ``meta``."""
+    ids = [p.image_id for p in proposals]
+    arrays = {
+        "boxes": onp.concatenate([p.boxes for p in proposals] or [onp.zeros((0, 4))])
         .astype("float32").reshape(-1, 4),
-        "scores": onp.concatenate(scores or [onp.zeros(0)]).astype("float32"),
-        "counts": onp.array([len(s) for s in scores], dtype="int64"),
+        "scores": onp.concatenate([p.scores for p in proposals] or [onp.zeros(0)])
+        .astype("float32"),
+        "counts": onp.array([len(p.scores) for p in proposals], dtype="int64"),
         "image_ids": (onp.array(ids, dtype="int64") if all(isinstance(i, int) for i in ids)
                       else onp.array([str(i) for i in ids])),
-        "file_names": onp.array([str(found.names[i]) for i in order]),
-        "image_sizes": onp.array([per_image[i][2] for i in order], dtype="int64").reshape(-1, 2),
+        "file_names": onp.array([p.file_name for p in proposals]),
+        "image_sizes": onp.array([p.size for p in proposals], dtype="int64").reshape(-1, 2),
         "meta": onp.array(json.dumps(meta))}
+    buffer = io.BytesIO()
+    onp.savez(buffer, **arrays)
+    return write_bytes(out, buffer.getvalue())
 
 
 class ProposalSet:

@@ -3,7 +3,9 @@
 :func:`predict_images` reads image files (and every image of a folder),
 sends them through the one preprocessing path (:mod:`rpn.data.preprocess`) with
 the model's own resize rule, and returns each image's best proposals;
-:func:`save_predictions` also draws them and writes ``proposals.json``.
+:func:`save_predictions` also draws them and writes ``proposals.json``, in
+the package's layout or in COCO's results format
+(:mod:`rpn.proposals.formats`).
 
 The output folder is the package's, as a run folder is: one writer at a
 time (its ``.lock``, :func:`rpn.runs.lock.claim_output`; a second predict
@@ -11,7 +13,9 @@ into it is refused naming the holder, and what a killed one left recorded
 is removed), never a folder of the input images (its pictures would land
 among them), never a run or export folder, and a file in it that the
 package did not write (one the previous ``proposals.json`` does not list
-as a picture) is never replaced: the picture takes the next free name.
+as a picture) is never replaced: the picture takes the next free name
+(after a predict in COCO's format, whose ``proposals.json`` lists no
+pictures, every picture takes a free name).
 A picture that cannot be drawn (a 1 x 20,000 strip that matplotlib
 refuses) costs only the picture: the image's proposals are written, and
 one warning names it.
@@ -32,6 +36,7 @@ from ..runs.fileio import (DiskFullError, OutputPathError, file_kind, link_probl
                            shown, write_json)
 from ..runs.folder import RunFolder
 from ..runs.lock import claim_output
+from .formats import ImageProposals, write_coco_results
 from .inputs import expand_images, warn_if_tiny
 
 __all__ = ["predict_images", "save_predictions", "describe", "IMAGE_EXTENSIONS"]
@@ -51,8 +56,9 @@ def _unreadable(path, error):
 def predict_images(model, paths, *, top_k=10, batch_size=8, ctx=None):
     """Proposals for image files (and every image of a folder among
     ``paths``). Returns ``(results, errors)``: ``results`` one dict an
-    image read, ``{"path", "width", "height", "scores" (M,), "boxes" (M, 4)
-    original pixels}`` with ``M <= top_k``, best first; ``errors`` a list
+    image read, ``{"path", "index" (its place among the files, folders
+    expanded), "width", "height", "scores" (M,), "boxes" (M, 4) original
+    pixels}`` with ``M <= top_k``, best first; ``errors`` a list
     of ``(path, reason)`` for the files that could not be read (they do not
     stop the others; ``reason`` does not repeat the path)."""
     if int(top_k) != top_k or top_k < 0:
@@ -62,29 +68,29 @@ def predict_images(model, paths, *, top_k=10, batch_size=8, ctx=None):
     results, errors, pending = [], [], []
 
     def flush():
-        pixels = [p for _, _, p in pending]
+        pixels = [p for _, _, _, p in pending]
         X = np.array(pad_batch(pixels, model.size_divisor), ctx=ctx)
         sizes = np.array([p.shape[1:] for p in pixels], dtype="float32", ctx=ctx)
         scores, boxes = model(X, sizes)
         scores, boxes = scores.asnumpy(), boxes.asnumpy()          # one read a batch
-        for b, (path, image, _) in enumerate(pending):
+        for b, (index, path, image, _) in enumerate(pending):
             height, width = image.shape[:2]
             keep = scores[b] >= 0
-            results.append({"path": path, "width": width, "height": height,
+            results.append({"path": path, "index": index, "width": width, "height": height,
                             "scores": scores[b][keep][:top_k],
                             "boxes": boxes[b][keep][:top_k] * [width, height, width, height]})
         pending.clear()
 
     # files, and every image file of each folder (sorted; links that lead
     # nowhere warned about; a folder without images is an error)
-    for path in expand_images(paths):
+    for index, path in enumerate(expand_images(paths)):
         try:
             image = read_image(path)
         except (BadImageError, OSError) as error:
             errors.append((path, _unreadable(path, error)))
             continue
-        pending.append((path, image, preprocess_image(image, model.resize)))
-        warn_if_tiny(path, image.shape[:2], pending[-1][2].shape[1:], model.stride)
+        pending.append((index, path, image, preprocess_image(image, model.resize)))
+        warn_if_tiny(path, image.shape[:2], pending[-1][3].shape[1:], model.stride)
         if len(pending) == batch_size:
             flush()
     if pending:
@@ -130,6 +136,8 @@ def _refuse_out(out, paths):
         return set()
     try:
         listed = read_json(previous, what="predictions")
+        if _coco_results(listed):
+            return set()
         pictures = {os.path.basename(entry["picture"]) for entry in listed["images"]
                     if entry.get("picture")}
         if not isinstance(listed["errors"], list):
@@ -138,6 +146,13 @@ def _refuse_out(out, paths):
         raise OutputPathError(f"{shown(previous)} is not the proposals.json of rpn predict; "
                               "give another folder, or move that file") from None
     return {name for name in pictures if name.endswith(".png")}
+
+
+def _coco_results(listed):
+    """Whether ``listed`` (a ``proposals.json`` read) is a COCO results list,
+    what ``save_predictions(format="coco")`` writes."""
+    return isinstance(listed, list) and all(
+        isinstance(r, dict) and {"image_id", "bbox", "score"} <= set(r) for r in listed)
 
 
 def _picture_name(path, used, out, replaceable):
@@ -168,14 +183,24 @@ def _draw(result, picture):
     return None
 
 
-def save_predictions(model, paths, out, *, top_k=10, ctx=None):
+def save_predictions(model, paths, out, *, top_k=10, ctx=None, format="rpn", ids=None):
     """What ``rpn predict`` writes: :func:`predict_images` for ``paths``,
     one picture an image read (its proposals drawn; two inputs of the same
     name get distinct pictures) and ``proposals.json`` (``images``: each
     image's proposals in original pixels and its picture, ``null`` with
     ``picture_error`` when it could not be drawn; ``errors``: the files that
     could not be read) in the folder ``out``, under the rules of the module.
-    Returns ``(summary, errors)``."""
+    ``format`` ``"rpn"``: that layout; ``"coco"``: COCO's results format,
+    with ``ids`` (the COCO image ids of ``paths``, image files one each) as
+    image ids, or without them images numbered in order and an images list
+    beside it (:func:`rpn.proposals.formats.write_coco_results`). Returns
+    ``(summary, errors)``; the summary's ``files`` are the files of
+    proposals written."""
+    if format not in ("rpn", "coco"):
+        raise ValueError(f"format must be 'rpn' or 'coco', got {format!r}")
+    if ids is not None and (len(ids) != len(paths) or any(map(os.path.isdir, paths))):
+        raise ValueError(f"ids must name image files one each: {len(ids)} ids for "
+                         f"{len(paths)} paths")
     paths = expand_images(paths)
     replaceable = _refuse_out(out, paths)
     lock = claim_output(out, doing="writing predictions into it")
@@ -190,11 +215,18 @@ def save_predictions(model, paths, out, *, top_k=10, ctx=None):
                 entry["picture_error"] = problem
                 undrawn.append(f"{shown(result['path'])} ({problem})")
             images.append(entry)
-        write_json(os.path.join(out, _JSON), {
-            "images": images, "errors": [{"path": p, "error": e} for p, e in errors]})
+        target = os.path.join(out, _JSON)
+        if format == "coco":
+            files = write_coco_results(target, [ImageProposals(
+                None if ids is None else ids[r["index"]], r["path"], (r["height"], r["width"]),
+                r["boxes"], r["scores"]) for r in results], coco_ids=ids is not None)
+        else:
+            files = [write_json(target, {
+                "images": images, "errors": [{"path": p, "error": e} for p, e in errors]})]
     finally:
         lock.release()
     if undrawn:
         warnings.warn(f"{len(undrawn)} picture(s) could not be drawn; their proposals are in "
                       f"{shown(os.path.join(out, _JSON))}: " + "; ".join(undrawn))
-    return {"images": len(results), "errors": len(errors), "out": os.fspath(out)}, errors
+    return {"images": len(results), "errors": len(errors), "out": os.fspath(out),
+            "files": [os.fspath(f) for f in files]}, errors
