@@ -200,10 +200,8 @@ class Progress(Hook):
         self.bar = tqdm(total=total, unit="step", disable=disable, dynamic_ncols=True,
                         file=sys.stderr)
         self.disable, self.say = disable, say
-        self.lr = {}
 
     def after_log(self, trainer, event):
-        self.lr = event["lr"]
         self.bar.update(event["advance"])
         terms = {name: "%.3f" % value for name, value in event["terms"].items()}
         self.bar.set_postfix(epoch=event["epoch"] + 1, loss="%.3f" % event["loss"], **terms,
@@ -213,9 +211,10 @@ class Progress(Hook):
         recall = record.get("AR@100")
         terms = ", ".join(f"{key[5:]} {record[key]:.3f}" for key in record
                           if key.startswith("loss_"))
+        rates = {key[3:]: value for key, value in record.items() if key.startswith("lr_")}
         line = (f"epoch {record['epoch']}: loss {record['loss']:.3f}"
                 + (f" ({terms})" if terms else "")
-                + (f", lr {_rate(self.lr)}" if self.lr else "")
+                + (f", lr {_rate(rates)}" if rates else "")
                 + ("" if recall is None else f", val AR@100 {recall:.3f}")
                 + f", {record['images_per_sec']:.1f} images/s")
         if record.get("skipped_images"):

@@ -64,7 +64,8 @@ class Trainer:
 
     After :meth:`train`: ``history`` (one dict an epoch: ``loss`` and, for a
     step with loss terms, ``loss_<term>`` of each, their means over the
-    epoch, and the chapter's metrics), ``optimizer`` (the
+    epoch, ``lr_<part>`` each part's learning rate at its end, and the
+    chapter's metrics), ``optimizer`` (the
     ``gluon.Trainer``), ``epoch`` (0-based) and ``start`` (the first epoch
     trained here), ``rank`` (this worker's rank), ``seed``.
     """
@@ -152,6 +153,7 @@ class Trainer:
         record = {"epoch": epoch + 1, "loss": host[0] / (i + 1)}
         record.update({f"loss_{name}": value / (i + 1)
                        for name, value in zip(self.term_names, host[5:])})
+        record.update({f"lr_{name}": rate for name, rate in self.learning_rates().items()})
         record.update({"train_class_err": class_err, "train_box_mae": box_mae,
                        "time": elapsed, "images_per_sec": images / elapsed,
                        "test_class_err": None, "test_box_mae": None,
