@@ -26,7 +26,7 @@ EXTRA ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: demo test bench bench-peer notebook clean
+.PHONY: demo test docs bench bench-peer notebook clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the documentation site (Sphinx: the README, docs/, the notebook and an API
+# reference from the docstrings) into build/docs/html, warnings as errors
+DOCS_STAMP := $(VENV)/.installed-docs-$(EXTRA)
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$(EXTRA),test,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf build/docs docs/site/generated
+	$(PY) -m sphinx -b html -W --keep-going -c docs/site . build/docs/html
+	@echo "open build/docs/html/docs/site/index.html"
 
 # execute notebooks/rpn.ipynb and store it with its outputs (about 5 minutes
 # on 2 cores); tests/test_notebook.py fails when a cell changed since
@@ -54,4 +66,4 @@ bench-peer .venv-gluoncv/bin/python: $(STAMP)
 	PYTHON=$(PY) bash benchmarks/peer_env.sh
 
 clean:
-	rm -rf $(VENV) .venv-gluoncv runs
+	rm -rf $(VENV) .venv-gluoncv runs build docs/site/generated

@@ -35,7 +35,12 @@ def test_train_writes_the_run_folder_and_honours_epochs(run_dir):
     assert final["images"] == 4 and final["objects"] > 0
     for key in ("AR@100", "AR@300", "AR@1000", "R@1000@0.5", "AR_small@1000",
                 "AR_medium@1000", "AR_large@1000"):
-        assert 0 <= final[key] <= 1, key
+        size = key[3:].split("@")[0] if key.startswith("AR_") else None
+        if size and final[f"objects_{size}"] == 0:
+            assert final[key] == -1, key        # no object of that size: -1, as COCO
+        else:
+            assert 0 <= final[key] <= 1, key
+    assert final["objects_large"] == 0          # 64-pixel images have no large object
 
 
 def test_stdout_carries_only_results_and_progress_goes_to_stderr(tmp_path):

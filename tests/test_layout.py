@@ -20,7 +20,6 @@ UNTESTED = {
     "model/outputs.py": "named tuples only",
     "data/preprocess.py": "no tests of its own yet: its resize rules and padding are "
                           "exercised through data/test_dataset.py and data/test_loader.py",
-    "evaluation/pictures.py": "drawings: written by the command line tests, not compared",
     "visualize.py": "the chapter's drawings: run by the notebook's test",
 }
 

@@ -7,6 +7,8 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
+import rpn
+
 NOTEBOOK = os.path.join(os.path.dirname(__file__), "..", "notebooks", "rpn.ipynb")
 _SPEC = importlib.util.spec_from_file_location(
     "execute_notebook", os.path.join(os.path.dirname(NOTEBOOK), "execute.py"))
@@ -70,10 +72,14 @@ def test_the_first_cell_says_the_settings_of_the_stored_run():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     first = nb.cells[0].source
     assert "stored **executed**" in first and "few minutes" in first
-    assert "4 epochs over 480 images" in first and "256 x 256" in first
+    # the stored run: 6 epochs over 320 images in batches of 16, with Adam
+    assert "6 epochs over 320 images" in first and "256 x 256" in first
+    assert "batches of 16" in first and "Adam" in first
     parameters = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])][0]
-    assert "batch_size, size, num_epochs = 32, 256, 4" in parameters.source
-    assert "num_train, num_val = 480, 128" in parameters.source
+    assert "batch_size, size, num_epochs = 16, 256, 6" in parameters.source
+    assert "optimizer, backbone_lr, output_lr = 'adam', 0.002, 0.002" in parameters.source
+    assert "num_train, num_val = 320, 128" in parameters.source
+    assert nb.metadata["rpn"]["executed"]["rpn"] == rpn.__version__      # metadata current
 
 
 def test_an_edited_cell_is_found_stale():

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field, fields
 
 from .settings import (ModelSettings, Settings, SettingsError, choice, counts, flag, integer,
-                       names, number, setting, share, unit)
+                       names, number, setting, share, unit, unknown_settings)
 
 __all__ = ["RunConfig", "TrainSettings", "PRESETS", "PRESET_PRETRAINED",
            "DEFAULT_KS", "resolve_config"]
@@ -47,6 +47,8 @@ class TrainSettings(Settings):
     crop_prob: float = setting(0.5, unit(), since="0.3.0")
     min_crop_scale: float = setting(0.3, share(), since="0.3.0")
     log_interval: int = setting(10, integer(1))
+    eval_every: int = setting(0, integer(0), since="0.4.0")
+    keep: int = setting(1, integer(1), since="0.4.0")
 
     def epochs_for(self, steps_per_epoch):
         """``epochs``, raised so that training takes at least ``min_steps``
@@ -108,14 +110,13 @@ class RunConfig(Settings):
                 return getattr(getattr(self, group), name)
         if name in self._own():
             return getattr(self, name)
-        raise SettingsError(f"unknown setting {name!r}")
+        raise unknown_settings([name], self.names())
 
     def replace(self, **changes):
         """A copy with ``changes`` (flat names, each sent to its group)."""
         unknown = set(changes) - set(self.names())
         if unknown:
-            raise SettingsError(f"unknown settings {sorted(unknown)}; known: "
-                                f"{sorted(self.names())}")
+            raise unknown_settings(unknown, self.names())
         parts = {}
         for group in _GROUPS:
             settings = getattr(self, group)

@@ -16,13 +16,15 @@ Numbers never accept ``true``/``false``; lists become tuples. This module
 imports nothing else of the package.
 """
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
 __all__ = ["SettingsError", "ModelSettings", "Settings", "setting", "check", "num_anchors",
-           "check_iou_order", "RPN_SIZES", "RPN_RATIOS", "BACKBONES", "DEFAULT_BACKBONE"]
+           "check_iou_order", "unknown_settings", "RPN_SIZES", "RPN_RATIOS", "BACKBONES",
+           "DEFAULT_BACKBONE"]
 
 #: The chapter's anchors (``rpn.rpn_anchors``): sizes as fractions of the
 #: shorter side, ratios width / height.
@@ -40,6 +42,22 @@ DEFAULT_BACKBONE = "resnet18_v2"
 
 class SettingsError(ValueError):
     """A setting with a value it cannot take; the message names it."""
+
+
+def unknown_settings(unknown, known):
+    """The :class:`SettingsError` for the setting names ``unknown`` (not
+    among ``known``): each with the nearest known name (``did you mean
+    'size'?``), or, when one has none near, every known name."""
+    unknown, known = sorted(unknown), sorted(known)
+    hints = []
+    for name in unknown:
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if near:
+            hints.append(f"{name!r}: did you mean {near[0]!r}?")
+    if len(hints) == len(unknown):
+        return SettingsError(f"unknown settings {unknown}; " + "; ".join(hints)
+                             + " (docs/settings.md lists every setting)")
+    return SettingsError(f"unknown settings {unknown}; known: {known}")
 
 
 class _Rule(NamedTuple):
@@ -167,8 +185,7 @@ class Settings:
     def replace(self, **changes):
         unknown = set(changes) - set(self.names())
         if unknown:
-            raise SettingsError(f"unknown settings {sorted(unknown)}; known: "
-                                f"{sorted(self.names())}")
+            raise unknown_settings(unknown, self.names())
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):

@@ -8,6 +8,7 @@ import pytest
 from mxnet import np
 
 import rpn
+from conftest import random_boxes
 from rpn.data.batch import BatchInfo
 from rpn.evaluation.recall import ProposalRecall
 
@@ -204,7 +205,8 @@ def brute_force_recall(images, ks):
     for name in ranges:
         out.update({f"objects_{name}": counts[name]} if name != "all" else {})
         for m, k in enumerate(ks):
-            curve = hits[name][:, m] / counts[name] if counts[name] else onp.zeros(len(levels))
+            curve = (hits[name][:, m] / counts[name] if counts[name]
+                     else onp.full(len(levels), -1.0))       # COCO's -1: no objects
             out[f"AR@{k}" if name == "all" else f"AR_{name}@{k}"] = float(curve.mean())
             if name == "all":
                 out[f"R@{k}@0.5"], out[f"R@{k}@0.7"] = float(curve[0]), float(curve[4])
@@ -268,3 +270,37 @@ def test_a_crowded_image_agrees_with_pycocotools():
 def test_block_must_be_positive():
     with pytest.raises(ValueError, match="block must be a positive"):
         ProposalRecall(block=0)
+
+
+def test_a_size_without_objects_is_minus_one_as_coco():
+    """COCO reports -1 where a size range has no object; a recall of 0 would
+    say that objects of that size were all missed."""
+    recall = ProposalRecall(ks=(10,))
+    recall.update_image([[0, 0, 20, 20]], [[0, 0, 20, 20], [50, 50, 60, 60]])
+    result = recall.result()
+    assert result["objects_small"] == 2 and result["objects_medium"] == 0
+    assert result["AR_small@10"] == 0.5
+    assert result["AR_medium@10"] == -1 and result["AR_large@10"] == -1
+    assert recall.curve(10, "large") == [-1] * 10
+    assert set(recall.proposal_curve("medium")["AR"]) == {-1}
+    empty = ProposalRecall(ks=(10,)).result()
+    assert empty["objects"] == 0 and empty["AR@10"] == -1 and empty["R@10@0.5"] == -1
+
+
+def test_recall_against_proposals_agrees_with_every_k(rng):
+    """The curve at K is R@K@T of a recall measured at that K, for every K."""
+    images = [(random_boxes(rng, 30) * 100, random_boxes(rng, 4) * 100) for _ in range(5)]
+    curve_of = ProposalRecall(ks=(30,))
+    for proposals, objects in images:
+        curve_of.update_image(proposals, objects)
+    curve = curve_of.proposal_curve()
+    assert list(curve["proposals"]) == list(range(1, 31))
+    for k in (1, 2, 7, 30):
+        one = ProposalRecall(ks=(k,))
+        for proposals, objects in images:
+            one.update_image(proposals, objects)
+        result = one.result()
+        assert curve["R@0.5"][k - 1] == pytest.approx(result[f"R@{k}@0.5"])
+        assert curve["R@0.7"][k - 1] == pytest.approx(result[f"R@{k}@0.7"])
+        assert curve["AR"][k - 1] == pytest.approx(result[f"AR@{k}"])
+    assert (onp.diff(curve["R@0.5"]) >= 0).all()

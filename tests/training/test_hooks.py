@@ -122,8 +122,11 @@ def test_epoch_end_and_callback_get_what_train_detection_documents(batches):
     assert [(e["epoch"], e["step"], e["advance"], e["steps"]) for e in steps] == [
         (0, 0, 1, 2), (0, 1, 1, 2), (1, 0, 1, 2), (1, 1, 1, 2)]
     for e in steps:
+        # and, since 0.4.0, the loss terms, the learning rates and the global step
         assert set(e) == {"kind", "epoch", "step", "steps", "advance", "loss",
-                          "images_per_sec", "class_err", "box_mae"}
+                          "images_per_sec", "class_err", "box_mae", "terms", "lr",
+                          "global_step"}
+        assert set(e["terms"]) == {"class", "box"} and set(e["lr"]) == {"backbone", "output"}
     # the step events' mean losses make the epoch's
     assert history[0]["loss"] == pytest.approx((steps[0]["loss"] + steps[1]["loss"]) / 2)
     epochs = [e for e in events if e["kind"] == "epoch"]
@@ -158,12 +161,15 @@ def test_progress_says_one_line_an_epoch_when_the_bar_is_off(batches, capsys):
     progress = Progress(4, disable=True, say=lines.append)
     history = train_model(small_model(seed=1), batches, epochs=2, hooks=[progress])
     progress.close()
-    assert lines == [f"epoch {h['epoch']}: loss {h['loss']:.3f}, "
+    # the loss with its terms, and the learning rate of the last read (train_model's 0.001)
+    assert lines == [f"epoch {h['epoch']}: loss {h['loss']:.3f} (class {h['loss_class']:.3f}, "
+                     f"box {h['loss_box']:.3f}), lr 1.0e-03, "
                      f"{h['images_per_sec']:.1f} images/s" for h in history]
     assert capsys.readouterr().err == ""
     record = dict(history[0], skipped_images=3, **{"AR@100": 0.25})
     progress.after_epoch(None, record)
-    assert lines[-1] == (f"epoch 1: loss {record['loss']:.3f}, val AR@100 0.250, "
+    assert lines[-1] == (f"epoch 1: loss {record['loss']:.3f} (class {record['loss_class']:.3f}"
+                         f", box {record['loss_box']:.3f}), lr 1.0e-03, val AR@100 0.250, "
                          f"{record['images_per_sec']:.1f} images/s, 3 unreadable images "
                          "skipped")
     # with the bar on, the line goes under it on stderr

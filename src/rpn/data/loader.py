@@ -1,7 +1,7 @@
 """Loaders: batches of a :class:`rpn.DetectionDataset` in a repeatable
 order, padded into one canvas.
 
-The chapter's loaders are Gluon ``DataLoader``s of fixed-size images; here
+The chapter's loaders are Gluon ``DataLoader`` objects of fixed-size images; here
 images keep their aspect ratio, so a batch pads them into one canvas (its
 sides multiples of the backbone's stride), batches landscape and portrait
 images apart, and carries each image's size and index on the host

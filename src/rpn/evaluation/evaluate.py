@@ -20,11 +20,12 @@ from .recall import ProposalRecall
 __all__ = ["evaluate", "evaluate_loader", "trained_model"]
 
 
-def trained_model(model, ctx=None):
+def trained_model(model, ctx=None, *, epoch=None):
     """``model`` (a path, a :class:`rpn.runs.trained.TrainedModel` or a
-    :class:`rpn.RegionProposalNetwork`) as a :class:`rpn.runs.trained.TrainedModel`."""
+    :class:`rpn.RegionProposalNetwork`) as a :class:`rpn.runs.trained.TrainedModel`
+    (of a run folder's path, the checkpoint ``epoch``: see :func:`rpn.load`)."""
     if isinstance(model, (str, os.PathLike)):
-        return load(model, ctx)
+        return load(model, ctx, epoch=epoch)
     return TrainedModel.of(model)
 
 
@@ -49,17 +50,21 @@ def evaluate_loader(model, loader, *, ks=None, thresholds=(0.5, 0.7), progress=N
 
 
 def evaluate(model, data=None, split=None, *, classes=None, images=None, ks=None,
-             batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=False):
+             batch_size=None, num_workers=0, ctx=None, skip_bad=False, progress=False,
+             epoch=None, on_batch=None):
     """Proposal recall of ``model`` (a trained model, a
-    :class:`rpn.RegionProposalNetwork` or a run/export folder's path) on one
-    split of ``data`` (default: the data the run was trained on), as ``rpn
-    evaluate`` reports it. ``split``: default ``val`` of the run's own data,
-    else :func:`rpn.data.sources.resolve_split`'s (all of a single annotation
+    :class:`rpn.RegionProposalNetwork` or a run/export folder's path, of
+    which ``epoch``: see :func:`rpn.load`) on one split of ``data``
+    (default: the data the run was trained on), as ``rpn evaluate`` reports
+    it. ``split``: default ``val`` of the run's own data, else
+    :func:`rpn.data.sources.resolve_split`'s (all of a single annotation
     file). The images and objects used (and left out, and why) are counted
-    on stderr. Returns ``(result, recall)`` (see :func:`evaluate_loader`)."""
-    model = trained_model(model, ctx)
+    on stderr, with a progress bar of the image check when ``progress``;
+    ``on_batch(n)`` is called after each batch of ``n`` images measured.
+    Returns ``(result, recall)`` (see :func:`evaluate_loader`)."""
+    model = trained_model(model, ctx, epoch=epoch)
     found, loader = load_split(model, data, split, classes=classes, images=images,
                                batch_size=batch_size, num_workers=num_workers,
                                skip_bad=skip_bad, progress=progress, require_objects=True,
                                command="rpn evaluate")
-    return evaluate_loader(model, loader, ks=ks)
+    return evaluate_loader(model, loader, ks=ks, progress=on_batch)

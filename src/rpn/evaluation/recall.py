@@ -19,7 +19,12 @@ rules exactly, so that figures are comparable:
   whose box area in *original image pixels* is at most 32², between 32²
   and 96², at least 96² (COCO's ranges; COCO uses segment areas where it
   has them, this package box areas). As in COCO, objects outside a range
-  still take part in its matching, as ignored ones.
+  still take part in its matching, as ignored ones, and a range without
+  objects reports -1 (COCO's "no ground truth"), not a recall of 0;
+* recall against the number of proposals (the plot of every proposal
+  paper: Faster R-CNN's fig. 4, Hosang et al.'s "What makes for effective
+  detection proposals?"): :meth:`ProposalRecall.proposal_curve` gives it
+  at every count from 1 to the largest ``K``.
 
 The matching is done in arrays (:func:`_match`): the overlaps of blocks of
 proposals with every object are computed at once and only the pairs that
@@ -42,7 +47,7 @@ from ..ops.devices import as_context_list, split_batch
 from ..predict import predict_rpn
 
 __all__ = ["ProposalRecall", "proposal_recall", "AR_THRESHOLDS", "AREA_RANGES",
-           "DEFAULT_KS", "BLOCK"]
+           "DEFAULT_KS", "BLOCK", "NO_OBJECTS"]
 
 #: The IoU thresholds that ``AR@K`` averages over (COCO's, to the bit).
 AR_THRESHOLDS = tuple(onp.linspace(0.5, 0.95, 10))
@@ -53,6 +58,8 @@ _ALL = (0.0, 1e5 ** 2)
 _NONE = onp.iinfo(onp.int64).max        # the rank of an object no proposal matched
 #: Proposal-object overlaps computed at once by default (8 MB of float64).
 BLOCK = 1 << 20
+#: The recall of a size range (or a split) without objects, as COCO reports it.
+NO_OBJECTS = -1.0
 
 
 def _ious(proposals, boxes, crowd):
@@ -135,7 +142,8 @@ class ProposalRecall:
     the proposal model's padded output; ``update_image`` one image in
     pixels. Sizes need each image's original ``(height, width)``: without
     them only the overall figures are reported. ``result()`` gives the dict
-    of figures; ``curve(k)`` recall at each of ``AR_THRESHOLDS``.
+    of figures; ``curve(k)`` recall at each of ``AR_THRESHOLDS``;
+    ``proposal_curve()`` recall against the number of proposals.
     """
 
     def __init__(self, ks=DEFAULT_KS, thresholds=(0.5, 0.7), *, block=BLOCK):
@@ -152,7 +160,9 @@ class ProposalRecall:
                  if not onp.isclose(t, AR_THRESHOLDS, atol=1e-9).any()]
         self._levels = onp.array(sorted(AR_THRESHOLDS + tuple(extra)))
         ranges = {"all": _ALL, **AREA_RANGES}
-        self._hits = {r: onp.zeros((len(self._levels), len(self.ks))) for r in ranges}
+        # objects matched by the proposal of each rank: (levels, largest K)
+        self._by_rank = {r: onp.zeros((len(self._levels), self.ks[-1]), dtype="int64")
+                         for r in ranges}
         self._objects = dict.fromkeys(ranges, 0)
         self._ranges = ranges
         self.images, self.sized = 0, True
@@ -173,7 +183,7 @@ class ProposalRecall:
         limits = onp.minimum(self._levels, 1 - 1e-10)
         d, g, iou = _pairs(proposals, boxes, is_crowd, limits.min(), self.block)
         areas = (objects[:, 2] - objects[:, 0]) * (objects[:, 3] - objects[:, 1])
-        ks = onp.array(self.ks)
+        largest = self.ks[-1]
         for name, (low, high) in self._ranges.items():
             if name != "all" and not sized:
                 continue
@@ -186,7 +196,8 @@ class ProposalRecall:
             pairs = (d[order], g[order], iou[order])
             for j, limit in enumerate(limits):
                 ranks = _match(pairs, ignore, is_crowd, limit)[:len(objects)][~outside]
-                self._hits[name][j] += (ranks[:, None] < ks[None, :]).sum(axis=0)
+                ranks = ranks[ranks < largest]                        # (matched,) ranks
+                self._by_rank[name][j] += onp.bincount(ranks, minlength=largest)
             self._objects[name] += counted
 
     def update(self, preds, Y, image_sizes=None):
@@ -224,16 +235,36 @@ class ProposalRecall:
 
     def _recall(self, name, level, k):
         total = self._objects[name]
-        return float(self._hits[name][level, self.ks.index(k)] / total) if total else 0.0
+        hits = self._by_rank[name][level, :k].sum()
+        return float(hits / total) if total else NO_OBJECTS
+
+    def _level(self, threshold):
+        return int(onp.argmin(abs(self._levels - threshold)))
 
     def curve(self, k, name="all"):
-        """Recall of the top ``k`` at each of ``AR_THRESHOLDS``."""
-        rows = [int(onp.argmin(abs(self._levels - t))) for t in AR_THRESHOLDS]
-        return [self._recall(name, j, k) for j in rows]
+        """Recall of the top ``k`` at each of ``AR_THRESHOLDS`` (``-1`` each
+        when ``name``'s range has no object)."""
+        return [self._recall(name, self._level(t), k) for t in AR_THRESHOLDS]
+
+    def proposal_curve(self, name="all"):
+        """Recall against the number of proposals an image, from 1 to the
+        largest ``K``: ``{"proposals": (K,) counts 1..K, "R@0.5": (K,),
+        "R@0.7": (K,), "AR": (K,)}`` (host arrays; ``AR`` the mean over
+        ``AR_THRESHOLDS``; every value -1 when the range has no object)."""
+        total = self._objects[name]
+        counts = onp.arange(1, self.ks[-1] + 1)
+        if not total:
+            flat = onp.full(len(counts), NO_OBJECTS)
+            return {"proposals": counts, "R@0.5": flat, "R@0.7": flat, "AR": flat}
+        recall = onp.cumsum(self._by_rank[name], axis=1) / total        # (levels, K)
+        average = recall[[self._level(t) for t in AR_THRESHOLDS]].mean(axis=0)
+        return {"proposals": counts, "R@0.5": recall[self._level(0.5)],
+                "R@0.7": recall[self._level(0.7)], "AR": average}
 
     def result(self):
         """``images``, ``objects``, ``AR@K``, ``R@K@T`` and, with sizes,
-        ``objects_<size>`` and ``AR_<size>@K`` (0.0 where nothing counts)."""
+        ``objects_<size>`` and ``AR_<size>@K`` (-1, as COCO, where a range
+        has no object)."""
         out = {"images": self.images, "objects": self._objects["all"]}
         names = ["all"] + (list(AREA_RANGES) if self.sized else [])
         for name in names[1:]:
@@ -243,8 +274,7 @@ class ProposalRecall:
                 key = f"AR@{k}" if name == "all" else f"AR_{name}@{k}"
                 out[key] = float(onp.mean(self.curve(k, name)))
             for t in self.thresholds:
-                j = int(onp.argmin(abs(self._levels - t)))
-                out[f"R@{k}@{t:g}"] = self._recall("all", j, k)
+                out[f"R@{k}@{t:g}"] = self._recall("all", self._level(t), k)
         return out
 
 

@@ -67,7 +67,7 @@ def proposals_to_rois(proposals, image_sizes, *, keep_padding=False):
 def roi_align(features, rois, pooled_size, spatial_scale, *, sample_ratio=2):
     """MXNet's ``ROIAlign`` on ``mxnet.np`` arrays, differentiable:
     ``features`` (B, C, h, w), ``rois`` (R, 5) from :func:`proposals_to_rois`,
-    ``spatial_scale`` = 1 / stride. Returns (R, C, *pooled_size)."""
+    ``spatial_scale`` = 1 / stride. Returns ``(R, C, *pooled_size)``."""
     return mx.nd.contrib.ROIAlign(
         features.as_nd_ndarray(), rois.as_nd_ndarray(), pooled_size=tuple(pooled_size),
         spatial_scale=float(spatial_scale), sample_ratio=sample_ratio).as_np_ndarray()

@@ -1,9 +1,11 @@
 """Checkpoints of a training run: parameters, optimizer state, progress.
 
-One folder an epoch inside the run's ``checkpoint/`` folder, and a
-``latest`` file naming the newest complete one::
+One folder an epoch inside the run's ``checkpoint/`` folder, a ``latest``
+file naming the newest complete one and, when recall is measured between
+epochs, a ``best`` file naming the one of the best validation recall::
 
     checkpoint/latest                  "epoch-0007"
+    checkpoint/best                    "epoch-0006"
     checkpoint/epoch-0007/backbone.params, output.params   (MXNet arrays)
                           optimizer.params                 (MXNet arrays)
                           optimizer.json, state.json       (JSON)
@@ -21,16 +23,17 @@ saving keeps the previous checkpoint. ``latest`` can only name an
 ``epoch-NNNN`` folder inside ``checkpoint/``; without ``latest`` the newest
 whole ``epoch-NNNN`` folder is used, with a warning.
 
-The one writer (:mod:`rpn.runs.lock`) moves an old checkpoint out of its
-name to delete it only once ``latest`` names the new one; a reader that
-finds a file gone while ``latest`` has moved on reads the new one. A full
-disk while saving is one :class:`rpn.runs.fileio.DiskFullError` naming the file
-and the checkpoint kept.
+The one writer (:mod:`rpn.runs.lock`) keeps the last ``keep`` checkpoints
+and the best (:mod:`rpn.runs.retention`); it moves an older one out of its
+name to delete it only once ``latest`` (and ``best``) name the new ones; a
+reader that finds a file gone while its pointer has moved on reads the new
+one. :func:`load_named` loads the latest, the best or the checkpoint of one
+epoch. A full disk while saving is one
+:class:`rpn.runs.fileio.DiskFullError` naming the file and the checkpoint
+kept.
 """
 import os
-import re
 import shutil
-import stat
 import warnings
 
 import mxnet as mx
@@ -39,14 +42,16 @@ from .fileio import (DiskFullError, is_disk_full, make_dir, private_dir, read_js
                      write_bytes, write_json)
 from .optimizer_state import restore_optimizer_state
 from .optimizer_state import save_optimizer_state as _save_optimizer
+from .retention import (BEST, LATEST, checkpoint_epoch, is_checkpoint_name, is_real_dir,
+                        remove_entry, retire_superseded)
+from .retention import retire as _retire  # noqa: F401  (the name readers' tests retire with)
 
-__all__ = ["write_checkpoint", "latest_checkpoint", "load_checkpoint", "load_parts",
-           "load_latest", "load_optimizer_states", "write_manifest", "verify_manifest",
-           "whole_checkpoints", "checkpoint_epoch", "CorruptCheckpointError"]
+__all__ = ["write_checkpoint", "latest_checkpoint", "best_checkpoint", "load_checkpoint",
+           "load_parts", "load_latest", "load_named", "named_checkpoint",
+           "load_optimizer_states", "write_manifest", "verify_manifest", "whole_checkpoints",
+           "checkpoint_epoch", "check_which", "CorruptCheckpointError", "CheckpointChoiceError"]
 
-_LATEST = "latest"
 _MANIFEST = "MANIFEST.json"
-_NAME = re.compile(r"^epoch-[0-9]{4,9}$")
 _FORMAT = 1
 _READ_ATTEMPTS = 5      # a reader follows ``latest`` this often while a writer moves it
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -55,6 +60,10 @@ _PROC_FD = os.path.isdir("/proc/self/fd")
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint file is missing, truncated or altered."""
+
+
+class CheckpointChoiceError(ValueError):
+    """A checkpoint asked for by something that names none: a bad argument."""
 
 
 def load_optimizer_states(trainer, path):
@@ -67,27 +76,6 @@ def load_optimizer_states(trainer, path):
 
 # ---- writing and finding checkpoints -----------------------------------------
 
-def _is_real_dir(path):
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and not stat.S_ISLNK(info.st_mode)
-
-
-def _remove(path):
-    """Remove a checkpoint folder, or just the link if it is one."""
-    if os.path.islink(path) or os.path.isfile(path):
-        os.unlink(path)
-    elif _is_real_dir(path):
-        shutil.rmtree(path)
-
-
-def checkpoint_epoch(path):
-    """The epoch number (from 1) of a checkpoint folder ``.../epoch-NNNN``."""
-    return int(os.path.basename(os.path.normpath(path)).split("-")[1])
-
-
 def _kept(checkpoint_dir):
     """What stays when a save fails: for the message."""
     try:
@@ -99,14 +87,16 @@ def _kept(checkpoint_dir):
     return f"{kept}; free some space, then rerun with --resume (resume=True)"
 
 
-def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state):
-    """Write the checkpoint of ``epoch`` (0-based) and make it the latest;
-    older ones are removed. ``parts``: the trained blocks by name (each
-    saved as ``<name>.params``; the chapter's are ``backbone`` and
-    ``output``); ``state``: JSON-able progress (epoch, history, seed,
-    config). Returns the checkpoint's folder. A full disk raises one
-    :class:`rpn.runs.fileio.DiskFullError` naming the file, and the previous
-    checkpoint stays the latest."""
+def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state, *, keep=1, best=False):
+    """Write the checkpoint of ``epoch`` (0-based) and make it the latest
+    (and, with ``best``, the best: ``checkpoint/best`` names it); of the
+    older ones, the ``keep`` newest in all and the best stay, the others
+    are removed (:func:`rpn.runs.retention.retire_superseded`). ``parts``:
+    the trained blocks by name (each saved as ``<name>.params``; the
+    chapter's are ``backbone`` and ``output``); ``state``: JSON-able
+    progress (epoch, history, seed, config). Returns the checkpoint's
+    folder. A full disk raises one :class:`rpn.runs.fileio.DiskFullError`
+    naming the file, and the previous checkpoint stays the latest."""
     name = f"epoch-{epoch + 1:04d}"
     final = os.path.join(checkpoint_dir, name)
     writing = [checkpoint_dir]          # the file being written, for a full disk
@@ -127,11 +117,12 @@ def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state):
         writing[0] = os.path.join(final, _MANIFEST)
         write_manifest(tmp)
         writing[0] = final
-        _remove(final)
+        remove_entry(final)
         os.replace(tmp, final)
         tmp = None
-        writing[0] = os.path.join(checkpoint_dir, _LATEST)
-        write_bytes(os.path.join(checkpoint_dir, _LATEST), name.encode())
+        for pointer in (LATEST, BEST) if best else (LATEST,):
+            writing[0] = os.path.join(checkpoint_dir, pointer)
+            write_bytes(os.path.join(checkpoint_dir, pointer), name.encode())
     except BaseException as error:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -140,40 +131,22 @@ def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state):
                 writing[0] = os.path.join(final, os.path.basename(error.filename))
             raise DiskFullError(writing[0], _kept(checkpoint_dir)) from None
         raise
-    # only what this checkpoint supersedes: older epoch-NNNN folders
-    for entry in os.listdir(checkpoint_dir):
-        if _NAME.match(entry) and int(entry.split("-")[1]) < epoch + 1:
-            _retire(checkpoint_dir, entry)
+    retire_superseded(checkpoint_dir, epoch + 1, keep, _pointed(checkpoint_dir, BEST))
     return final
-
-
-def _retire(checkpoint_dir, entry):
-    """Remove the checkpoint ``entry`` that ``latest`` no longer names:
-    first out of its final name (a reader never sees it half deleted),
-    then deleted."""
-    path = os.path.join(checkpoint_dir, entry)
-    if not _is_real_dir(path):
-        return _remove(path)
-    holder = private_dir(checkpoint_dir, ".retired-")
-    try:
-        os.rename(path, os.path.join(holder, entry))
-    except OSError:
-        pass
-    shutil.rmtree(holder, ignore_errors=True)
 
 
 def whole_checkpoints(checkpoint_dir):
     """The ``epoch-NNNN`` folders of ``checkpoint_dir`` whose manifest
     verifies, newest first, and the reasons of those that do not:
     ``(paths, problems)``."""
-    if not _is_real_dir(checkpoint_dir):
+    if not is_real_dir(checkpoint_dir):
         return [], []
-    names = sorted((e for e in os.listdir(checkpoint_dir) if _NAME.match(e)),
+    names = sorted((e for e in os.listdir(checkpoint_dir) if is_checkpoint_name(e)),
                    key=lambda e: int(e.split("-")[1]), reverse=True)
     whole, problems = [], []
     for entry in names:
         path = os.path.join(checkpoint_dir, entry)
-        if not _is_real_dir(path):
+        if not is_real_dir(path):
             problems.append(f"{path}: not a folder")
             continue
         try:
@@ -191,10 +164,26 @@ def latest_checkpoint(checkpoint_dir, *, warn=True):
     Without ``latest``, the newest ``epoch-NNNN`` folder whose manifest
     verifies is used (with a warning when ``warn``); when there are such
     folders but none is whole, that is a ``CorruptCheckpointError``."""
-    pointer = os.path.join(checkpoint_dir, _LATEST)
+    return _pointed(checkpoint_dir, LATEST, warn=warn)
+
+
+def best_checkpoint(checkpoint_dir):
+    """The folder that ``checkpoint/best`` names (the checkpoint of the best
+    validation recall measured between epochs), or ``None`` without
+    ``best``; a ``best`` that names no ``epoch-NNNN`` folder inside
+    ``checkpoint_dir`` is a ``CorruptCheckpointError``."""
+    return _pointed(checkpoint_dir, BEST)
+
+
+def _pointed(checkpoint_dir, pointer_name, *, warn=True):
+    """The folder the pointer file ``pointer_name`` (``latest`` or ``best``)
+    names, followed again while a writer moves it."""
+    pointer = os.path.join(checkpoint_dir, pointer_name)
     name = None
     for _ in range(_READ_ATTEMPTS):
         if not os.path.lexists(pointer):
+            if pointer_name != LATEST:
+                return None
             return _without_latest(checkpoint_dir, pointer, warn)
         if os.path.islink(pointer) or not os.path.isfile(pointer):
             raise CorruptCheckpointError(f"{pointer} must be a plain file naming a checkpoint")
@@ -205,7 +194,7 @@ def latest_checkpoint(checkpoint_dir, *, warn=True):
         except FileNotFoundError:
             continue
         path = os.path.join(checkpoint_dir, name)
-        if _NAME.match(name) and _is_real_dir(path):
+        if is_checkpoint_name(name) and is_real_dir(path):
             return path
         if name == previous:            # not a writer moving it: it is wrong
             break
@@ -329,27 +318,78 @@ def load_latest(checkpoint_dir, parts, ctx=None):
     """Load the newest checkpoint of ``checkpoint_dir`` into ``parts`` (name
     -> block, as :func:`write_checkpoint` saved them; on ``ctx``, a context
     or a list, default the current one) and return its ``state.json``
-    dict. While a run trains, ``latest`` may move on and the old checkpoint
-    go as it is read: then the new one is read, so a reader always gets one
-    whole checkpoint."""
-    for attempt in range(_READ_ATTEMPTS):
-        path = latest_checkpoint(checkpoint_dir)
+    dict: :func:`load_named` of the latest."""
+    return load_named(checkpoint_dir, parts, ctx)
+
+
+def named_checkpoint(checkpoint_dir, which="latest"):
+    """The checkpoint folder ``which`` names: ``"latest"``, ``"best"`` or an
+    epoch number (from 1). A ``FileNotFoundError`` says what is kept when
+    there is no such checkpoint."""
+    if check_which(which) in (LATEST, BEST):
+        path = _pointed(checkpoint_dir, which)
         if path is None:
             raise FileNotFoundError(
-                f"no checkpoint in {checkpoint_dir!r}: expected a 'latest' file "
-                "naming an epoch-NNNN folder, as train_detection writes")
+                f"no checkpoint in {checkpoint_dir!r}: expected a 'latest' file naming an "
+                "epoch-NNNN folder, as train_detection writes" if which == LATEST else
+                f"no best checkpoint in {checkpoint_dir!r}: the best is kept when recall "
+                f"is measured between epochs (--eval-every N); {_kept_epochs(checkpoint_dir)}")
+        return path
+    path = os.path.join(checkpoint_dir, f"epoch-{which:04d}")
+    if not is_real_dir(path):
+        raise FileNotFoundError(f"no checkpoint of epoch {which} in {checkpoint_dir!r}; "
+                                f"{_kept_epochs(checkpoint_dir)}")
+    return path
+
+
+def check_which(which):
+    """``which`` checkpoint to load: ``"latest"``, ``"best"`` or an epoch
+    number >= 1 (returned as it is); anything else is a ``RunError``-like
+    ``ValueError`` naming it."""
+    if which in (LATEST, BEST) or (isinstance(which, int) and not isinstance(which, bool)
+                                   and which >= 1):
+        return which
+    raise CheckpointChoiceError(f"epoch: expected 'latest', 'best' or an epoch number >= 1, "
+                                f"got {which!r}")
+
+
+def _kept_epochs(checkpoint_dir):
+    """What ``checkpoint_dir`` keeps, in words, for the messages above."""
+    try:
+        whole, _ = whole_checkpoints(checkpoint_dir)
+        best = _pointed(checkpoint_dir, BEST)
+    except (OSError, ValueError):
+        whole, best = [], None
+    if not whole:
+        return "it keeps no whole checkpoint"
+    epochs = ", ".join(str(checkpoint_epoch(p)) for p in reversed(whole))
+    return (f"it keeps epoch{'s' if len(whole) > 1 else ''} {epochs}"
+            + (f" (best: {checkpoint_epoch(best)})" if best else "")
+            + " (rpn train --keep N keeps the last N)")
+
+
+def load_named(checkpoint_dir, parts, ctx=None, which="latest"):
+    """Load the checkpoint ``which`` (see :func:`named_checkpoint`) of
+    ``checkpoint_dir`` into ``parts`` (name -> block) on ``ctx`` and return
+    its ``state.json`` dict. While a run trains, ``latest`` and ``best`` may
+    move on and the old checkpoint go as it is read: then the new one is
+    read, so a reader always gets one whole checkpoint."""
+    for attempt in range(_READ_ATTEMPTS):
+        path = named_checkpoint(checkpoint_dir, which)
         try:
             return load_parts(path, parts, ctx)
         except (ValueError, OSError):
-            if attempt + 1 < _READ_ATTEMPTS and _moved_on(checkpoint_dir, path):
+            if attempt + 1 < _READ_ATTEMPTS and which in (LATEST, BEST) and _moved_on(
+                    checkpoint_dir, path, which):
                 continue
             raise
 
 
-def _moved_on(checkpoint_dir, path):
-    """Whether ``latest`` now names another checkpoint than ``path``."""
+def _moved_on(checkpoint_dir, path, which=LATEST):
+    """Whether the pointer ``which`` now names another checkpoint than
+    ``path``."""
     try:
-        return latest_checkpoint(checkpoint_dir, warn=False) not in (None, path)
+        return _pointed(checkpoint_dir, which, warn=False) not in (None, path)
     except (OSError, ValueError):
         return False
 

@@ -22,7 +22,9 @@ image's ``[height, width]`` (B, 2) in input pixels; its outputs are scores
 (rows scoring below 0 are padding). ``config.json`` says how images are
 resized (``resize``, ``size``, ``max_size``). :func:`load` opens either
 folder as a :class:`TrainedModel`: the proposal model with its settings,
-classes and origin (nothing is attached to the Gluon block).
+classes and origin (nothing is attached to the Gluon block); of a run
+folder, its latest checkpoint, its best (``epoch="best"``) or one epoch's
+(``epoch=3``), among those the run kept (``rpn train --keep``).
 """
 import os
 import warnings
@@ -36,7 +38,7 @@ from ..data.preprocess import Resize
 from ..model.network import RegionProposalNetwork
 from ..model.outputs import Proposals
 from ..ops.devices import as_context_list
-from .checkpoint import load_latest, verify_manifest, write_manifest
+from .checkpoint import check_which, load_named, verify_manifest, write_manifest
 from .fileio import staging_dir, write_json
 from .folder import PARAMS_FILE, SYMBOL_FILE, RunError, RunFolder
 from .lock import claim_output
@@ -52,14 +54,18 @@ class TrainedModel:
     ``seed``). ``model(X (B, 3, H, W), image_sizes (B, 2))`` gives
     :class:`rpn.model.outputs.Proposals` ``(scores (B, K), boxes (B, K, 4))`` as
     :class:`rpn.RegionProposalNetwork` in inference; ``resize``,
-    ``size_divisor`` and ``ctx`` say how to feed it."""
+    ``size_divisor`` and ``ctx`` say how to feed it. ``epoch``: the epoch
+    (from 1) of the checkpoint it was loaded from, ``None`` for an export
+    or a model made in Python."""
 
-    def __init__(self, net, config, *, classes=(), source=None, record=None, ctx=None):
+    def __init__(self, net, config, *, classes=(), source=None, record=None, ctx=None,
+                 epoch=None):
         self.net, self.config = net, config
         self.classes = tuple(classes or config.classes)
         self.source = None if source is None else os.fspath(source)
         self.record = dict(record or {})
         self.ctx = ctx if ctx is not None else net.collect_params().list_ctx()[0]
+        self.epoch = epoch
 
     @classmethod
     def of(cls, model):
@@ -107,7 +113,7 @@ class TrainedModel:
         net = RegionProposalNetwork(self.net.backbone, self.net.head, config.model)
         net.refiner = self.net.refiner
         return TrainedModel(net, config, classes=self.classes, source=self.source,
-                            record=self.record, ctx=self.ctx)
+                            record=self.record, ctx=self.ctx, epoch=self.epoch)
 
     def __call__(self, X, image_sizes):
         """Proposals of ``X`` (B, 3, H, W) with ``image_sizes`` (B, 2) input
@@ -133,19 +139,27 @@ def _read_export(folder, ctx):
                         record=record, ctx=ctx)
 
 
-def load(path, ctx=None):
+def load(path, ctx=None, *, epoch=None):
     """The :class:`TrainedModel` of a run folder (its latest checkpoint,
     verified) or of an export folder, ready for inference on ``ctx`` (a
-    context or a list; the first is used for an export)."""
+    context or a list; the first is used for an export). ``epoch``: of a
+    run folder, ``"best"`` (the checkpoint of the best validation recall
+    measured between epochs) or an epoch number (from 1) among the
+    checkpoints the run kept, instead of the latest; a checkpoint not kept
+    is a :class:`rpn.runs.folder.RunError` saying which are."""
+    which = check_which(epoch or "latest")
     ctxs = as_context_list(ctx if ctx is not None else mx.cpu())
     folder = RunFolder(path)
     if folder.is_export:
+        if which != "latest":
+            raise RunError(f"{folder.path} is an export folder, which holds one model: "
+                           f"epoch {epoch!r} is for a run folder")
         return _read_export(folder, ctxs[0])
     config, record = folder.read()
     net = RegionProposalNetwork.from_settings(config.model, ctxs)
     try:
         # one whole checkpoint, even while the run trains and replaces it
-        load_latest(folder.checkpoint_dir, net.parts(), ctxs)
+        state = load_named(folder.checkpoint_dir, net.parts(), ctxs, which)
     except FileNotFoundError as error:
         raise RunError(f"{folder.path}: {error}") from None
     except ValueError as error:
@@ -154,20 +168,23 @@ def load(path, ctx=None):
             raise RunError(f"{error}. The run's config.json says: {shown}") from None
         raise
     return TrainedModel(net, config, classes=record.get("classes") or (),
-                        source=folder.path, record=record, ctx=ctxs[0])
+                        source=folder.path, record=record, ctx=ctxs[0],
+                        epoch=None if state.get("epoch") is None else state["epoch"] + 1)
 
 
-def export(model, out, *, ctx=None):
-    """Write ``model`` (a run folder's path or a :class:`TrainedModel` of
-    one) to the export folder ``out`` (see the module). One export at a
-    time into ``out`` (:func:`rpn.runs.lock.claim_output`): another is
-    refused naming it, and the temporary folder of a killed one is removed;
-    a file at ``out`` is an :class:`rpn.runs.fileio.OutputPathError`.
-    Returns the symbol and parameter paths."""
+def export(model, out, *, ctx=None, epoch=None):
+    """Write ``model`` (a run folder's path, of which the checkpoint
+    ``epoch`` (see :func:`load`; default the latest), or a
+    :class:`TrainedModel` of one) to the export folder ``out`` (see the
+    module). One export at a time into ``out``
+    (:func:`rpn.runs.lock.claim_output`): another is refused naming it, and
+    the temporary folder of a killed one is removed; a file at ``out`` is an
+    :class:`rpn.runs.fileio.OutputPathError`. Returns the symbol and
+    parameter paths."""
     if isinstance(model, (str, os.PathLike)):
         if RunFolder(model).is_export:
             raise RunError(f"{os.fspath(model)} is already an export")
-        model = load(model, ctx)
+        model = load(model, ctx, epoch=epoch)
     model = TrainedModel.of(model)
     if model.is_export:
         raise RunError("this model is already an export")

@@ -17,11 +17,13 @@ import warnings
 import mxnet as mx
 
 from ..config import PRESET_PRETRAINED, resolve_config
+from ..config_file import ConfigFile, read_config_file
 from ..data.image_set import CROWD, DataError
 from ..data.preprocess import Resize
-from ..data.sources import (check_split, data_classes, make_loader, open_split,
+from ..data.sources import (DataSpecError, check_split, data_classes, make_loader, open_split,
                             open_validation, say_counts, train_split)
-from ..evaluation.pictures import draw_proposals, plot_curves, plot_recall
+from ..evaluation.pictures import (draw_proposals, plot_curves, plot_proposal_recall,
+                                   plot_recall)
 from ..model.network import RegionProposalNetwork
 from ..ops.devices import as_context_list
 from ..ops.precision import init as init_amp
@@ -33,6 +35,7 @@ from ..settings import SettingsError
 from ..zoo.networks import check_weights
 from ..zoo.weights import download_pretrained, weights_path
 from .amp import check_contexts
+from .event_log import EVENT_LOG, TENSORBOARD_DIR, EventLog, TensorBoardEvents, read_event_log
 from .hooks import Checkpointer, DivergenceCheck, EpochRecall, Progress
 from .optimizer import learning_rates, make_kvstore
 from .step import ProposalStep
@@ -62,20 +65,39 @@ class Fit:
     def __init__(self, data, out, *, preset="default", classes=None, images=None,
                  val_data=None, val_images=None, ctx=None, epochs=None, batch_size=None,
                  size=None, max_size=None, lr=None, backbone=None, settings=None,
-                 pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
-                 skip_bad=False, eval_every=0, hybridize=True, quiet=False, amp=False,
-                 hooks=()):
-        self.data, self.images, self.preset = data, images, preset
-        self.val_data, self.val_images = val_data, val_images
+                 pretrained=None, resume=False, kvstore=None, seed=None, num_workers=0,
+                 skip_bad=False, eval_every=None, keep=None, hybridize=True, quiet=False,
+                 amp=None, config_file=None, hooks=()):
+        settings = dict(settings or {})
+        settings.update({k: v for k, v in (("eval_every", eval_every), ("keep", keep))
+                         if v is not None})
+        run = dict(data=data, images=images, val_data=val_data, val_images=val_images,
+                   classes=classes, seed=seed, pretrained=pretrained, amp=amp)
+        self.config_record = None
+        if config_file is not None:
+            if not isinstance(config_file, ConfigFile):
+                config_file = read_config_file(config_file)
+            explicit = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size),
+                                          ("size", size), ("max_size", max_size),
+                                          ("lr", lr), ("backbone", backbone))
+                        if v is not None}
+            settings, run, self.config_record = config_file.merge(settings, **run)
+            self.config_record["overrides"].update(explicit)
+        if run.get("data") is None:
+            raise DataSpecError("no data to train on: give data (--data DATA), or a config "
+                                "file of a run, which names its data (--config FILE)")
+        self.data, self.images, self.preset = run["data"], run.get("images"), preset
+        self.val_data, self.val_images = run.get("val_data"), run.get("val_images")
         self.ctxs = as_context_list(ctx if ctx is not None else mx.cpu())
         self.explicit_epochs = epochs is not None
         self.config = resolve_config(preset, epochs=epochs, batch_size=batch_size, size=size,
                                      max_size=max_size, lr=lr, backbone=backbone,
                                      settings=settings)
-        self.classes, self.pretrained, self.resume = classes, pretrained, resume
-        self.kvstore, self.seed, self.num_workers = kvstore, seed, num_workers
-        self.skip_bad, self.eval_every, self.hybridize = skip_bad, eval_every, hybridize
-        self.quiet, self.amp, self.extra_hooks = quiet, amp, list(hooks)
+        self.classes, self.pretrained = run.get("classes"), run.get("pretrained")
+        self.resume, self.kvstore, self.num_workers = resume, kvstore, num_workers
+        self.seed = run.get("seed") if run.get("seed") is not None else 0
+        self.skip_bad, self.hybridize = skip_bad, hybridize
+        self.quiet, self.amp, self.extra_hooks = quiet, bool(run.get("amp")), list(hooks)
         self.folder = RunFolder(out)
         self.rank, self.shard = 0, None
 
@@ -208,6 +230,11 @@ class Fit:
         if self.val_data is not None:
             meta.update(val_data=_absolute(self.val_data),
                         val_images=self.val_images and _absolute(self.val_images))
+        record = self.config_record
+        if record is None and self.resume and os.path.isfile(self.folder.file("config.json")):
+            record = self.folder.read()[1].get("config_file")      # a resume keeps the run's
+        if record is not None:
+            meta["config_file"] = record
         if self.rank == 0:
             meta.update(check_resume(self.folder, self.config, meta, self.train_set,
                                      self.val_set, self.resume))
@@ -233,24 +260,34 @@ class Fit:
 
     def make_hooks(self):
         """The divergence check, recall between epochs, checkpoints (every
-        worker reads them, rank 0 writes) and the progress bar, then the
-        hooks given."""
-        train = self.config.train
-        self.recall = EpochRecall(self.model, self.val_iter, every=self.eval_every) \
+        worker reads them, rank 0 writes; the last ``keep`` and, with recall
+        between epochs, the best by ``AR@100``), the event log and
+        TensorBoard events (rank 0) and the progress bar, then the hooks
+        given."""
+        train, ks = self.config.train, self.config.ks
+        self.recall = EpochRecall(self.model, self.val_iter, every=train.eval_every) \
             if self.val_iter is not None else None
+        best_key = None
+        if self.recall is not None and train.eval_every:
+            best_key = "AR@100" if 100 in ks else f"AR@{min(ks)}"
         self.progress = Progress(train.epochs * len(self.train_iter), disable=self.quiet,
                                  say=_say)
         hooks = [DivergenceCheck(checkpoint_dir=self.folder.checkpoint_dir)]
         hooks += [self.recall] if self.recall is not None else []
         hooks += [Checkpointer(self.folder.checkpoint_dir, resume=self.resume,
-                               config=self.config.to_dict()), self.progress]
+                               config=self.config.to_dict(), keep=train.keep,
+                               best_key=best_key),
+                  EventLog(self.folder.path),
+                  TensorBoardEvents(self.folder.file(TENSORBOARD_DIR), say=_say),
+                  self.progress]
         return hooks + self.extra_hooks
 
     def train(self):
         """Train every epoch; returns the history."""
         train = self.config.train
+        hooks = self.make_hooks()
         trainer = Trainer(
-            self.step, self.ctxs, hooks=self.make_hooks(),
+            self.step, self.ctxs, hooks=hooks,
             lrs=learning_rates(self.step.parts, train.backbone_lr, train.output_lr),
             optimizer=train.optimizer, optimizer_params=train.optimizer_params(),
             lr_schedule=train.lr_schedule, warmup_steps=train.warmup_steps,
@@ -259,7 +296,8 @@ class Fit:
         try:
             return trainer.train(self.train_iter, train.epochs)
         finally:
-            self.progress.close()
+            for hook in hooks:
+                hook.close()
 
     def write_results(self, history):
         """``metrics.json`` and the run's pictures; returns the final recall."""
@@ -279,9 +317,12 @@ class Fit:
         lost run."""
         folder, model = self.folder, self.model
         try:
-            plot_curves(history, folder.file("curves.png"))
+            log = folder.file(EVENT_LOG)
+            plot_curves(read_event_log(log) if os.path.isfile(log) else history,
+                        folder.file("curves.png"))
             if recall is not None:
                 plot_recall(recall, folder.file("recall_iou.png"))
+                plot_proposal_recall(recall, folder.file("recall_proposals.png"))
                 for X, Y, info in self.val_iter:
                     info = info.select(slice(0, 10))
                     sizes = mx.np.array(info.sizes, dtype="float32", ctx=model.ctx)
@@ -309,8 +350,9 @@ class Fit:
 def fit(data, out, *, preset="default", classes=None, images=None, val_data=None,
         val_images=None, ctx=None,
         epochs=None, batch_size=None, size=None, max_size=None, lr=None, backbone=None,
-        settings=None, pretrained=None, resume=False, kvstore=None, seed=0, num_workers=0,
-        skip_bad=False, eval_every=0, hybridize=True, quiet=False, amp=False):
+        settings=None, pretrained=None, resume=False, kvstore=None, seed=None, num_workers=0,
+        skip_bad=False, eval_every=None, keep=None, hybridize=True, quiet=False, amp=None,
+        config_file=None):
     """Train a proposal model on ``data`` (see :mod:`rpn.data.sources`) into
     the run folder ``out``, as ``rpn train`` does, and return its final
     recall (the dict of :meth:`rpn.ProposalRecall.result`, or ``None``
@@ -334,12 +376,19 @@ def fit(data, out, *, preset="default", classes=None, images=None, val_data=None
     :func:`rpn.train_detection` (``dist_*`` under ``python -m
     rpn.launch``). ``skip_bad``: leave out unusable images (listed in one
     warning) instead of stopping with one error that lists them.
-    ``eval_every``: also measure recall every N epochs. The run's parts are
-    those of :class:`Fit`.
+    ``eval_every``: also measure recall every N epochs (the setting
+    ``eval_every``; then the checkpoint of the best ``AR@100`` is kept as
+    ``checkpoint/best``); ``keep``: the checkpoints of the last N epochs
+    to keep (the setting ``keep``, 1 by default). ``seed``: default 0.
+    ``config_file``: a run's ``config.json`` or a JSON file of settings
+    (:mod:`rpn.config_file`) to start from; ``data`` may then be ``None``
+    (the file's), and every argument given goes on top of the file (the
+    run records the file and what went on top). The run's parts are those
+    of :class:`Fit`.
     """
     return Fit(data, out, preset=preset, classes=classes, images=images, val_data=val_data,
                val_images=val_images, ctx=ctx, epochs=epochs, batch_size=batch_size,
                size=size, max_size=max_size, lr=lr, backbone=backbone, settings=settings,
                pretrained=pretrained, resume=resume, kvstore=kvstore, seed=seed,
-               num_workers=num_workers, skip_bad=skip_bad, eval_every=eval_every,
-               hybridize=hybridize, quiet=quiet, amp=amp).run()
+               num_workers=num_workers, skip_bad=skip_bad, eval_every=eval_every, keep=keep,
+               hybridize=hybridize, quiet=quiet, amp=amp, config_file=config_file).run()

@@ -2,9 +2,13 @@
 
 Each hook is called by :class:`rpn.training.trainer.Trainer` at the points
 its module lists (detectron2's ``engine/hooks.py``): the divergence check,
-checkpoints (and resuming from them), the chapter's anchor metrics of a
-test set, recall between epochs, the progress bar, the chapter's animator,
-and the callbacks of :func:`rpn.train_detection`.
+checkpoints (and resuming from them; the last ``keep`` kept, and the best by
+validation recall), the chapter's anchor metrics of a test set, recall
+between epochs, the progress bar, the chapter's animator, and the
+callbacks of :func:`rpn.train_detection`. The run's event log and
+TensorBoard events are hooks of :mod:`rpn.training.event_log`. Hooks
+observe: none changes what is trained. :meth:`Hook.close` releases what a
+hook holds, whether training ended or failed.
 """
 import math
 import sys
@@ -34,6 +38,9 @@ class Hook:
     def after_train(self, trainer):
         pass
 
+    def close(self):
+        pass
+
 
 class DivergenceCheck(Hook):
     """Stops training with a ``FloatingPointError`` when the loss of the
@@ -61,12 +68,17 @@ class DivergenceCheck(Hook):
 class Checkpointer(Hook):
     """A checkpoint of every epoch in ``checkpoint_dir`` (parameters,
     optimizer state, epoch, history, seed and ``config``;
-    :mod:`rpn.runs.checkpoint`), written by rank 0 only; with ``resume``,
-    training continues from the newest one (every worker reads it), with
-    its seed unless the trainer was given one."""
+    :mod:`rpn.runs.checkpoint`), written by rank 0 only, which keeps the
+    last ``keep`` of them and, when an epoch's record has ``best_key`` (the
+    validation recall measured after it, e.g. ``"AR@100"``), the best by
+    it: ``checkpoint/best`` names it. With ``resume``, training continues
+    from the newest one (every worker reads it), with its seed unless the
+    trainer was given one, and the best so far comes from its history."""
 
-    def __init__(self, checkpoint_dir, *, resume=False, config=None):
+    def __init__(self, checkpoint_dir, *, resume=False, config=None, keep=1,
+                 best_key=None):
         self.checkpoint_dir, self.resume, self.config = checkpoint_dir, resume, config
+        self.keep, self.best_key, self.best = keep, best_key, None
 
     def before_train(self, trainer):
         last = latest_checkpoint(self.checkpoint_dir) if self.resume else None
@@ -77,13 +89,21 @@ class Checkpointer(Hook):
         trainer.history, trainer.start = state["history"], state["epoch"] + 1
         if trainer.seed is None:        # a new seed given is used from here on
             trainer.seed = state["seed"]
+        scores = [h[self.best_key] for h in trainer.history
+                  if self.best_key and h.get(self.best_key) is not None]
+        self.best = max(scores) if scores else None
 
     def after_epoch(self, trainer, record):
+        score = record.get(self.best_key) if self.best_key else None
+        best = score is not None and (self.best is None or score > self.best)
+        if best:
+            self.best = score
         if trainer.rank == 0:
             write_checkpoint(self.checkpoint_dir, trainer.epoch, trainer.parts,
                              trainer.optimizer,
                              {"epoch": trainer.epoch, "seed": trainer.seed,
-                              "history": trainer.history, "config": self.config})
+                              "history": trainer.history, "config": self.config},
+                             keep=self.keep, best=best)
 
 
 class AnchorMetrics(Hook):
@@ -162,9 +182,18 @@ class Callback(Hook):
         self.callback(dict(record, kind="epoch", epoch=trainer.epoch))
 
 
+def _rate(rates):
+    """Learning rates (name -> rate) in short: one number when they agree."""
+    values = sorted(set(rates.values()))
+    if len(values) == 1:
+        return "%.1e" % values[0]
+    return "/".join(f"{name} %.1e" % rate for name, rate in rates.items())
+
+
 class Progress(Hook):
-    """A tqdm bar over every training step on stderr, and one line an epoch
-    (``say(line)`` when the bar is off)."""
+    """A tqdm bar over every training step on stderr, showing the loss and
+    its terms since the last read, the learning rate and images a second;
+    and one line an epoch (``say(line)`` when the bar is off)."""
 
     def __init__(self, total, *, disable=False, say=None):
         from tqdm import tqdm
@@ -174,12 +203,18 @@ class Progress(Hook):
 
     def after_log(self, trainer, event):
         self.bar.update(event["advance"])
-        self.bar.set_postfix(epoch=event["epoch"] + 1, loss="%.3f" % event["loss"],
-                             img_s="%.1f" % event["images_per_sec"])
+        terms = {name: "%.3f" % value for name, value in event["terms"].items()}
+        self.bar.set_postfix(epoch=event["epoch"] + 1, loss="%.3f" % event["loss"], **terms,
+                             lr=_rate(event["lr"]), img_s="%.1f" % event["images_per_sec"])
 
     def after_epoch(self, trainer, record):
         recall = record.get("AR@100")
+        terms = ", ".join(f"{key[5:]} {record[key]:.3f}" for key in record
+                          if key.startswith("loss_"))
+        rates = {key[3:]: value for key, value in record.items() if key.startswith("lr_")}
         line = (f"epoch {record['epoch']}: loss {record['loss']:.3f}"
+                + (f" ({terms})" if terms else "")
+                + (f", lr {_rate(rates)}" if rates else "")
                 + ("" if recall is None else f", val AR@100 {recall:.3f}")
                 + f", {record['images_per_sec']:.1f} images/s")
         if record.get("skipped_images"):

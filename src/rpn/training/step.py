@@ -5,8 +5,10 @@ The loop (:class:`rpn.training.trainer.Trainer`) takes a *step*: an object
 with ``parts`` (name -> block, the trained blocks; the names name their
 checkpoint files), ``forward(X_d, Y_d, sizes_d)`` (one device's part of a
 batch -> a :class:`rpn.model.outputs.TrainingOutput`) and
-``losses(outputs)`` (every device's output -> one loss array a device).
-:class:`ProposalStep` is the one place where the proposal model meets the
+``losses(outputs)`` (every device's output -> one loss array a device);
+optionally ``term_names`` and ``terms(outputs, losses)``: the loss split
+into named terms, as device sums the loop adds up and reads with its one
+read every ``log_interval`` steps. :class:`ProposalStep` is the one place where the proposal model meets the
 loop (:func:`rpn.fit`, ``rpn env --check``, the benchmarks); the chapter's
 ``train_detection`` has its own step (:mod:`rpn.train`).
 
@@ -17,12 +19,34 @@ anchors an image; ``X`` (B, 3, H, W), ``Y`` (B, G, 5), ``info`` a
 from mxnet import autograd, np
 
 from ..data.batch import image_sizes, unpack_batch
-from ..loss import DetectionEvaluation
+from ..loss import DetectionEvaluation, DetectionLoss
 from ..model.loss import ProposalLoss
 from ..ops.devices import split_batch
 
 __all__ = ["ProposalStep", "normalised_losses", "anchor_metrics", "metric_sums",
            "summary", "device_parts"]
+
+
+def _batch_counts(outputs):
+    """The counts each device's loss is normalised by: one tuple an output,
+    ``(labelled anchors, positive anchors)`` of the whole batch, and the
+    refinement stage's ``(real RoIs, positive RoIs)`` when the outputs
+    have one; ``(None, None)`` on one device (the loss counts itself)."""
+    if len(outputs) == 1:
+        return [(None, None)]
+    home = outputs[0].cls_labels.ctx
+
+    def total(counts):            # the whole batch's count, on each device
+        whole = sum(c.as_in_context(home) for c in counts)
+        return [whole.as_in_context(o.cls_labels.ctx) for o in outputs]
+    valid = total([(o.cls_labels >= 0).sum() for o in outputs])
+    pos = total([(o.cls_labels > 0).sum() for o in outputs])
+    if getattr(outputs[0], "refine", None) is None:
+        return list(zip(valid, pos))
+    # the refinement stage's RoIs too: (real ones, positive ones) of the batch
+    rois = total([o.refine.valid.sum() for o in outputs])
+    rois_pos = total([o.refine.positive.sum() for o in outputs])
+    return [(v, p, (r, rp)) for v, p, r, rp in zip(valid, pos, rois, rois_pos)]
 
 
 def normalised_losses(loss, outputs):
@@ -34,22 +58,7 @@ def normalised_losses(loss, outputs):
     stage's ``(real RoIs, positive RoIs)`` of the batch when the outputs
     have one) returns a (B_d * N,) array; the counts are ``None`` on one
     device (the loss counts itself)."""
-    if len(outputs) == 1:
-        return [loss(outputs[0], None, None)]
-    home = outputs[0].cls_labels.ctx
-
-    def total(counts):            # the whole batch's count, on each device
-        whole = sum(c.as_in_context(home) for c in counts)
-        return [whole.as_in_context(o.cls_labels.ctx) for o in outputs]
-    valid = total([(o.cls_labels >= 0).sum() for o in outputs])
-    pos = total([(o.cls_labels > 0).sum() for o in outputs])
-    if getattr(outputs[0], "refine", None) is None:
-        return [loss(o, v, p) for o, v, p in zip(outputs, valid, pos)]
-    # the refinement stage's RoIs too: (real ones, positive ones) of the batch
-    rois = total([o.refine.valid.sum() for o in outputs])
-    rois_pos = total([o.refine.positive.sum() for o in outputs])
-    return [loss(o, v, p, (r, rp)) for o, v, p, r, rp in zip(outputs, valid, pos, rois,
-                                                            rois_pos)]
+    return [loss(o, *counts) for o, counts in zip(outputs, _batch_counts(outputs))]
 
 
 class ProposalStep:
@@ -60,11 +69,23 @@ class ProposalStep:
     whether the data has crowd regions (without, the labeler skips their
     pass); ``validate``: check each batch's labels (data checked when it
     was read need not be). The refinement stage trains in training steps
-    only: the chapter's metrics between epochs are the first stage's."""
+    only: the chapter's metrics between epochs are the first stage's.
+
+    :attr:`term_names` names the terms of :meth:`terms`: ``class`` (the
+    classification term), ``box`` (``lambd`` times the box term) and, when
+    the loss has any (GIoU, the IoU branch, the refinement stage),
+    ``extra``, the rest of the loss. A loss of another kind than
+    :class:`rpn.model.loss.ProposalLoss` has no terms."""
 
     def __init__(self, model, loss=None, *, crowd=True, validate=False):
         self.model, self.crowd, self.validate = model, crowd, validate
         self.loss = loss if loss is not None else ProposalLoss.from_settings(model.settings)
+        detection = getattr(self.loss, "detection", None)
+        self._class_only = DetectionLoss(0) if detection is not None else None
+        extra = any(getattr(self.loss, name, 0) for name in
+                    ("giou_weight", "iou_weight", "refine_weight"))
+        self.term_names = () if detection is None else (
+            ("class", "box") + (("extra",) if extra else ()))
 
     @property
     def parts(self):
@@ -77,6 +98,25 @@ class ProposalStep:
 
     def losses(self, outputs):
         return normalised_losses(self.loss, outputs)
+
+    def terms(self, outputs, losses):
+        """The terms of :attr:`term_names` summed over the devices: a (T,)
+        array on the first output's device, from ``outputs`` and the
+        ``losses`` :meth:`losses` gave for them (nothing is read; nothing
+        is recorded for the gradient). ``None`` without terms."""
+        if not self.term_names:
+            return None
+        home = outputs[0].cls_labels.ctx
+        rows = []
+        with autograd.pause():
+            for output, counts, loss in zip(outputs, _batch_counts(outputs), losses):
+                args = (*output.preds, *output.labels, *counts[:2])
+                cls = self._class_only(*args).sum()
+                detection = self.loss.detection(*args).sum()
+                row = [cls, detection - cls] + ([loss.sum() - detection]
+                                                if len(self.term_names) > 2 else [])
+                rows.append(np.stack(row).as_in_context(home))
+        return sum(rows)
 
 
 def metric_sums(evaluator, output, home):

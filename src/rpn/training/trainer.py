@@ -9,8 +9,13 @@ steps) at fixed points, as detectron2's ``TrainerBase`` and torchvision's
 * ``before_train(trainer)`` once (a checkpoint hook resumes here);
 * ``after_log(trainer, event)`` every ``log_interval`` steps and at the end
   of an epoch, after the one read of the device those steps make (``event``:
-  the mean loss since the last one, its class and box terms, the learning
-  rate, images a second, the running class error and box MAE);
+  ``loss``, the mean loss since the last one; ``terms``, the mean of each of
+  the step's loss terms since then (name -> value; empty for a step
+  without terms); ``lr``, each part's learning rate (name -> rate, from
+  the optimizer's schedule: nothing is read); ``images_per_sec``; the
+  running ``class_err`` and ``box_mae``; ``epoch``, ``step``, ``steps``
+  (0-based, and steps an epoch), ``advance`` (steps since the last event)
+  and ``global_step`` (steps trained since the run began, from 1));
 * ``after_epoch(trainer, record)`` after every epoch, in the order of the
   hooks: ``record`` is the epoch's entry of the history (already in it), to
   which a hook may add entries (the anchor metrics of a test set, recall);
@@ -57,7 +62,10 @@ class Trainer:
     ``set_epoch`` its epoch (``None``: drawn from MXNet's generator, after
     the hooks' ``before_train``, which may restore a run's own).
 
-    After :meth:`train`: ``history`` (one dict an epoch), ``optimizer`` (the
+    After :meth:`train`: ``history`` (one dict an epoch: ``loss`` and, for a
+    step with loss terms, ``loss_<term>`` of each, their means over the
+    epoch, ``lr_<part>`` each part's learning rate at its end, and the
+    chapter's metrics), ``optimizer`` (the
     ``gluon.Trainer``), ``epoch`` (0-based) and ``start`` (the first epoch
     trained here), ``rank`` (this worker's rank), ``seed``.
     """
@@ -79,6 +87,7 @@ class Trainer:
         self.seed, self.log_interval = seed, int(log_interval)
         self.history, self.start, self.epoch = [], 0, 0
         self.optimizer = None
+        self.term_names = tuple(getattr(step, "term_names", ()))
 
     def train(self, train_iter, num_epochs):
         """Train ``num_epochs`` epochs (from :attr:`start`, which a resuming
@@ -117,8 +126,9 @@ class Trainer:
         if hasattr(train_iter, "set_epoch"):
             train_iter.set_epoch(epoch)
         home, evaluator = self.ctxs[0], DetectionEvaluation()
-        sums, images, skipped, tic = np.zeros(5, ctx=home), 0, 0, time.time()
-        logged = {"step": 0, "loss": 0.0, "host": [0.0] * 5}
+        width = 5 + len(self.term_names)        # loss, the 4 metric sums, the terms
+        sums, images, skipped, tic = np.zeros(width, ctx=home), 0, 0, time.time()
+        logged = {"step": 0, "host": [0.0] * width}
         i = -1
         for i, batch in enumerate(train_iter):
             training_at(epoch, i, self.steps_per_epoch)     # where an interrupt says it was
@@ -126,7 +136,10 @@ class Trainer:
             outputs, step_losses = self._step(X, Y, info)
             loss_sum = sum(l.sum().as_in_context(home) for l in step_losses).reshape(1)
             metrics = sum(metric_sums(evaluator, output, home) for output in outputs)
-            sums = sums + np.concatenate([loss_sum, metrics])          # (5,)
+            parts = [loss_sum, metrics]
+            if self.term_names:
+                parts.append(self.step.terms(outputs, step_losses).as_in_context(home))
+            sums = sums + np.concatenate(parts)                        # (width,)
             images += X.shape[0]
             if info is not None:
                 skipped += int((~info.readable).sum())                  # host array
@@ -136,11 +149,16 @@ class Trainer:
         if images == 0:
             raise ValueError("train_iter yielded no batch")
         host = logged["host"]
-        class_err, box_mae = summary(host[1:])
-        return {"epoch": epoch + 1, "loss": host[0] / (i + 1),
-                "train_class_err": class_err, "train_box_mae": box_mae,
-                "time": elapsed, "images_per_sec": images / elapsed,
-                "test_class_err": None, "test_box_mae": None, "skipped_images": skipped}
+        class_err, box_mae = summary(host[1:5])
+        record = {"epoch": epoch + 1, "loss": host[0] / (i + 1)}
+        record.update({f"loss_{name}": value / (i + 1)
+                       for name, value in zip(self.term_names, host[5:])})
+        record.update({f"lr_{name}": rate for name, rate in self.learning_rates().items()})
+        record.update({"train_class_err": class_err, "train_box_mae": box_mae,
+                       "time": elapsed, "images_per_sec": images / elapsed,
+                       "test_class_err": None, "test_box_mae": None,
+                       "skipped_images": skipped})
+        return record
 
     def _step(self, X, Y, info):
         """One update: every device's part forward, the losses, backward
@@ -157,16 +175,26 @@ class Trainer:
         self.optimizer.step(self._scale())
         return outputs, step_losses
 
+    def learning_rates(self):
+        """Each part's learning rate now (name -> rate): the optimizer's
+        rate at its update count times the part's ``lr_mult``. Host values:
+        nothing is read from a device."""
+        rate = self.optimizer.learning_rate
+        return {name: rate * next(iter(block.collect_params().values())).lr_mult
+                for name, block in self.parts.items()}
+
     def _log(self, logged, sums, epoch, i, images, tic):
         """Read the running sums from the device (the one host read of
         ``log_interval`` steps) and tell the hooks."""
         host = sums.asnumpy().tolist()
         advance = i + 1 - logged["step"]
+        since = [(now - before) / advance for now, before in zip(host, logged["host"])]
         event = {"kind": "step", "epoch": epoch, "step": i, "steps": self.steps_per_epoch,
-                 "advance": advance, "first_step": logged["step"],
-                 "loss": (host[0] - logged["loss"]) / advance, "sums": host,
-                 "images_per_sec": images / (time.time() - tic)}
-        event["class_err"], event["box_mae"] = summary(host[1:])
-        logged.update(step=i + 1, loss=host[0], host=host)
+                 "global_step": epoch * self.steps_per_epoch + i + 1,
+                 "advance": advance, "first_step": logged["step"], "loss": since[0],
+                 "terms": dict(zip(self.term_names, since[5:])), "sums": host,
+                 "lr": self.learning_rates(), "images_per_sec": images / (time.time() - tic)}
+        event["class_err"], event["box_mae"] = summary(host[1:5])
+        logged.update(step=i + 1, host=host)
         for hook in self.hooks:
             hook.after_log(self, event)
