@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field, fields
 
 from .settings import (ModelSettings, Settings, SettingsError, choice, counts, flag, integer,
-                       names, number, setting, share, unit)
+                       names, number, optional, setting, share, unit)
 
 __all__ = ["RunConfig", "TrainSettings", "PRESETS", "PRESET_PRETRAINED",
            "DEFAULT_KS", "resolve_config"]
@@ -47,6 +47,13 @@ class TrainSettings(Settings):
     crop_prob: float = setting(0.5, unit(), since="0.3.0")
     min_crop_scale: float = setting(0.3, share(), since="0.3.0")
     log_interval: int = setting(10, integer(1))
+    # training at the photographs' own resolution (issue 25): windows of this
+    # side cut at the resize rule's scale instead of whole images
+    window: object = setting(None, optional(integer(32), "null or an integer >= 32 (pixels)"),
+                             since="0.4.0")
+    windows_per_image: int = setting(4, integer(1), since="0.4.0")
+    window_focus: float = setting(0.9, unit(), since="0.4.0")
+    window_visible: float = setting(0.5, unit(), since="0.4.0")
 
     def epochs_for(self, steps_per_epoch):
         """``epochs``, raised so that training takes at least ``min_steps``

@@ -23,7 +23,8 @@ from ..boxes import OFFSET_WEIGHTS, _decode, overlap
 from ..ops.gather import take_rows
 from ..ops.nms import box_nms
 
-__all__ = ["select_proposals", "ProposalRule", "PADDING"]
+__all__ = ["select_proposals", "select_level_proposals", "scored_boxes", "ProposalRule",
+           "PADDING"]
 
 #: The score of rows that hold no proposal (fewer than ``K`` survived).
 PADDING = -1.0
@@ -82,6 +83,45 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, rule, *, scale=Non
     are padding. ``K = rule.post_nms_top_n`` (at most ``N``; ``None``:
     ``N``).
     """
+    data = scored_boxes(F, anchors, cls_preds, box_preds, valid, rule, scale=scale,
+                        image_sizes=image_sizes, quality=quality)        # (B, N, 5)
+    pre = rule.pre_nms_top_n
+    if rule.preselect and pre is not None and pre < data.shape[1]:
+        # the `pre` best rows of each image, best first: (B, N, 5) -> (B, pre, 5)
+        data = take_rows(F, data, F.npx.topk(data[:, :, 0], k=int(pre), axis=1,
+                                             ret_typ="indices"))
+    out = box_nms(F, data, rule.nms_threshold, valid_thresh=-0.5,
+                  topk=-1 if pre is None else int(pre))                # (B, N, 5)
+    return _keep(F, out, data, rule)
+
+
+def select_level_proposals(F, levels, rule, *, scale=None, image_sizes=None):
+    """Proposals of a feature pyramid, best first: (B, K, 5) as
+    :func:`select_proposals`, from ``levels``, one ``(anchors (4, N_l),
+    cls_preds (B * N_l, 2), box_preds (B * N_l, 4), valid (B, N_l),
+    quality (B * N_l,) or None)`` a level. As torchvision and detectron2
+    do: the ``rule.pre_nms_top_n`` best boxes of each level (all of a level
+    that has fewer), then one NMS in which boxes of different levels do not
+    suppress each other, then the ``rule.post_nms_top_n`` best. Works in a
+    graph: a level's rows are padded so that its top-k exists whatever its
+    size."""
+    rows = []
+    for number, (anchors, cls_preds, box_preds, valid, quality) in enumerate(levels):
+        data = scored_boxes(F, anchors, cls_preds, box_preds, valid, rule, scale=scale,
+                            image_sizes=image_sizes, quality=quality)    # (B, N_l, 5)
+        data = _best(F, data, int(rule.pre_nms_top_n))                  # (B, k, 5)
+        level = F.np.ones_like(data[:, :, 0:1]) * number                # (B, k, 1)
+        rows.append(F.np.concatenate([data, level], axis=-1))           # (B, k, 6)
+    data = F.np.concatenate(rows, axis=1)                               # (B, L * k, 6)
+    out = box_nms(F, data, rule.nms_threshold, valid_thresh=-0.5, id_index=5)
+    return _keep(F, out[:, :, :5], data[:, :, :5], rule)
+
+
+def scored_boxes(F, anchors, cls_preds, box_preds, valid, rule, *, scale=None,
+                 image_sizes=None, quality=None):
+    """Every anchor decoded and scored (see :func:`select_proposals`):
+    (B, N, 5) rows ``[score, x1, y1, x2, y2]`` in each image's frame,
+    clipped to it; anchors that may not propose score -1."""
     # (B * N, 2) logits -> object probability (B * N,) -> (B, N)
     prob = F.npx.softmax(cls_preds, axis=-1)[:, 1]
     if quality is not None and rule.quality_power > 0:
@@ -106,14 +146,12 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, rule, *, scale=Non
         valid = valid * wide.astype("float32") * high.astype("float32")
     # unusable anchors score -1, below box_nms's valid_thresh
     scores = prob * valid + (valid - 1)                                 # (B, N)
-    data = F.np.concatenate([F.np.expand_dims(scores, -1), boxes], axis=-1)  # (B, N, 5)
-    pre = rule.pre_nms_top_n
-    if rule.preselect and pre is not None and pre < scores.shape[1]:
-        # the `pre` best rows of each image, best first: (B, N, 5) -> (B, pre, 5)
-        data = take_rows(F, data, F.npx.topk(data[:, :, 0], k=int(pre), axis=1,
-                                             ret_typ="indices"))
-    out = box_nms(F, data, rule.nms_threshold, valid_thresh=-0.5,
-                  topk=-1 if pre is None else int(pre))                # (B, N, 5)
+    return F.np.concatenate([F.np.expand_dims(scores, -1), boxes], axis=-1)  # (B, N, 5)
+
+
+def _keep(F, out, data, rule):
+    """The first ``post_nms_top_n`` rows of NMS's ``out`` (B, N, 5), voted
+    with ``data`` (every row before NMS) when the rule says so."""
     post = rule.post_nms_top_n
     out = out if post is None else out[:, :int(post)]
     if rule.voting is not None:
@@ -122,18 +160,28 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, rule, *, scale=Non
     return out
 
 
+def _padded(F, data, count):
+    """``data`` (B, N, 5) with ``count`` rows of no score (-1) after its N
+    rows: (B, N + count, 5), so that the ``count`` best rows exist whatever
+    N is (a graph cannot ask)."""
+    zero = data[:, 0:1, :] * 0                                          # (B, 1, 5)
+    blank = F.np.concatenate([zero[:, :, 0:1] - 1, zero[:, :, 1:5]], axis=-1)
+    return F.np.concatenate([data, F.np.tile(blank, (1, count, 1))], axis=1)
+
+
+def _best(F, data, count):
+    """The ``count`` best rows (by score) of each image of ``data`` (B, N,
+    5), best first, rows of no score after the N real ones: (B, count, 5)."""
+    data = _padded(F, data, count)
+    # (B, N + count) -> (B, count) -> (B, count, 5)
+    return take_rows(F, data, F.npx.topk(data[:, :, 0], k=count, axis=1, ret_typ="indices"))
+
+
 def _vote(F, out, data, threshold, top, count):
     """Box voting (see :func:`select_proposals`): ``out`` (B, K, 5) kept
     rows, best first; ``data`` (B, N, 5) every row before NMS (scores below
     0 take no part). Returns ``out`` with its first ``top`` boxes voted."""
-    # `count` rows of no score after the N rows: (B, N + count, 5), so that
-    # the `count` best below exist whatever N is (a graph cannot ask)
-    zero = data[:, 0:1, :] * 0                                          # (B, 1, 5)
-    blank = F.np.concatenate([zero[:, :, 0:1] - 1, zero[:, :, 1:5]], axis=-1)
-    data = F.np.concatenate([data, F.np.tile(blank, (1, count, 1))], axis=1)
-    # the `count` best rows before NMS: (B, N) -> (B, count) -> (B, count, 5)
-    index = F.npx.topk(data[:, :, 0], k=count, axis=1, ret_typ="indices")
-    candidates = take_rows(F, data, index)
+    candidates = _best(F, data, count)                                  # (B, count, 5)
     kept = out[:, :top, 1:5]                                            # (B, V, 4)
     # (B, V, 1, 4) against (B, 1, count, 4) -> (B, V, count)
     fit = overlap(F.np.expand_dims(kept, 2), F.np.expand_dims(candidates[:, :, 1:5], 1),

@@ -19,8 +19,8 @@ import mxnet as mx
 from ..config import PRESET_PRETRAINED, resolve_config
 from ..data.image_set import CROWD, DataError
 from ..data.preprocess import Resize
-from ..data.sources import (check_split, data_classes, make_loader, open_split,
-                            open_validation, say_counts, train_split)
+from ..data.sources import (check_split, data_classes, eval_batch_size, make_loader,
+                            open_split, open_validation, say_counts, train_split)
 from ..evaluation.pictures import draw_proposals, plot_curves, plot_recall
 from ..model.network import RegionProposalNetwork
 from ..ops.devices import as_context_list
@@ -181,10 +181,12 @@ class Fit:
         self.train_iter = make_loader(
             self.train_set, resize, train.batch_size, train=True, num_workers=self.num_workers,
             seed=self.seed, shard=self.shard, augment=train.augment, crop_prob=train.crop_prob,
-            min_crop_scale=train.min_crop_scale, max_objects=most, size_divisor=divisor)
+            min_crop_scale=train.min_crop_scale, max_objects=most, size_divisor=divisor,
+            window=train.window, windows_per_image=train.windows_per_image,
+            window_focus=train.window_focus, window_visible=train.window_visible)
         self.val_iter = None if val_set is None else make_loader(
-            val_set, resize, train.batch_size, train=False, num_workers=self.num_workers,
-            max_objects=most, size_divisor=divisor)
+            val_set, resize, eval_batch_size(config, val_set), train=False,
+            num_workers=self.num_workers, max_objects=most, size_divisor=divisor)
         steps = len(self.train_iter)
         if not self.explicit_epochs:
             wanted = train.epochs_for(steps)
@@ -193,10 +195,12 @@ class Fit:
                      f"min_steps={train.min_steps} (give --epochs N for exactly N)")
                 self.config = config.replace(epochs=wanted)
         epochs = self.config.train.epochs
+        windows = (f", {train.windows_per_image} windows of {train.window} px an image"
+                   if train.window else "")
         _say(f"{len(self.train_iter.dataset)} training images ({steps} steps of "
-             f"{train.batch_size} an epoch, {epochs} epoch{'s' if epochs > 1 else ''}), "
-             f"{0 if val_set is None else len(val_set.images)} validation images; "
-             f"images resized to {resize.describe()}")
+             f"{train.batch_size} an epoch, {epochs} epoch{'s' if epochs > 1 else ''}"
+             f"{windows}), {0 if val_set is None else len(val_set.images)} validation "
+             f"images; images resized to {resize.describe()}")
 
     def write_record(self):
         """``config.json``: the settings, the data (absolute paths, so that
