@@ -62,7 +62,7 @@ from .proposals.file import load_proposals, propose  # noqa: E402
 from .ops.roi import proposals_to_rois, roi_align  # noqa: E402
 from .training.fit import fit  # noqa: E402
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "RGB_MEAN", "RGB_STD", "RPN_SIZES", "RPN_RATIOS",

@@ -26,6 +26,10 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     (B * N, 4) offsets, flattened image-major, then pixel row-major, then
     anchor: the order of :func:`rpn.generate_anchors`.
 
+    ``normalize=True`` scales each pixel's feature of the 3x3 convolution
+    to unit length before the predictors (the Object Localization Network's
+    RPN head, for its centerness).
+
     ``per_image=True`` (for a feature pyramid, whose levels are joined
     image by image) keeps the batch axis: (B, N, 2), (B, N, 4) and (B, N).
 
@@ -45,10 +49,10 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     """
 
     def __init__(self, num_anchors=5, *, channels=128, quality=False, per_image=False,
-                 **kwargs):
+                 normalize=False, **kwargs):
         super().__init__(**kwargs)
         self.num_anchors, self.quality = num_anchors, bool(quality)
-        self.per_image = bool(per_image)
+        self.per_image, self.normalize = bool(per_image), bool(normalize)
         with self.name_scope():
             self.conv = nn.Conv2D(channels, kernel_size=3, padding=1,
                                   activation="relu")
@@ -59,6 +63,8 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
 
     def hybrid_forward(self, F, X):
         Y = self.conv(X)
+        if self.normalize:       # each pixel's feature to unit length (OLN's RPN head)
+            Y = Y / F.np.sqrt((Y * Y).sum(axis=1, keepdims=True) + 1e-12)
         # (B, kA, H, W) -> (B, H, W, kA) -> (B * H * W * A, k), or with
         # per_image (B, H * W * A, k) (-2 keeps B, -1 infers the rest)
         if self.per_image:

@@ -85,10 +85,10 @@ def positive_numbers(example):
 
 
 def _levels():
-    """Consecutive pyramid levels from 2, 3 or 4 to 5 or 6."""
+    """At least two consecutive pyramid levels from 2 to 6."""
     return _Rule(lambda v: isinstance(v, tuple) and len(v) >= 2 and all(
         isinstance(k, int) and not isinstance(k, bool) for k in v)
-        and v[0] in (2, 3, 4) and v[-1] in (5, 6)
+        and 2 <= v[0] and v[-1] <= 6
         and list(v) == list(range(v[0], v[0] + len(v))), "consecutive levels")
 
 
@@ -226,8 +226,8 @@ class ModelSettings(Settings):
     head_channels: int = setting(128, integer(1), shaping=True)
     # a feature pyramid (issue 25): its levels (2: stride 4 ... 6: stride 64),
     # its channels, one anchor size a level (pixels; null: 8 x its stride)
-    pyramid: object = setting(None, optional(_levels(), "null or consecutive levels from 2, "
-                                                        "3 or 4 to 5 or 6, e.g. [2,3,4,5,6]"),
+    pyramid: object = setting(None, optional(_levels(), "null or at least two consecutive "
+                                                        "levels from 2 to 6, e.g. [2,3,4,5,6]"),
                               shaping=True, since="0.4.0")
     pyramid_channels: int = setting(128, integer(8), shaping=True, since="0.4.0")
     pyramid_sizes: object = setting(None, optional(positive_numbers("[16,32,64,128,256]"),
@@ -264,9 +264,26 @@ class ModelSettings(Settings):
     refine: bool = setting(False, flag(), shaping=True, since="0.3.0")
     refine_rois: int = setting(64, integer(2), since="0.3.0")
     refine_weight: float = setting(1.0, number(0), since="0.3.0")
+    # objectness from localisation quality (issue 26; rpn.model.objectness):
+    # "class" is the chapter's classifier, "centerness" OLN's
+    objectness: str = setting("class", choice("class", "centerness"), shaping=True,
+                              since="0.4.0")
+    cls_weight: float = setting(1.0, number(0), since="0.4.0")
+    centerness_weight: float = setting(1.0, number(0), since="0.4.0")
+    centerness_pos_iou: float = setting(0.3, unit(), since="0.4.0")
+    centerness_neg_iou: float = setting(0.1, unit("a number in [0, 1], at most "
+                                                  "centerness_pos_iou"), since="0.4.0")
+    centerness_samples: int = setting(256, integer(1), since="0.4.0")
+    head_norm: bool = setting(False, flag(), since="0.4.0")
 
     def _check_together(self):
         check_iou_order(self.pos_iou, self.neg_iou)
+        check_iou_order(self.centerness_pos_iou, self.centerness_neg_iou,
+                        where="setting centerness_neg_iou")
+        if self.objectness == "centerness" and self.iou_branch:
+            raise SettingsError("setting iou_branch: the centerness objectness uses the "
+                                "head's quality branch; give objectness=centerness or "
+                                "iou_branch, not both")
         if self.max_size < self.size and self.resize == "keep_ratio":
             raise SettingsError(f"setting max_size: got {self.max_size}; expected at "
                                 f"least size ({self.size})")
@@ -311,6 +328,12 @@ class ModelSettings(Settings):
         if self.pyramid_sizes is not None:
             return tuple(float(s) for s in self.pyramid_sizes)
         return tuple(8.0 * stride for stride in self.strides)
+
+    @property
+    def quality_branch(self):
+        """Whether the head has its third branch: the IoU branch, or OLN's
+        centerness."""
+        return self.iou_branch or self.objectness == "centerness"
 
     @property
     def num_anchors(self):

@@ -16,6 +16,8 @@ background.
 Boxes are pixels of the frame here, rows ``(xmin, ymin, xmax, ymax)``;
 windows ``(x0, y0, x1, y1)`` integer pixels.
 """
+import math
+
 import numpy as onp
 
 from .image_set import CROWD
@@ -33,15 +35,18 @@ def choose_window(rng, boxes, width, height, size, focus=0.9):
         x0b, y0b, x1b, y1b = boxes[rng.integers(len(boxes))]
         cx, cy = (x0b + x1b) / 2, (y0b + y1b) / 2
         # the object's centre anywhere in the window, the window in the frame
-        low_x, high_x = max(0, cx - win_w), min(width - win_w, cx)
-        low_y, high_y = max(0, cy - win_h), min(height - win_h, cy)
-        x0 = rng.uniform(low_x, max(low_x, high_x))
-        y0 = rng.uniform(low_y, max(low_y, high_y))
+        x0 = _between(rng, math.ceil(cx - win_w), math.floor(cx), width - win_w)
+        y0 = _between(rng, math.ceil(cy - win_h), math.floor(cy), height - win_h)
     else:
-        x0 = rng.uniform(0, width - win_w)
-        y0 = rng.uniform(0, height - win_h)
-    x0, y0 = int(x0), int(y0)
+        x0 = int(rng.integers(0, width - win_w + 1))
+        y0 = int(rng.integers(0, height - win_h + 1))
     return x0, y0, x0 + win_w, y0 + win_h
+
+
+def _between(rng, low, high, last):
+    """A whole number in ``[low, high]`` within ``[0, last]``, uniformly."""
+    low, high = max(0, low), min(last, high)
+    return int(rng.integers(low, max(low, high) + 1))
 
 
 def cut_window(boxes, classes, window, visible=0.5):

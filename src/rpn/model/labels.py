@@ -21,6 +21,7 @@ from mxnet import np
 from ..anchors import anchor_shapes, generate_anchors
 from ..targets import rpn_targets
 from .canvas import border, canvas_extent, level_anchors, valid_anchors
+from .objectness import centerness_targets
 
 __all__ = ["AnchorLabeler"]
 
@@ -86,6 +87,19 @@ class AnchorLabeler:
         one = np.ones_like(ex)
         scale = np.concatenate([one, ex, ey, ex, ey], axis=1)[:, None, :]  # (B, 1, 5)
         return Y.as_in_context(ex.ctx) * scale
+
+    def centerness(self, Y, features, image_sizes, *, anchors=None, crowd=True):
+        """OLN's targets of the centerness branch for ground truth ``Y`` (B,
+        G, 5): ``(targets (B * N,), weights (B * N,))``
+        (:func:`rpn.model.objectness.centerness_targets` with the model's
+        ``centerness_*`` settings)."""
+        s = self.settings
+        anchors = self.anchors(features) if anchors is None else anchors
+        return centerness_targets(
+            self.to_canvas(Y, features, image_sizes), anchors,
+            valid=self.valid(anchors, features, image_sizes), pos_iou=s.centerness_pos_iou,
+            neg_iou=s.centerness_neg_iou, samples=s.centerness_samples,
+            crowd_ioa=s.crowd_ioa if crowd else None, method=self.method)
 
     def __call__(self, Y, features, image_sizes, *, anchors=None, crowd=True,
                  validate=True):

@@ -23,6 +23,8 @@ image; ``G`` object rows an image. ``image_sizes`` (B, 2): each image's
 extra columns are ignored). Anchors and offsets live in the canvas frame,
 ground truth and proposals in each image's frame (:mod:`rpn.model.canvas`).
 """
+import warnings
+
 import mxnet as mx
 import numpy as onp
 from mxnet import autograd, init
@@ -85,10 +87,11 @@ class RegionProposalNetwork(nn.HybridBlock):
         if self.pyramid != getattr(head, "per_image", False):
             raise ValueError("a pyramid's head keeps the batch axis (RPNOutput(..., "
                              "per_image=True)); a single map's does not")
-        if getattr(head, "quality", False) != settings.iou_branch:
-            raise ValueError(f"iou_branch is {settings.iou_branch}, but the head "
+        if getattr(head, "quality", False) != settings.quality_branch:
+            raise ValueError(f"iou_branch is {settings.iou_branch} and objectness "
+                             f"{settings.objectness!r}, but the head "
                              f"{'has' if getattr(head, 'quality', False) else 'has no'} "
-                             "IoU branch (RPNOutput(..., quality=iou_branch))")
+                             "quality branch (RPNOutput(..., quality=True) for either)")
         self.settings = settings
         self.backbone, self.head = backbone, head
         self.refiner = BoxRefiner(stride=settings.stride) if settings.refine else None
@@ -116,7 +119,8 @@ class RegionProposalNetwork(nn.HybridBlock):
         else:
             backbone.collect_params().reset_ctx(ctx)
         head = RPNOutput(settings.num_anchors, channels=settings.head_channels,
-                         quality=settings.iou_branch, per_image=settings.pyramid is not None)
+                         quality=settings.quality_branch, normalize=settings.head_norm,
+                         per_image=settings.pyramid is not None)
         head.initialize(init=init.Xavier(), ctx=ctx)
         model = cls(backbone, head, settings)
         if model.refiner is not None:
@@ -212,7 +216,10 @@ class RegionProposalNetwork(nn.HybridBlock):
     def forward(self, X, image_sizes):
         image_sizes = self._check_batch(X, image_sizes)
         if not autograd.is_training():
-            return Proposals(*super().forward(X, image_sizes))
+            with warnings.catch_warnings():
+                # OLN's objectness leaves the class predictor out of the graph
+                warnings.filterwarnings("ignore", "Parameter .* is not used by any computation")
+                return Proposals(*super().forward(X, image_sizes))
         # training: the children run (hybridized or not) and the proposals
         # are computed imperatively, so the cached inference graph never
         # depends on the mode it was first called in
@@ -244,7 +251,11 @@ class RegionProposalNetwork(nn.HybridBlock):
         cls_preds, box_preds, *quality = outputs if not self.pyramid else [
             np.concatenate(parts, axis=1).reshape((-1,) + parts[0].shape[2:])
             for parts in zip(*outputs)]
-        found = refined = None
+        found = refined = centers = None
+        if self.settings.objectness == "centerness":
+            with autograd.pause():
+                centers = self.labeler.centerness(Y, features, image_sizes, anchors=anchors,
+                                                  crowd=crowd)
         training = autograd.is_training()
         if proposals:
             with autograd.pause():
@@ -261,7 +272,7 @@ class RegionProposalNetwork(nn.HybridBlock):
             refined = refine_outputs(self.refiner, features, candidates, image_sizes,
                                      Y.as_in_context(X.ctx), self.settings.refine_rois)
         return TrainingOutput(cls_preds, box_preds, cls_labels, box_labels, anchors, found,
-                              quality[0] if quality else None, refined)
+                              quality[0] if quality else None, refined, centers)
 
     # ---- anchors and labels, outside the graph (rpn.model.labels) ------------
 

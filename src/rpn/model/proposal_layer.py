@@ -39,8 +39,10 @@ class ProposalRule(NamedTuple):
     ``preselect`` takes the ``pre_nms_top_n`` best rows before NMS (cheap
     when it is far below the anchors' count); ``voting`` (an IoU, or
     ``None``) box voting over the ``voting_candidates`` best rows for the
-    ``voting_top_n`` best proposals; ``weights`` the offsets' scaling.
-    :meth:`of` reads it from a model's settings."""
+    ``voting_top_n`` best proposals; ``weights`` the offsets' scaling;
+    ``objectness`` ``"class"`` (the object probability) or ``"centerness"``
+    (OLN's: the quality branch's sigmoid alone). :meth:`of` reads it from a
+    model's settings."""
     nms_threshold: float
     pre_nms_top_n: Optional[int] = None
     post_nms_top_n: Optional[int] = None
@@ -51,6 +53,7 @@ class ProposalRule(NamedTuple):
     voting_top_n: int = 300
     voting_candidates: int = 1000
     weights: tuple = OFFSET_WEIGHTS
+    objectness: str = "class"
 
     @classmethod
     def of(cls, settings, training, top_n=None):
@@ -61,7 +64,8 @@ class ProposalRule(NamedTuple):
         pre, post = top_n or settings.top_n(training)
         return cls(settings.nms_threshold, pre, post, settings.min_size,
                    settings.iou_score_power, preselect=top_n is not None,
-                   voting=None if top_n is not None else settings.box_voting)
+                   voting=None if top_n is not None else settings.box_voting,
+                   objectness=settings.objectness)
 
 
 def select_proposals(F, anchors, cls_preds, box_preds, valid, rule, *, scale=None,
@@ -79,7 +83,8 @@ def select_proposals(F, anchors, cls_preds, box_preds, valid, rule, *, scale=Non
     ``quality`` (B * N,) (the IoU branch's logits) ``p ** (1 - a) *
     sigmoid(q) ** a`` with ``a = rule.quality_power``: a proposal ranks by
     how surely it is an object and how well it fits it, so NMS keeps the
-    better-fitting of two overlapping boxes. Rows of score :data:`PADDING`
+    better-fitting of two overlapping boxes; with ``rule.objectness``
+    ``"centerness"``, ``sigmoid(q)`` (OLN). Rows of score :data:`PADDING`
     are padding. ``K = rule.post_nms_top_n`` (at most ``N``; ``None``:
     ``N``).
     """
@@ -123,8 +128,11 @@ def scored_boxes(F, anchors, cls_preds, box_preds, valid, rule, *, scale=None,
     (B, N, 5) rows ``[score, x1, y1, x2, y2]`` in each image's frame,
     clipped to it; anchors that may not propose score -1."""
     # (B * N, 2) logits -> object probability (B * N,) -> (B, N)
-    prob = F.npx.softmax(cls_preds, axis=-1)[:, 1]
-    if quality is not None and rule.quality_power > 0:
+    if rule.objectness == "centerness":
+        prob = F.npx.sigmoid(quality)                                   # (B * N,)
+    else:
+        prob = F.npx.softmax(cls_preds, axis=-1)[:, 1]
+    if quality is not None and rule.quality_power > 0 and rule.objectness == "class":
         fit = F.npx.sigmoid(quality)                                    # (B * N,)
         prob = prob ** (1 - rule.quality_power) * fit ** rule.quality_power
     prob = F.npx.reshape_like(prob, valid, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)

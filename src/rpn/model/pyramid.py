@@ -7,7 +7,9 @@ is added to the finer one after a nearest-neighbour upsampling (the
 top-down path), and a 3 x 3 convolution gives each level ``P2`` to ``P5``;
 ``P6`` (stride 64) is ``P5`` max-pooled at stride 2. One head runs on every
 level, with one anchor size a level (:mod:`rpn.model.network`). A pyramid
-from ``C3`` (levels 3 to 6) costs less: the stride-4 map holds most pixels.
+from ``C3`` (levels 3 to 6) costs less: the stride-4 map holds most pixels;
+one that stops at ``C4`` (levels 2 to 4) leaves the backbone's costliest
+stage out, for objects no larger than a few dozen pixels.
 
 ResNet v2 units are pre-activation: each tapped stage gets a BatchNorm
 and ReLU of its own before its lateral convolution (v1 units and MobileNet
@@ -38,7 +40,7 @@ class FeaturePyramid(EmptyBatchSafe, nn.HybridBlock):
     def __init__(self, stages, levels, channels, norms, **kwargs):
         super().__init__(**kwargs)
         self.levels = tuple(levels)
-        self.pool_last = self.levels[-1] == 6
+        self.pool_last = self.levels[-1] == 6 and self.levels[0] < 6
         with self.name_scope():
             self.stages = nn.HybridSequential(prefix="stages_")
             self.stages.add(*stages)
@@ -84,15 +86,15 @@ def pyramid_backbone(levels, channels, *, name, pretrained=False, root=None):
     kind = family(name)
     ends = dict(STAGE_ENDS[kind])
     net = zoo_network(name, pretrained, root)
-    first = levels[0]
-    bounds = [0] + [ends[_STRIDES[level]] for level in range(first, 6)]
+    first, last = levels[0], min(levels[-1], 5)            # P6 is pooled from P5
+    bounds = [0] + [ends[_STRIDES[level]] for level in range(first, last + 1)]
     stages = []
     for k, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         stage = nn.HybridSequential(prefix=f"c{first + k}_")
         stage.add(*net.features[start:end])
         stages.append(stage)
     # ResNet v2's stage 4 ends with the network's own BatchNorm and ReLU
-    norms = [kind == "v2" and level < 5 for level in range(first, 6)]
+    norms = [kind == "v2" and level < 5 for level in range(first, last + 1)]
     pyramid = FeaturePyramid(stages, levels, channels, norms, prefix="pyramid_")
     if pretrained:
         for block in pyramid.added():

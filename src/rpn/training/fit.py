@@ -16,9 +16,10 @@ import warnings
 
 import mxnet as mx
 
-from ..config import PRESET_PRETRAINED, resolve_config
+from ..config import PRESET_PRETRAINED, PRESETS, resolve_config
 from ..data.image_set import CROWD, DataError
 from ..data.preprocess import Resize
+from ..data.scale import choose_scale
 from ..data.sources import (check_split, data_classes, eval_batch_size, make_loader,
                             open_split, open_validation, say_counts, train_split)
 from ..evaluation.pictures import draw_proposals, plot_curves, plot_recall
@@ -48,6 +49,11 @@ def _say(message):
     print(f"rpn train: {message}", file=sys.stderr, flush=True)
 
 
+#: Settings that say the scale: given any, the default does not choose it.
+_SCALE_SETTINGS = ("resize", "size", "max_size", "scale", "window", "pyramid", "stride",
+                   "top_down", "anchor_sizes", "batch_size")
+
+
 def _absolute(path):
     path = os.fspath(path)
     return path if path == "synthetic" else os.path.abspath(path)
@@ -72,6 +78,11 @@ class Fit:
         self.config = resolve_config(preset, epochs=epochs, batch_size=batch_size, size=size,
                                      max_size=max_size, lr=lr, backbone=backbone,
                                      settings=settings)
+        # the default looks at the objects' sizes unless told the scale
+        given = set(settings or {}) | {name for name, value in (
+            ("size", size), ("max_size", max_size), ("batch_size", batch_size)) if value}
+        self.adapt = preset == "default" and not given & set(_SCALE_SETTINGS)
+        self.scale_choice = None
         self.classes, self.pretrained, self.resume = classes, pretrained, resume
         self.kvstore, self.seed, self.num_workers = kvstore, seed, num_workers
         self.skip_bad, self.eval_every, self.hybridize = skip_bad, eval_every, hybridize
@@ -94,6 +105,8 @@ class Fit:
                 raise SettingsError("--amp (amp=True): the refinement stage (refine=true) "
                                     "is not supported in float16; leave one of them out")
         self.weights, self.weights_record = self._weights()
+        if self.adapt and self.resume and self.folder.has_checkpoint():
+            self._rescale(self.folder.read()[1].get("scale_choice"))   # the run's own
         self.classes = data_classes(os.fspath(self.data), images=self.images,
                                     classes=self.classes, skip_bad=self.skip_bad)
         self.config = self.config.replace(classes=tuple(self.classes))
@@ -170,7 +183,25 @@ class Fit:
             self.val_set = None
         if not self.train_set.images:
             raise DataError(f"{self.data}: the {self.split!r} split has no image to train on")
+        if self.adapt and self.scale_choice is None:
+            choice = choose_scale(self.train_set, self.config,
+                                  small_objects=PRESETS["small-objects"])
+            _say(f"scale: {choice.reason}")
+            self._rescale(dict(changes=choice.changes, reason=choice.reason,
+                               median=round(choice.median, 2)))
         self._loaders()
+
+    def _rescale(self, choice):
+        """The default's scale as chosen (:func:`rpn.data.scale.choose_scale`),
+        recorded in ``config.json`` as ``scale_choice``; ``min_steps`` kept
+        when the epochs were given."""
+        if not choice:
+            return
+        changes = dict(choice["changes"])
+        if self.explicit_epochs:
+            changes.pop("min_steps", None)
+        self.config = self.config.replace(**changes)
+        self.scale_choice = choice
 
     def _loaders(self):
         config, val_set = self.config, self.val_set
@@ -209,6 +240,8 @@ class Fit:
         meta = {"data": _absolute(self.data), "images": self.images and _absolute(self.images),
                 "seed": self.seed, "classes": list(self.classes),
                 "pretrained": self.weights_record, "amp": bool(self.amp)}
+        if self.scale_choice is not None:
+            meta["scale_choice"] = self.scale_choice
         if self.val_data is not None:
             meta.update(val_data=_absolute(self.val_data),
                         val_images=self.val_images and _absolute(self.val_images))
@@ -232,7 +265,9 @@ class Fit:
                                                        pretrained=self.weights)
         self.model = TrainedModel(self.net, self.config, classes=self.classes,
                                   source=self.folder.path, record=self.meta, ctx=self.ctxs[0])
-        crowd = any((label[:, 0] == CROWD).any() for label in self.train_set.labels)
+        # crowd regions in the data, or made by windows from objects they cut
+        crowd = self.config.train.window is not None or any(
+            (label[:, 0] == CROWD).any() for label in self.train_set.labels)
         self.step = ProposalStep(self.net, crowd=crowd)
 
     def make_hooks(self):

@@ -30,26 +30,27 @@ def normalised_losses(loss, outputs):
     positive anchors of the whole batch (so the summed gradient equals that
     of the batch on one device). ``outputs``: one
     :class:`rpn.model.outputs.TrainingOutput` a device (``(B_d * N, ...)``
-    arrays). ``loss(output, num_valid, num_pos)`` (and the refinement
-    stage's ``(real RoIs, positive RoIs)`` of the batch when the outputs
-    have one) returns a (B_d * N,) array; the counts are ``None`` on one
-    device (the loss counts itself)."""
+    arrays). ``loss(output, num_valid=, num_pos=)`` (and, when the outputs
+    have them, ``refine_counts=`` the refinement stage's ``(real RoIs,
+    positive RoIs)`` and ``centerness_count=`` the anchors OLN's centerness
+    learns from) returns a (B_d * N,) array; on one device no count is
+    given (the loss counts itself)."""
     if len(outputs) == 1:
-        return [loss(outputs[0], None, None)]
+        return [loss(outputs[0])]
     home = outputs[0].cls_labels.ctx
 
-    def total(counts):            # the whole batch's count, on each device
-        whole = sum(c.as_in_context(home) for c in counts)
+    def total(count):             # the whole batch's count, on each device
+        whole = sum(count(o).as_in_context(home) for o in outputs)
         return [whole.as_in_context(o.cls_labels.ctx) for o in outputs]
-    valid = total([(o.cls_labels >= 0).sum() for o in outputs])
-    pos = total([(o.cls_labels > 0).sum() for o in outputs])
-    if getattr(outputs[0], "refine", None) is None:
-        return [loss(o, v, p) for o, v, p in zip(outputs, valid, pos)]
-    # the refinement stage's RoIs too: (real ones, positive ones) of the batch
-    rois = total([o.refine.valid.sum() for o in outputs])
-    rois_pos = total([o.refine.positive.sum() for o in outputs])
-    return [loss(o, v, p, (r, rp)) for o, v, p, r, rp in zip(outputs, valid, pos, rois,
-                                                            rois_pos)]
+    counts = {"num_valid": total(lambda o: (o.cls_labels >= 0).sum()),
+              "num_pos": total(lambda o: (o.cls_labels > 0).sum())}
+    if getattr(outputs[0], "refine", None) is not None:
+        counts["refine_counts"] = list(zip(total(lambda o: o.refine.valid.sum()),
+                                           total(lambda o: o.refine.positive.sum())))
+    if getattr(outputs[0], "centerness", None) is not None:
+        counts["centerness_count"] = total(lambda o: o.centerness[1].sum())
+    return [loss(o, **{name: values[d] for name, values in counts.items()})
+            for d, o in enumerate(outputs)]
 
 
 class ProposalStep:
