@@ -16,8 +16,9 @@ at them (:func:`choose_scale`):
   so that training costs what the default costs (a step's cost grows with
   its pixels);
 * otherwise the photographs are too large for any resize: training at
-  their own resolution on windows with a feature pyramid, the
-  ``small-objects`` preset's settings, at the default's CPU budget.
+  their own resolution on windows, the ``small-objects`` preset's, with
+  as many steps as the default's CPU budget buys (a step's cost taken as
+  its pixels).
 
 What was chosen and why is said on stderr and recorded in the run.
 
@@ -63,6 +64,12 @@ def _median_side(found, resize):
     return (float(onp.median(sides)) if sides else None), len(sides)
 
 
+def _median_pixels(found, resize):
+    """The median image's pixels after ``resize``."""
+    pixels = sorted(h * w for h, w in (resize.shape(*s) for s in found.sizes if s))
+    return pixels[len(pixels) // 2] if pixels else 1
+
+
 def choose_scale(found, config, *, small_objects):
     """The scale the default trains the training set ``found`` (an
     :class:`rpn.ImageSet` with its images' sizes) at (see the module).
@@ -89,15 +96,17 @@ def choose_scale(found, config, *, small_objects):
                                     f"{steps} steps at least to keep the default's CPU "
                                     "budget", median)
     settings = {name: small_objects.get(name) for name in _SMALL_OBJECTS}
+    # the default's CPU budget: its steps' pixels over a step of windows
+    step = config.train.batch_size * _median_pixels(found, Resize.of(model))
+    windows = settings["batch_size"] * settings["window"] ** 2
+    settings["min_steps"] = max(1, int(round(config.train.min_steps * step / windows)))
     return ScaleChoice(settings, f"{shown}, under {SMALLEST:g} px even at a shorter side of "
                                  f"{LARGEST_SIZE}: trained at the photographs' own "
-                                 "resolution on windows with a feature pyramid (the "
-                                 "small-objects preset's model)", median)
+                                 f"resolution on windows of {settings['window']} px (the "
+                                 f"small-objects preset's), {settings['min_steps']} steps at "
+                                 "least to keep the default's CPU budget", median)
 
 
 #: What the default takes of the small-objects preset when no resize is enough.
 _SMALL_OBJECTS = ("resize", "scale", "window", "windows_per_image", "window_focus",
-                  "window_visible", "pyramid", "pyramid_channels", "pyramid_sizes",
-                  "anchor_ratios", "anchor_product", "head_channels", "batch_size",
-                  "pre_nms_top_n_test", "post_nms_top_n_test", "pos_iou", "neg_iou",
-                  "neg_pos_ratio")
+                  "window_visible", "batch_size")

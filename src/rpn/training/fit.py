@@ -39,7 +39,7 @@ from .optimizer import learning_rates, make_kvstore
 from .step import ProposalStep
 from .trainer import Trainer
 
-__all__ = ["fit", "Fit", "FINAL_KEYS"]
+__all__ = ["fit", "Fit", "FINAL_KEYS", "SCALE_SETTINGS"]
 
 #: The figures ``rpn train`` prints at the end (those of them the run's ks give).
 FINAL_KEYS = ("AR@100", "AR@1000", "R@100@0.5", "R@100@0.7", "images", "objects")
@@ -50,7 +50,7 @@ def _say(message):
 
 
 #: Settings that say the scale: given any, the default does not choose it.
-_SCALE_SETTINGS = ("resize", "size", "max_size", "scale", "window", "pyramid", "stride",
+SCALE_SETTINGS = ("resize", "size", "max_size", "scale", "window", "pyramid", "stride",
                    "top_down", "anchor_sizes", "batch_size")
 
 
@@ -81,7 +81,7 @@ class Fit:
         # the default looks at the objects' sizes unless told the scale
         given = set(settings or {}) | {name for name, value in (
             ("size", size), ("max_size", max_size), ("batch_size", batch_size)) if value}
-        self.adapt = preset == "default" and not given & set(_SCALE_SETTINGS)
+        self.adapt = preset == "default" and not given & set(SCALE_SETTINGS)
         self.scale_choice = None
         self.classes, self.pretrained, self.resume = classes, pretrained, resume
         self.kvstore, self.seed, self.num_workers = kvstore, seed, num_workers
