@@ -1,3 +1,5 @@
+"""Boxes: the corner and centre forms, IoU and GIoU against per-box
+references, the offsets between anchors and objects, and bad shapes."""
 import math
 
 import numpy as onp
@@ -5,7 +7,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import random_boxes, ref_iou
+from conftest import random_boxes, ref_giou, ref_iou
+from rpn.boxes import generalized_iou
 
 
 def test_corner_center_round_trip_by_hand():
@@ -31,6 +34,16 @@ def test_iou_single_boxes_and_disjoint():
     assert got.shape == (2,)
     onp.testing.assert_allclose(got, [1.0, 0.0], atol=1e-6)
     assert float(rpn.iou(a, np.array([0.25, 0.0, 0.75, 0.5]))) == pytest.approx(1 / 3)
+
+
+def test_generalized_iou_against_a_per_box_reference(rng):
+    a, b = random_boxes(rng, 40), random_boxes(rng, 40)
+    got = generalized_iou(np.array(a), np.array(b)).asnumpy()
+    want = [ref_giou(x, y) for x, y in zip(a, b)]
+    onp.testing.assert_allclose(got, want, atol=1e-5)
+    assert float(generalized_iou(np.array(a[:1]), np.array(a[:1]))[0]) == pytest.approx(1.0)
+    far = generalized_iou(np.array([[0, 0, 0.1, 0.1]]), np.array([[0.8, 0.8, 0.9, 0.9]]))
+    assert -1 < float(far[0]) < -0.9                       # disjoint and apart: near -1
 
 
 def test_offsets_round_trip(rng):

@@ -8,31 +8,16 @@ import sys
 
 import numpy as onp
 import pytest
-from PIL import Image
 
 import rpn
-from conftest import TINY as TINY_RUN
+from conftest import (last_json, one_line_error, read_proposals, tiny_fit, tiny_options,
+                      train_tiny, write_image)
 from rpn.cli import main
-
-#: conftest's tiny run for exactly one epoch; NOT_SYNTHETIC without the
-#: synthetic set's sizes
-TINY = TINY_RUN + ["--epochs", "1"]
-NOT_SYNTHETIC = [a for a in TINY if not a.startswith(("num_train", "num_val"))
-                 and a != "--set"]
 
 
 @pytest.fixture
 def run_dir(tiny_run):
     return tiny_run
-
-
-def write_image(path, seed=9, size=(80, 100)):
-    Image.fromarray(rpn.SyntheticImages(1, *size, seed=seed)[0]).save(path)
-    return str(path)
-
-
-def last_json(text):
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def test_train_writes_the_run_folder_and_honours_epochs(run_dir):
@@ -55,7 +40,7 @@ def test_train_writes_the_run_folder_and_honours_epochs(run_dir):
 
 def test_stdout_carries_only_results_and_progress_goes_to_stderr(tmp_path):
     out = str(tmp_path / "run")
-    args = [a for a in TINY if a != "--quiet"]
+    args = [a for a in tiny_options(epochs=1) if a != "--quiet"]
     result = subprocess.run([sys.executable, "-m", "rpn", "train", "--data", "synthetic",
                              "--out", out] + args, capture_output=True, text=True,
                             timeout=300)
@@ -97,7 +82,7 @@ def test_evaluate_on_a_voc_folder(run_dir, tmp_path, capsys):
 def test_a_run_on_a_relative_folder_evaluates_from_anywhere(tmp_path, monkeypatch, capsys):
     rpn.write_voc(str(tmp_path / "voc"), num_train=8, num_val=3, height=64, width=64)
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--data", "voc", "--out", "run"] + NOT_SYNTHETIC) == 0
+    assert train_tiny("run", data="voc", num_train=None) == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -118,11 +103,6 @@ def test_evaluate_on_a_read_only_folder_prints_then_warns(run_dir, tmp_path, cap
     captured = capsys.readouterr()
     assert last_json(captured.out)["images"] == 4
     assert "warning: could not write" in captured.err
-
-
-def read_proposals(folder):
-    with open(os.path.join(folder, "proposals.json")) as f:
-        return json.load(f)
 
 
 def test_export_gives_the_proposals_of_its_run(run_dir, tmp_path):
@@ -147,31 +127,9 @@ def test_export_gives_the_proposals_of_its_run(run_dir, tmp_path):
         onp.testing.assert_allclose(a["box"], b["box"], atol=0.02)
 
 
-def test_predict_keeps_the_good_images_of_a_folder(run_dir, tmp_path):
-    folder = tmp_path / "photos"
-    (folder / "a").mkdir(parents=True)
-    (folder / "b").mkdir()
-    write_image(folder / "a" / "same.png", seed=1)
-    write_image(folder / "b" / "same.png", seed=2)
-    write_image(folder / "c.jpg", seed=3)
-    (folder / "broken.jpg").write_bytes(b"not an image")
-    (folder / "notes.txt").write_text("not an image either, and not an image name")
-    out = tmp_path / "out"
-    code = main(["predict", "--checkpoint", run_dir, str(folder), str(folder / "a" / "same.png"),
-                 str(folder / "b" / "same.png"), "--top-k", "3", "--out", str(out)])
-    assert code == 1                                    # one input was unreadable
-    found = read_proposals(out)
-    paths = [entry["path"] for entry in found["images"]]
-    assert paths == [str(folder / "c.jpg"), str(folder / "a" / "same.png"),
-                     str(folder / "b" / "same.png")]
-    assert [e["path"] for e in found["errors"]] == [str(folder / "broken.jpg")]
-    pictures = {entry["picture"] for entry in found["images"]}
-    assert len(pictures) == 3 and all(os.path.isfile(p) for p in pictures)
-
-
 def test_resume_continues_and_refuses_another_model(tmp_path):
     out = str(tmp_path / "again")
-    args = ["train", "--data", "synthetic", "--out", out] + TINY
+    args = ["train", "--data", "synthetic", "--out", out] + tiny_options(epochs=1)
     assert main(args) == 0
     assert main(args) == 2                      # the folder holds a run already
     assert main(args + ["--epochs", "2", "--resume"]) == 0
@@ -202,6 +160,19 @@ def test_every_bad_value_is_one_line_and_exit_code_2(tmp_path, capsys, args, wor
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--amp"], ["--amp", "cpu(0)", "GPUs"]),
+    (["--amp", "--ctx", "cpu:0,1"], ["--amp", "cpu(0), cpu(1)"]),
+    (["--backbone", "vgg16"], ["setting backbone: got 'vgg16'", "resnet50_v1"]),
+    (["--preset", "faster"], ["faster-rcnn"]),
+    (["--set", "anchors_per_image=0"], ["setting anchors_per_image"]),
+])
+def test_bad_gpu_options_are_one_line_and_exit_2(extra, words, tmp_path, capsys):
+    assert train_tiny(tmp_path / "r", extra=extra) == 2
+    one_line_error(capsys, *words)
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_values_of_other_commands(run_dir, tmp_path, capsys):
@@ -238,10 +209,9 @@ def test_a_broken_config_json_is_named(run_dir, tmp_path, capsys, change, words)
 
 def test_a_diverging_loss_stops_with_exit_1_and_keeps_the_last_checkpoint(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert main(["train", "--data", "synthetic", "--out", out] + TINY) == 0
+    assert train_tiny(out) == 0
     before = rpn.latest_checkpoint(os.path.join(out, "checkpoint"))
-    code = main(["train", "--data", "synthetic", "--out", out, "--resume", "--lr", "1e6"]
-                + TINY + ["--epochs", "3"])
+    code = train_tiny(out, extra=["--resume", "--lr", "1e6", "--epochs", "3"])
     err = capsys.readouterr().err
     assert code == 1 and "diverged" in err and before in err
     assert rpn.latest_checkpoint(os.path.join(out, "checkpoint")) == before
@@ -250,15 +220,13 @@ def test_a_diverging_loss_stops_with_exit_1_and_keeps_the_last_checkpoint(tmp_pa
 
 def test_pretrained_path_that_does_not_exist(tmp_path, capsys):
     missing = tmp_path / "weights.params"
-    assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "r"),
-                 "--pretrained", str(missing)] + TINY) == 1
+    assert train_tiny(tmp_path / "r", extra=["--pretrained", str(missing)]) == 1
     assert str(missing) in capsys.readouterr().err
     assert not missing.exists()
 
 
 def test_python_fit_gives_what_the_command_line_gives(run_dir, tmp_path):
-    final = rpn.fit("synthetic", str(tmp_path / "py"), size=64, batch_size=4, epochs=1,
-                    settings={"num_train": 8, "num_val": 4}, quiet=True)
+    final = rpn.fit("synthetic", str(tmp_path / "py"), **tiny_fit())
     with open(os.path.join(run_dir, "metrics.json")) as f:
         cli = json.load(f)
     for key, value in cli["final"].items():
@@ -266,3 +234,20 @@ def test_python_fit_gives_what_the_command_line_gives(run_dir, tmp_path):
             assert final[key] == pytest.approx(value, abs=1e-6), key
     for name in ("curves.png", "recall_iou.png", "predictions.png", "config.json"):
         assert os.path.isfile(tmp_path / "py" / name)
+
+
+def test_predict_data_takes_all_of_a_single_file_or_a_split(tiny_run, tmp_path, capsys):
+    coco = rpn.write_coco(str(tmp_path / "coco"), num_train=5, num_val=2, height=32, width=32)
+    one = os.path.join(coco, "annotations", "instances_train.json")
+    assert main(["predict", "--checkpoint", tiny_run, "--data", one, "--data-images",
+                 os.path.join(coco, "train"), "--out", str(tmp_path / "p1")]) == 0
+    assert last_json(capsys.readouterr().out)["images"] == 5
+    voc = rpn.write_voc(str(tmp_path / "voc"), num_train=3, num_val=2, height=32, width=32)
+    assert main(["predict", "--checkpoint", tiny_run, "--data", voc, "--split", "train",
+                 "--out", str(tmp_path / "p2")]) == 0
+    assert last_json(capsys.readouterr().out)["images"] == 3
+    assert main(["predict", "--checkpoint", tiny_run, "--out", str(tmp_path / "p3")]) == 2
+    assert "give image files" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", tiny_run, "--data", "synthetic", "--out",
+                 str(tmp_path / "p4")]) == 2
+    assert "drawn in memory" in capsys.readouterr().err

@@ -1,7 +1,9 @@
-"""rpn.launch and its supervisor under injected faults: a launcher killed by
-SIGKILL (here and over a fake ssh), a worker killed by a signal, hostile
-host files, bad arguments. Every process started carries RPN_TEST_MARK, so
-that what is left behind can be found with psutil."""
+"""rpn.launch under injected faults: a launcher killed by SIGKILL (here and
+over a fake ssh), a worker killed by a signal or failing, hostile host
+files, bad arguments. Every process started carries RPN_TEST_MARK, so
+that what is left behind can be found with psutil. (The supervisor alone:
+tests/processes/test_supervise.py; a real cluster training:
+tests/training/test_trainer.py and tests/training/test_fit.py.)"""
 import json
 import os
 import signal
@@ -9,29 +11,13 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
-import uuid
 
 import pytest
-from conftest import leftovers
 
+from conftest import FAMILY, family_ready, leftovers, marked_env, run_launcher, wait_for
 from rpn import launch
 from rpn.processes import supervise as _supervise
 
-SUPERVISOR = [sys.executable, "-I", _supervise.__file__]
-
-# a worker that starts a grandchild which ignores SIGTERM (so only the
-# supervisor's SIGKILL can end it), says it is ready, and sleeps
-FAMILY = textwrap.dedent("""
-    import os, subprocess, sys, time
-    out = sys.argv[1]
-    grand = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-             "open(os.path.join(sys.argv[1], 'grand-%d' % os.getpid()), 'w').close(); "
-             "time.sleep(300)")
-    subprocess.Popen([sys.executable, "-c", grand, out])
-    open(os.path.join(out, "child-%d" % os.getpid()), "w").close()
-    time.sleep(300)
-""")
 
 FAKE_SSH = textwrap.dedent("""
     import json, os, sys
@@ -44,32 +30,6 @@ FAKE_SSH = textwrap.dedent("""
     _, status = os.waitpid(pid, 0)
     sys.exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 """)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
-@pytest.fixture
-def mark():
-    """A marker for the processes of one test; what is left of them at its
-    end (when it failed) gets SIGKILL."""
-    mark = uuid.uuid4().hex
-    yield mark
-    for pid in leftovers(mark):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def marked_env(mark, **extra):
-    return dict(os.environ, RPN_TEST_MARK=mark, **extra)
 
 
 def executable(path, text):
@@ -98,84 +58,6 @@ def ssh_env(mark, fake_ssh, **extra):
 def ssh_calls(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
-
-def family_ready(out, n):
-    names = os.listdir(out)
-    return (sum(n.startswith("child-") for n in names) >= n
-            and sum(n.startswith("grand-") for n in names) >= n)
-
-
-# -- the supervisor alone (no MXNet: fast) -----------------------------------
-
-@pytest.mark.parametrize("code, expected", [("import sys; sys.exit(3)", 3),
-                                            ("import os; os.kill(os.getpid(), 9)", 137),
-                                            ("import os; os.kill(os.getpid(), 15)", 143)])
-def test_supervisor_exit_code_is_the_commands_and_128_plus_a_signal(code, expected):
-    result = subprocess.run(SUPERVISOR + ["--parent", str(os.getpid()), "--name", "worker 0",
-                                          "--", sys.executable, "-c", code],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == expected
-    if expected == 137:
-        assert "worker 0 killed by SIGKILL" in result.stderr
-
-
-def test_supervisor_reports_a_missing_command_with_127():
-    result = subprocess.run(SUPERVISOR + ["--parent", str(os.getpid()), "--", "no-such-command-x"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 127 and "cannot run 'no-such-command-x'" in result.stderr
-
-
-def test_supervisor_ends_the_group_when_its_parent_is_killed(tmp_path, mark):
-    env = marked_env(mark)
-    parent = textwrap.dedent(f"""
-        import os, subprocess, sys, time
-        subprocess.Popen({SUPERVISOR!r} + ["--parent", str(os.getpid()), "--",
-                          sys.executable, "-c", {FAMILY!r}, {str(tmp_path)!r}])
-        time.sleep(300)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", parent], env=env)
-    try:
-        wait_for(lambda: family_ready(tmp_path, 1), 30, "the family started")
-    finally:
-        proc.kill()
-        proc.wait()
-    wait_for(lambda: not leftovers(mark), 15, "every process ended")
-
-
-def test_supervisor_ends_the_group_at_the_end_of_its_stdin(tmp_path, mark):
-    env = marked_env(mark)
-    proc = subprocess.Popen(SUPERVISOR + ["--stdin", "--grace", "1", "--", sys.executable, "-c",
-                                          FAMILY, str(tmp_path)], env=env, stdin=subprocess.PIPE)
-    wait_for(lambda: family_ready(tmp_path, 1), 30, "the family started")
-    proc.stdin.close()
-    assert proc.wait(timeout=15) == 128 + signal.SIGTERM
-    wait_for(lambda: not leftovers(mark), 5, "every process ended")
-
-
-def test_supervisor_forwards_sigterm_and_kills_at_a_second_one(tmp_path, mark):
-    env = marked_env(mark)
-    proc = subprocess.Popen(SUPERVISOR + ["--parent", str(os.getpid()), "--grace", "60", "--",
-                                          sys.executable, "-c", FAMILY, str(tmp_path)], env=env)
-    wait_for(lambda: family_ready(tmp_path, 1), 30, "the family started")
-    proc.send_signal(signal.SIGTERM)
-    time.sleep(1.0)
-    # the child took the forwarded SIGTERM; the grandchild ignores it
-    assert len(leftovers(mark)) == 2 and proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 128 + signal.SIGTERM
-    wait_for(lambda: not leftovers(mark), 5, "every process ended")
-
-
-def test_supervisor_stops_what_the_command_left_behind(tmp_path, mark):
-    env = marked_env(mark)
-    command = ("import subprocess, sys; subprocess.Popen(['sleep', '300']); sys.exit(5)")
-    result = subprocess.run(SUPERVISOR + ["--parent", str(os.getpid()), "--",
-                                          sys.executable, "-c", command], env=env, timeout=60)
-    assert result.returncode == 5
-    wait_for(lambda: not leftovers(mark), 5, "the background sleep ended")
-
-
-# -- arguments and host files (no cluster: fast) ------------------------------
 
 @pytest.mark.parametrize("argv, words", [
     (["-n", "0", "--", "true"], "--num-workers"),
@@ -228,7 +110,12 @@ def test_remote_command_runs_this_interpreter_in_this_folder():
     assert remote.endswith("-- rpn train")
 
 
-# -- real clusters -----------------------------------------------------------
+def test_launcher_needs_a_command():
+    result = subprocess.run([sys.executable, "-m", "rpn.launch", "-n", "2"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "command" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
 
 @pytest.mark.slow
 def test_sigkill_to_the_launcher_ends_every_process(tmp_path, mark):
@@ -305,6 +192,16 @@ def test_a_worker_killed_by_a_signal_gives_128_plus_the_signal(tmp_path, fake_ss
     assert result.returncode == 128 + 9, result.stderr
     assert "a worker exited with 137" in result.stderr and "killed by SIGKILL" in result.stderr
     wait_for(lambda: not leftovers(mark), 15, "every process ended")
+
+
+@pytest.mark.slow
+def test_a_failing_worker_stops_the_cluster_with_its_code(tmp_path):
+    result, mark = run_launcher(["-n", "2", "-s", "1", "--timeout", "60", "--",
+                                 sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path,
+                                timeout=120)
+    assert result.returncode == 3
+    assert "exited with 3" in result.stderr
+    assert leftovers(mark) == []
 
 
 @pytest.mark.slow

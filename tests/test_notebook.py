@@ -12,7 +12,7 @@ _SPEC = importlib.util.spec_from_file_location(
     "execute_notebook", os.path.join(os.path.dirname(NOTEBOOK), "execute.py"))
 execute_notebook = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(execute_notebook)
-SMALL = """
+NOTEBOOK_PARAMETERS = """
 batch_size, size, num_epochs = 8, 64, 1
 backbone_lr = output_lr = 0.1
 voc_dir = '/nonexistent/VOC2012'
@@ -24,7 +24,7 @@ def test_notebook_executes_with_small_parameters(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(SMALL))
+    nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(NOTEBOOK_PARAMETERS))
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()

@@ -1,22 +1,24 @@
-"""Model, loss, training loop and inference on CPU contexts."""
+"""The chapter's train_detection: on a handful of images, on other and on
+several CPU contexts, resumed, repeated under a seed, with its callbacks,
+and its refusals."""
 import os
 
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import gluon, init, np
+from mxnet import init, np
 from mxnet.gluon import nn
 
 import rpn
 from conftest import anchor_fn, small_model
-from rpn.data.batch import BatchInfo
 from rpn.config import PRESETS
-from rpn.model.labels import AnchorLabeler
-from rpn.training.step import ProposalStep, anchor_metrics
-from rpn.training.trainer import Trainer
+from rpn.data.batch import BatchInfo
 from rpn.train import chapter_batch_fn
+from rpn.training.step import ProposalStep, anchor_metrics
 
-SMALL = PRESETS["default"].replace(size=64, batch_size=8, warmup_steps=5)
+#: The chapter's settings of these runs: the default model at 64 pixels,
+#: batches of 8, a short warm-up.
+CHAPTER = PRESETS["default"].replace(size=64, batch_size=8, warmup_steps=5)
 
 
 def build_model(config, ctx):
@@ -48,117 +50,17 @@ def params_of(*nets):
     return out
 
 
-def test_backbone_shapes_and_strides():
-    X = np.zeros((2, 3, 64, 96))
-    for stride, channels in ((32, 512), (16, 256), (8, 128)):
-        net = rpn.detection_backbone(stride=stride)      # initialised, as the chapter's
-        assert net(X).shape == (2, channels, 64 // stride, 96 // stride)
-    with pytest.raises(ValueError, match="8, 16 or 32"):
-        rpn.detection_backbone(stride=4)
-    fused = rpn.detection_backbone(stride=8, top_down=True)
-    fused.hybridize()
-    assert fused(X).shape == (2, 128, 8, 12)
-    with pytest.raises(ValueError, match="top_down needs stride=8"):
-        rpn.detection_backbone(stride=16, top_down=True)
-
-
-def test_pretrained_from_a_missing_path_is_an_error_and_creates_nothing(tmp_path):
-    missing = tmp_path / "weights"
-    with pytest.raises(FileNotFoundError, match=str(missing)):
-        rpn.detection_backbone(pretrained=True, root=str(missing))
-    assert not missing.exists()
-    # an existing folder without the file: named, and nothing downloaded into it
-    with pytest.raises(FileNotFoundError, match=r"resnet18_v2-[0-9a-f]{8}\.params"):
-        rpn.detection_backbone(pretrained=True, root=str(tmp_path))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_downloading_says_what_to_do_when_it_fails(tmp_path, monkeypatch):
-    monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")   # refused at once
-    with pytest.raises(RuntimeError, match=r"resnet18_v2-[0-9a-f]{8}\.params.*" + str(tmp_path)):
-        rpn.download_pretrained(str(tmp_path))
-
-
-def test_pretrained_from_a_params_file(tmp_path):
-    full = gluon.model_zoo.vision.resnet18_v2()
-    full.initialize(init.Constant(0.25))
-    full(np.zeros((1, 3, 32, 32)))
-    path = str(tmp_path / "weights.params")
-    full.save_parameters(path)
-    net = rpn.detection_backbone(pretrained=True, root=path)
-    conv = [p for n, p in net.collect_params().items() if n.endswith("conv0_weight")][0]
-    assert (conv.data().asnumpy() == 0.25).all()
-
-
-def test_hybridized_and_imperative_heads_agree():
-    head = rpn.RPNOutput(num_anchors=7, channels=16)
-    head.initialize(init.Xavier())
-    X = np.random.normal(size=(2, 8, 5, 6))
-    eager = [a.asnumpy() for a in head(X)]
-    head.hybridize()
-    compiled = [a.asnumpy() for a in head(X)]
-    assert eager[0].shape == (2 * 5 * 6 * 7, 2) and eager[1].shape == (2 * 5 * 6 * 7, 4)
-    for a, b in zip(eager, compiled):
-        onp.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-
-
-def test_loss_is_finite_without_positives_or_labels():
-    loss = rpn.DetectionLoss(1)
-    cls_preds, box_preds = np.random.normal(size=(6, 2)), np.random.normal(size=(6, 4))
-    for labels in ([0, 0, -1, -1, 0, -1], [-1] * 6):
-        value = loss(cls_preds, box_preds, np.array(labels), np.zeros((6, 4))).sum()
-        assert onp.isfinite(float(value))
-    ignored = loss(cls_preds, box_preds, np.array([-1] * 6), np.zeros((6, 4))).sum()
-    assert float(ignored) == 0
-
-
-def test_loss_by_hand():
-    loss = rpn.DetectionLoss(2)
-    cls_preds = np.array([[0.0, 0.0], [0.0, 0.0], [5.0, 1.0]])
-    box_preds = np.array([[1.0, 1.0, 1.0, 1.0], [0.0] * 4, [9.0] * 4])
-    labels, boxes = np.array([1, 0, -1]), np.zeros((3, 4))
-    # cross entropy log(2) on the 2 labelled anchors / 2; L1 1 on the positive / 1
-    assert float(loss(cls_preds, box_preds, labels, boxes).sum()) == pytest.approx(
-        onp.log(2) + 2 * 1.0, rel=1e-5)
-    correct, abs_err, labelled, positive = rpn.DetectionEvaluation()(
-        cls_preds, box_preds, labels, boxes)
-    assert (float(labelled), float(positive), float(abs_err)) == (2, 1, 1)
-
-
-def test_predict_rpn_returns_sorted_probabilities_and_clipped_boxes():
-    mx.random.seed(0)
-    backbone, head = build_model(SMALL, mx.cpu())
-    X = np.random.normal(size=(3, 3, 64, 64))
-    preds = rpn.predict_rpn(backbone(X), head, anchor_fn(SMALL), 0.7)
-    assert len(preds) == 3
-    for scores, boxes in preds:
-        s = scores.asnumpy()
-        assert boxes.shape == (4, len(s)) and len(s) > 0
-        assert (s >= 0).all() and (s <= 1).all() and (onp.diff(s) <= 0).all()
-        b = boxes.asnumpy()
-        assert b.min() >= 0 and b.max() <= 1
-    # min_size is in pixels, as the proposal model's: 16 of 64 pixels wide
-    few = rpn.predict_rpn(backbone(X), head, anchor_fn(SMALL), 0.7, post_nms_top_n=4,
-                          min_size=16, image_sizes=[[64, 64]] * 3)
-    for scores, boxes in few:
-        b = boxes.asnumpy()
-        assert 0 < len(scores) <= 4
-        assert ((b[2] - b[0]) >= 0.25 - 1e-6).all() and ((b[3] - b[1]) >= 0.25 - 1e-6).all()
-    with pytest.raises(ValueError, match="image_sizes"):
-        rpn.predict_rpn(backbone(X), head, anchor_fn(SMALL), 0.7, min_size=16)
-
-
 def train(ctx, batches, backbone_fn=None, epochs=1, batch_fn=None, **kwargs):
     mx.random.seed(7)
     if backbone_fn is None:
-        backbone, head = build_model(SMALL, ctx if isinstance(ctx, list) else [ctx])
+        backbone, head = build_model(CHAPTER, ctx if isinstance(ctx, list) else [ctx])
     else:
-        backbone, head = backbone_fn(), rpn.RPNOutput(SMALL.model.num_anchors, channels=16)
+        backbone, head = backbone_fn(), rpn.RPNOutput(CHAPTER.model.num_anchors, channels=16)
         backbone.initialize(init.Xavier(), ctx=ctx)
         head.initialize(init.Xavier(), ctx=ctx)
     history = rpn.train_detection(
-        backbone, head, batch_fn or chapter_batch_fn(SMALL.model), batches, None,
-        rpn.DetectionLoss(SMALL.model.lambd), epochs,
+        backbone, head, batch_fn or chapter_batch_fn(CHAPTER.model), batches, None,
+        rpn.DetectionLoss(CHAPTER.model.lambd), epochs,
         0.05, 0.05, ctx, optimizer_params={"momentum": 0.9}, seed=3, verbose=False, **kwargs)
     return backbone, head, history
 
@@ -166,13 +68,13 @@ def train(ctx, batches, backbone_fn=None, epochs=1, batch_fn=None, **kwargs):
 def test_training_on_a_handful_of_images_finds_the_objects():
     batches = synthetic_batches(8, size=64)
     mx.random.seed(1)
-    backbone, head = build_model(SMALL, [mx.cpu()])
+    backbone, head = build_model(CHAPTER, [mx.cpu()])
     history = rpn.train_detection(
-        backbone, head, chapter_batch_fn(SMALL.model), batches * 10, None,
+        backbone, head, chapter_batch_fn(CHAPTER.model), batches * 10, None,
         rpn.DetectionLoss(1), 8, 0.003, 0.003, mx.cpu(), optimizer="adam",
         lr_schedule="cosine", warmup_steps=10, seed=0, verbose=False)
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
-    result = rpn.proposal_recall(backbone, head, batches, anchor_fn(SMALL),
+    result = rpn.proposal_recall(backbone, head, batches, anchor_fn(CHAPTER),
                                  nms_threshold=0.7, ks=(10,))
     assert result["objects"] >= 8
     assert result["R@10@0.5"] > 0.9
@@ -189,7 +91,7 @@ def test_training_on_another_cpu_context_keeps_everything_there():
 def test_two_devices_match_one_on_the_same_data():
     batches = synthetic_batches(16)
     # every negative candidate labelled: no random draw depends on the split
-    batch_fn = chapter_batch_fn(SMALL.model.replace(neg_pos_ratio=None))
+    batch_fn = chapter_batch_fn(CHAPTER.model.replace(neg_pos_ratio=None))
     one = train(mx.cpu(0), batches, tiny_backbone, batch_fn=batch_fn, hybridize=False)
     two = train([mx.cpu(0), mx.cpu(1)], batches, tiny_backbone, batch_fn=batch_fn,
                 hybridize=False)
@@ -260,7 +162,7 @@ def test_a_run_killed_while_saving_keeps_the_previous_checkpoint(tmp_path, monke
         train(mx.cpu(), batches, epochs=2, checkpoint_dir=folder, resume=True)
     assert rpn.latest_checkpoint(folder) == before
     assert sorted(os.listdir(folder)) == ["epoch-0001", "latest"]     # no half folder left
-    backbone, head = build_model(SMALL, [mx.cpu()])
+    backbone, head = build_model(CHAPTER, [mx.cpu()])
     state = rpn.load_checkpoint(folder, backbone, head)
     assert state["epoch"] == 0
 
@@ -290,7 +192,7 @@ def test_batch_too_small_for_the_devices_is_a_clear_error_in_training_only():
     with pytest.raises(ValueError, match="cannot be split over 2 devices"):
         train([mx.cpu(0), mx.cpu(1)], [(X, Y)])
     ctxs = [mx.cpu(0), mx.cpu(1)]
-    model = small_model(SMALL, ctxs)
+    model = small_model(CHAPTER, ctxs)
     info = BatchInfo.from_rows([[64, 64, 64, 64, 0]])
     result = anchor_metrics(ProposalStep(model, validate=True).forward, [(X, Y, info)], ctxs)
     assert result["images"] == 1 and result["class_err"] is not None
@@ -307,28 +209,3 @@ def test_the_chapters_batch_fn_refuses_padded_batches():
     whole = BatchInfo.from_rows([[64, 96, 64, 96, 0], [64, 96, 64, 96, 1]])
     _, _, history = train(mx.cpu(), [(X, Y, whole)])
     assert onp.isfinite(history[0]["loss"])
-
-
-def test_training_steps_read_the_device_only_every_log_interval(monkeypatch):
-    """Every host read makes Python wait for the device (a GPU then idles):
-    the training loop of the proposal model, with the labeler's device path
-    (what a GPU runs; on a CPU the labeler reads CPU arrays on purpose, and
-    no device waits), reads the running sums every ``log_interval`` steps
-    and nothing else."""
-    from rpn.data.sources import make_loader, open_split
-    config = SMALL.replace(resize="keep_ratio", max_size=96, batch_size=2)
-    found = open_split("synthetic", "train", synthetic=dict(size=64, num_train=16,
-                                                              num_val=4, seed=0))
-    loader = make_loader(found, rpn.Resize.of(config.model), 2, train=True)
-    model = small_model(config, seed=0)
-    model.labeler = AnchorLabeler(model.settings, method="device")
-    batches = list(loader)                                  # decoding reads nothing
-    assert len(batches) == 8
-    reads = []
-    for cls in (np.ndarray, mx.nd.NDArray):
-        original = cls.asnumpy
-        monkeypatch.setattr(cls, "asnumpy",
-                            lambda self, _o=original: reads.append(1) or _o(self))
-    Trainer(ProposalStep(model), [mx.cpu()], optimizer="adam", seed=1,
-            log_interval=4).train(batches, 1)
-    assert len(reads) == 2

@@ -39,9 +39,7 @@ def proposals_from_predictions(anchors, cls_preds, box_preds, nms_threshold, *,
     ctx = anchors.ctx
     batch = cls_preds.shape[0] // num
     if batch == 0:
-        # MXNet's box_nms on an empty batch breaks every later call of it
-        # in the process ("delay_alloc"): never call it with nothing
-        return []
+        return []                          # no image: no image's proposals
     if image_sizes is not None:
         image_sizes = np.array(image_sizes, dtype="float32", ctx=ctx).reshape(batch, -1)
     valid = np.ones((batch, num), ctx=ctx)                        # every anchor proposes

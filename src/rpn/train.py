@@ -174,7 +174,7 @@ def train_detection(backbone, output_model, batch_fn, train_iter, test_iter,
       worker's own;
     * ``hybridize`` (default on) compiles both networks, with static memory;
     * ``optimizer``/``optimizer_params`` (merged over ``{"wd": 1e-4}``),
-      ``lr_schedule`` (``"constant"`` or ``"cosine"``, with
+      ``lr_schedule`` (``"constant"``, ``"cosine"`` or ``"step"``, with
       ``warmup_steps``);
     * the device is read (which makes the host wait for it) only every
       ``log_interval`` steps and at the end of an epoch: then ``callback``

@@ -3,7 +3,7 @@ objects only, and the rest of the matching, in NumPy (MXNet 1.9.1's
 reductions are several times slower on a CPU), with the device path's
 formulas in the same float32 operations and MXNet's random draws and
 logarithm, so that labels and offsets are the device path's to the bit
-(tested in ``tests/test_targets.py``). It reads the CPU arrays it works on;
+(tested in ``tests/ops/test_host_labels.py``). It reads the CPU arrays it works on;
 no device waits for that.
 
 Shapes as :mod:`rpn.targets`: ground truth (B, G, 5) normalised corner rows

@@ -18,9 +18,10 @@ and statistics (MXNet's rule for float16 data), and the head's outputs are
 cast back to float32 (:func:`float32`), so that the loss, the box
 decoding, the anchors and the labels stay in float32.
 
-Float16 needs a GPU (:func:`rpn.training.amp.check_contexts`). Tested on CPU as far as it goes (the wiring, the casts in graphs and
-arrays, the loss scaling; ``tests/test_mixed_precision.py``); not measured
-on a GPU by the package's tests.
+Float16 needs a GPU (:func:`rpn.training.amp.check_contexts`). Tested on
+CPU as far as it goes (the wiring, the casts in graphs and arrays, the loss
+scaling; ``tests/ops/test_precision.py`` and ``tests/training/test_amp.py``);
+not measured on a GPU by the package's tests.
 """
 import functools
 

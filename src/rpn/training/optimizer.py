@@ -31,7 +31,9 @@ def kvstore_rank(kvstore):
     its workers, ``dist_async`` does not."""
     rank = getattr(kvstore, "rank", 0)
     workers = getattr(kvstore, "num_workers", 1)
-    return rank, workers, workers if "sync" in getattr(kvstore, "type", "") else 1
+    kind = getattr(kvstore, "type", "")
+    synchronous = "sync" in kind and "async" not in kind       # dist_sync, dist_device_sync
+    return rank, workers, workers if synchronous else 1
 
 
 def learning_rates(parts, backbone_lr, output_lr):
