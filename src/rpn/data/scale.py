@@ -88,23 +88,32 @@ def choose_scale(found, config, *, small_objects):
     if wanted <= LARGEST_SIZE:
         size = int(math.ceil(wanted / model.size_divisor) * model.size_divisor)
         factor = size / model.size
-        steps = max(1, int(round(config.train.min_steps / factor ** 2)))
+        steps = _steps(config.train.min_steps / factor ** 2)
         changes = dict(size=size, max_size=int(round(model.max_size * factor)),
                        min_steps=steps)
         return ScaleChoice(changes, f"{shown}, under {SMALLEST:g} px: trained at a shorter "
-                                    f"side of {size} ({median * factor:.1f} px), "
-                                    f"{steps} steps at least to keep the default's CPU "
-                                    "budget", median)
+                                    f"side of {size} ({median * factor:.1f} px)"
+                                    f"{_budget(steps)}", median)
     settings = {name: small_objects.get(name) for name in _SMALL_OBJECTS}
     # the default's CPU budget: its steps' pixels over a step of windows
     step = config.train.batch_size * _median_pixels(found, Resize.of(model))
     windows = settings["batch_size"] * settings["window"] ** 2
-    settings["min_steps"] = max(1, int(round(config.train.min_steps * step / windows)))
+    settings["min_steps"] = _steps(config.train.min_steps * step / windows)
     return ScaleChoice(settings, f"{shown}, under {SMALLEST:g} px even at a shorter side of "
                                  f"{LARGEST_SIZE}: trained at the photographs' own "
                                  f"resolution on windows of {settings['window']} px (the "
-                                 f"small-objects preset's), {settings['min_steps']} steps at "
-                                 "least to keep the default's CPU budget", median)
+                                 f"small-objects preset's){_budget(settings['min_steps'])}",
+                       median)
+
+
+def _steps(steps):
+    """``min_steps`` rounded; at least one unless there was none (epochs given)."""
+    return max(1, int(round(steps))) if steps > 0 else 0
+
+
+def _budget(steps):
+    """The reason's tail for ``steps`` (nothing when the epochs were given)."""
+    return f", {steps} steps at least to keep the default's CPU budget" if steps else ""
 
 
 #: What the default takes of the small-objects preset when no resize is enough.
