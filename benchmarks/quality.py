@@ -103,6 +103,8 @@ VARIANTS = [
     {"name": "open-world-plain", "preset": "open-world", "settings": {"head_norm": False}},
     {"name": "open-world-giou", "preset": "open-world",
      "settings": {"lambd": 0.0, "giou_weight": 1.0}},
+    {"name": "open-world-1anchor", "preset": "open-world",     # OLN: one anchor a location
+     "settings": {"anchor_sizes": [0.36], "anchor_ratios": [1.0]}},
 ]
 
 SETS = ("synthetic", "raccoon", "raccoon-mosaic", "raccoon-aspect", "heldout")
@@ -113,8 +115,11 @@ MORE_SETS = ("small-synthetic", "raccoon-tiled2", "raccoon-tiled3", "raccoon-til
 
 
 #: The figures summarised, when a result has them (size ranges with objects only).
-METRICS = ("AR@100", "AR@1000", "AR_small@100", "AR_medium@100", "AR_large@100",
+METRICS = ("AR@10", "AR@100", "AR@1000", "AR_small@100", "AR_medium@100", "AR_large@100",
            "R@100@0.5", "R@100@0.7")
+
+#: The proposal counts recall is measured at.
+KS = (10, 100, 300, 1000)
 
 #: Calibration: two fits on a subset of CALIBRATION_STEPS batches an epoch,
 #: of 1 and 1 + CALIBRATION_EPOCHS epochs; the difference is steady training.
@@ -160,12 +165,15 @@ def steps_per_epoch(config, images):
 
 class DataSet:
     """A set to measure on: ``data`` for ``rpn.fit``, the classes trained
-    (``None``: all), and ``scores``: ``(label, classes)`` pairs, one recall
-    each (label ``""`` is the set's main figure)."""
+    (``None``: all), and ``scores``: ``(label, classes)`` pairs or
+    ``(label, classes, data)`` triples, one recall each on the ``val`` split
+    of ``data`` (default the set's own; label ``""`` is the set's main
+    figure)."""
 
     def __init__(self, name, data, classes=None, scores=(("", None),), voc=True):
         self.name, self.data, self.classes = name, data, classes
-        self.scores, self.voc = list(scores), voc
+        self.scores = [tuple(score) + (None,) * (3 - len(score)) for score in scores]
+        self.voc = voc
         if voc:
             _, self.train_images, _ = derived_sets.count_objects(data, "train", classes)
             _, self.val_images, _ = derived_sets.count_objects(data, "val", classes)
@@ -205,8 +213,11 @@ def prepare_sets(names, raccoon):
                                              size=size)
             unseen = {"heldout": "triangle"}.get(name, name.split("-")[-1])
             trained = [c for c in ("rectangle", "ellipse", "triangle") if c != unseen]
-            out.append(DataSet(name, voc, classes=trained,
-                               scores=[("", [unseen]), ("trained", trained)]))
+            scores = [("", [unseen]), ("trained", trained)]
+            if os.path.isdir(os.path.join(raccoon, "Annotations")):
+                # real photographs' objects, never trained on: the raccoons
+                scores.append(("raccoon", ["raccoon"], raccoon))
+            out.append(DataSet(name, voc, classes=trained, scores=scores))
         elif name == "small-synthetic":
             voc = derived_sets.write_small_objects(os.path.join(sets_dir, "small-objects-1024"))
             out.append(DataSet(name, voc))
@@ -346,9 +357,9 @@ def measure(dataset, variant, seed, scale, default_rates, keep):
         cpu_seconds=round(fit_seconds, 1), wall_seconds=round(wall, 1),
         calibration_cpu_seconds=round(calibration_cpu, 1))
     tic = cpu_seconds()
-    for label, classes in dataset.scores:
-        result, _ = rpn.evaluate(run, dataset.data, "val", classes=classes or dataset.classes,
-                                 num_workers=0)
+    for label, classes, scored in dataset.scores:
+        result, _ = rpn.evaluate(run, scored or dataset.data, "val",
+                                 classes=classes or dataset.classes, ks=KS, num_workers=0)
         record["recall" + (f"_{label}" if label else "")] = {
             k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
         if classes:
@@ -375,9 +386,9 @@ def rescore(dataset, base, variant, run):
     record = dict(base, variant=variant["name"], settings=variant_settings(variant),
                   inference=variant["inference"], trained_as=base["variant"])
     tic = cpu_seconds()
-    for label, classes in dataset.scores:
-        result, _ = rpn.evaluate(model, dataset.data, "val", classes=classes or dataset.classes,
-                                 num_workers=0)
+    for label, classes, scored in dataset.scores:
+        result, _ = rpn.evaluate(model, scored or dataset.data, "val",
+                                 classes=classes or dataset.classes, ks=KS, num_workers=0)
         record["recall" + (f"_{label}" if label else "")] = {
             k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
     record["eval_cpu_seconds"] = round(cpu_seconds() - tic, 1)
@@ -437,7 +448,7 @@ def summarise(runs, datasets, variants, seeds, scale):
     latest = {run_key(r): r for r in runs}
     out = {}
     for dataset in datasets:
-        for label, classes in dataset.scores:
+        for label, classes, scored in dataset.scores:
             field = "recall" + (f"_{label}" if label else "")
             set_label = dataset.name + (f" ({label})" if label else "")
             entry = out.setdefault(set_label, dict(

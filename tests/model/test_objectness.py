@@ -107,6 +107,19 @@ def test_the_open_world_model_trains_exports_and_proposes_the_same(tmp_path):
     assert_same_proposals(eager, loaded(X, sizes.astype("float32")))
 
 
+@pytest.mark.parametrize("extra", [{}, {"refine": True}], ids=["plain", "refine"])
+def test_a_fresh_open_world_model_proposes_before_any_training(extra):
+    # ranked by centerness the graph leaves the classifier out, whose shape a
+    # first hybridized call could not infer: the model is built shaped
+    model = rpn.RegionProposalNetwork.from_settings(OLN.replace(**extra).model,
+                                                    [mx.cpu(0), mx.cpu(1)])
+    assert not [p.name for p in model.collect_params().values() if p._deferred_init]
+    model.hybridize(static_alloc=True)
+    X = np.random.normal(size=(2, 3, 64, 96), ctx=mx.cpu(1))
+    scores, boxes = model(X, np.array([[64, 96], [64, 64]], ctx=mx.cpu(1)))
+    assert scores.shape[0] == boxes.shape[0] == 2 and boxes.ctx == mx.cpu(1)
+
+
 def test_objectness_settings_are_checked():
     with pytest.raises(rpn.settings.SettingsError, match="objectness"):
         SMALL.replace(objectness="oln")

@@ -126,7 +126,23 @@ class RegionProposalNetwork(nn.HybridBlock):
         if model.refiner is not None:
             model.refiner.initialize(init=init.Xavier(), ctx=ctx)
         model.collect_params().reset_ctx(ctx)
+        if settings.objectness == "centerness":
+            model._complete_init(ctx)
         return model
+
+    def _complete_init(self, ctx):
+        """Give every deferred parameter its shape now. Ranked by centerness,
+        the proposal graph leaves the classifier out, and Gluon infers a
+        deferred parameter's shape from the graph of the first call: one it
+        does not use fails that call. One imperative pass of the backbone,
+        head and refinement stage on a blank canvas, (1, 3, 64, 64) with one
+        RoI, shapes them all."""
+        first = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
+        side = max(64, 2 * self.settings.size_divisor)
+        features = self.backbone(mx.np.zeros((1, 3, side, side), ctx=first))
+        self._head(features)
+        if self.refiner is not None:     # RoI rows: (1, 5) batch index, corners in pixels
+            self.refiner(features, mx.np.array([[0, 0, 0, side / 2, side / 2]], ctx=first))
 
     @property
     def stride(self):
