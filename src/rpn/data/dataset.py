@@ -19,7 +19,6 @@ height of 0 marks an image that could not be read (skipped). The loader
 gives a batch's as a :class:`rpn.data.batch.BatchInfo` of named fields
 (:mod:`rpn.data.loader`).
 """
-import collections
 import math
 import os
 
@@ -28,6 +27,7 @@ from mxnet import gluon, np
 from PIL import Image
 
 from ..processes.children import die_with_parent
+from .cache import CACHE_BYTES, DecodedCache
 from .image_set import CROWD, rows_outside
 from .images import BadImageError, read_image, read_image_at
 from .preprocess import MEAN, SIZE_DIVISOR, STD, Resize, preprocess_image
@@ -43,8 +43,6 @@ RGB_MEAN = np.array(MEAN)
 RGB_STD = np.array(STD)
 
 _READ_ERRORS = (BadImageError, FileNotFoundError, OSError)
-#: Decoded images a dataset keeps for the next windows cut from them.
-_FRAMES = 3
 
 
 def check_labels(labels, names=None):
@@ -128,8 +126,12 @@ class DetectionDataset(gluon.data.Dataset):
     with less than ``window_visible`` of their area inside become crowd
     regions (:mod:`rpn.data.windows`). Then the flip. Index the dataset with
     ``(index, epoch, repeat)`` for several windows of one image in an
-    epoch; the last few decoded images are kept, so the windows of one
-    image in a batch decode it once.
+    epoch.
+
+    Images read from files are kept decoded within ``cache_bytes`` of
+    pixels (:class:`rpn.data.cache.DecodedCache`): from the second epoch
+    on, a set that fits is not decoded again, and the windows of one image
+    in a batch decode it once.
 
     ``sizes``: each image's ``(height, width)`` as its annotation states it
     (or ``None``), checked when the image is read. ``on_error="skip"``
@@ -144,7 +146,8 @@ class DetectionDataset(gluon.data.Dataset):
     def __init__(self, images, labels, height=None, width=None, *, resize=None,
                  augment=False, crop_prob=0.5, min_crop_scale=0.3, seed=0,
                  max_objects=None, sizes=None, with_info=False, on_error="raise",
-                 window=None, window_focus=0.9, window_visible=0.5):
+                 window=None, window_focus=0.9, window_visible=0.5,
+                 cache_bytes=CACHE_BYTES):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} label "
                              "arrays; expected one label array an image")
@@ -162,7 +165,7 @@ class DetectionDataset(gluon.data.Dataset):
         self.min_crop_scale, self.seed = min_crop_scale, seed
         self.window, self.window_focus = window, window_focus
         self.window_visible = window_visible
-        self._frames = collections.OrderedDict()      # index -> (image, original size)
+        self._cache = DecodedCache(cache_bytes)       # index -> (pixels, original size)
         self.with_info = with_info or self.resize.fixed is None
         self.on_error = on_error
         counts = [len(label) for label in labels]
@@ -200,17 +203,12 @@ class DetectionDataset(gluon.data.Dataset):
         and its own size, which its boxes are in."""
         image = self.images[index]
         if isinstance(image, (str, os.PathLike)):
-            if index in self._frames:
-                self._frames.move_to_end(index)
-                return self._frames[index] + (os.fspath(image),)
-            expected = self.sizes[index] if self.sizes is not None else None
-            pixels, size = read_image_at(os.fspath(image), self._wanted,
-                                         expected_size=expected)
-            if self.window is not None:             # its other windows come next
-                self._frames[index] = (pixels, size)
-                while len(self._frames) > _FRAMES:
-                    self._frames.popitem(last=False)
-            return pixels, size, os.fspath(image)
+            kept = self._cache.get(index)
+            if kept is None:
+                expected = self.sizes[index] if self.sizes is not None else None
+                kept = self._cache.put(index, *read_image_at(
+                    os.fspath(image), self._wanted, expected_size=expected))
+            return kept + (os.fspath(image),)
         image = onp.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != onp.uint8:
             raise ValueError(f"image {index} must be (h, w, 3) uint8, got shape "

@@ -20,6 +20,7 @@ from mxnet import gluon, np
 
 from ..processes.children import forks_die_with_parent
 from .batch import BatchInfo
+from .cache import CACHE_BYTES
 from .dataset import DetectionDataset
 from .image_set import DataError
 from .preprocess import SIZE_DIVISOR, pad_batch
@@ -174,7 +175,7 @@ def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augmen
                 crop_prob=0.5, min_crop_scale=0.3, seed=0, num_workers=0, shard=None,
                 max_objects=None, on_error="raise", size_divisor=SIZE_DIVISOR,
                 with_info=True, window=None, windows_per_image=1, window_focus=0.9,
-                window_visible=0.5):
+                window_visible=0.5, cache_bytes=CACHE_BYTES):
     """The one way the package builds a loader: a :class:`DetectionLoader`
     over a :class:`DetectionDataset` of ``images`` and pixel ``labels``
     (``sizes``: each image's stated ``(height, width)`` or ``None``),
@@ -186,8 +187,11 @@ def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augmen
     gives ``windows_per_image`` windows an epoch instead (in one batch where
     it fits, so that it is decoded once; ``window_focus``,
     ``window_visible``: see :class:`DetectionDataset`). For evaluation every
-    image is kept whole, in order. Yields ``(X, Y, info)`` (``(X, Y)``
-    without ``with_info`` and a fixed size, as the chapter's loaders)."""
+    image is kept whole, in order. Decoded images are kept within
+    ``cache_bytes`` (shared among the ``num_workers`` processes, each of
+    which keeps its own; :mod:`rpn.data.cache`). Yields ``(X, Y, info)``
+    (``(X, Y)`` without ``with_info`` and a fixed size, as the chapter's
+    loaders)."""
     if train:
         keep = [i for i, label in enumerate(labels) if (onp.asarray(label)[:, 0] >= 0).any()]
         if not keep:
@@ -205,7 +209,8 @@ def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augmen
                                crop_prob=crop_prob, min_crop_scale=min_crop_scale,
                                seed=seed, max_objects=max_objects, sizes=sizes,
                                with_info=with_info, on_error=on_error, window=window,
-                               window_focus=window_focus, window_visible=window_visible)
+                               window_focus=window_focus, window_visible=window_visible,
+                               cache_bytes=int(cache_bytes) // max(1, num_workers))
     return DetectionLoader(dataset, batch_size, shuffle=train,
                            last_batch="discard" if train else "keep",
                            num_workers=num_workers, seed=seed, shard=shard,
