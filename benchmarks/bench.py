@@ -255,6 +255,24 @@ def bench_memory(results, quick):
             "growth_in_batches": (last - first) / decoded_batch_kb}
 
 
+def bench_preset_proposals(results, repeats, quick):
+    """The proposal model of each preset at the default's scale (16 images of
+    112 x 112 pixels, random weights: the cost does not depend on them), as
+    ``predict``, ``propose`` and ``evaluate`` run it; ``open-world`` ranks
+    by its quality branch instead of the classifier (issue 26)."""
+    batch, size = (4 if quick else 16), 112
+    X = np.random.normal(size=(batch, 3, size, size))
+    sizes = np.full((batch, 2), float(size))
+    times = {}
+    for preset in ("default", "open-world"):
+        mx.random.seed(0)
+        model = rpn.RegionProposalNetwork.from_settings(
+            rpn.config.PRESETS[preset].model, [mx.cpu()])
+        model.hybridize(static_alloc=True)
+        times[preset] = median_ms(lambda: model(X, sizes), repeats)
+    results[f"preset_proposals_b{batch}"] = times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -271,6 +289,7 @@ def main():
         results["labeling_sweep"] = labeling.bench_sweep(median_ms, max(3, repeats // 2))
     bench_nms(results, rng, repeats, args.quick)
     bench_predict(results, rng, repeats, args.quick)
+    bench_preset_proposals(results, repeats, args.quick)
     bench_training(results, repeats, args.quick)
     bench_memory(results, args.quick)
 
@@ -299,6 +318,8 @@ def main():
         / s["chapter_images_per_sec"],
         "memory_package_over_chapter": m["package"] / m["chapter"],
     }
+    presets = [v for k, v in results.items() if k.startswith("preset_proposals")][0]
+    ratios["open_world_over_default_proposals"] = presets["open-world"] / presets["default"]
     if "chapter_mxnet_np" in n:
         ratios["nms_vs_chapter_mxnet_np"] = n["chapter_mxnet_np"] / n["package"]
     for name, entry in peer.items():
@@ -313,6 +334,8 @@ def main():
         "predict_rpn <= 1.3x head + NMS": ratios["predict_rpn_over_head_plus_nms"] <= 1.3,
         "proposal model <= 1.3x backbone + head + NMS":
             ratios["proposal_model_over_parts_plus_nms"] <= 1.3,
+        "open-world proposals <= 1.3x default's":
+            ratios["open_world_over_default_proposals"] <= 1.3,
         "step <= 1.02x backbone": ratios["package_step_over_backbone"] <= 1.02,
         "images/s >= 1.3x chapter": ratios["images_per_sec_package_over_chapter"] >= 1.3,
         "memory <= 1.2x chapter": ratios["memory_package_over_chapter"] <= 1.2,

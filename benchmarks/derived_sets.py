@@ -7,6 +7,10 @@
 * :func:`write_aspect`: the photographs cropped to 2:1 (even positions) and
   1:2 (odd) around the union of their objects (the idea of
   ``resize_rule.write_wide``);
+* :func:`write_tiled`: the photographs tiled 2 x 2 to 4 x 4 into one canvas
+  at their own scale (small objects in large pictures);
+* :func:`write_small_objects`: the synthetic set with 20 to 60 shapes of 6
+  to 48 pixels in 1024-pixel images;
 * :func:`write_heldout`: the synthetic set as a VOC folder (``rpn.write_voc``),
   whose per-class lists let ``classes=`` pick the classes to train on;
 * :func:`write_subset`: a folder that lists only some images of another
@@ -199,6 +203,72 @@ def write_mosaic(voc_dir, out, *, counts=(("train", 160), ("val", 64)), seed=0):
                 objects += moved
             writer.image(split, f"{split}-mosaic-{m:04d}", canvas, objects)
     return writer.done()
+
+
+# -- photographs tiled at their own scale --------------------------------------
+
+def write_tiled(voc_dir, out, *, grid, counts=(("train", 80), ("val", 20)), seed=0):
+    """``grid`` x ``grid`` photographs of ``voc_dir`` (of the same split, at
+    their own scale, unresized) tiled into one canvas a picture, into the
+    VOC folder ``out``: ``counts`` canvases a split. Each row of the grid is
+    as high as its highest photograph, the canvas as wide as its widest row;
+    a photograph sits at the top-left of its cell, the rest is grey. With
+    raccoon photographs of about 500 x 375, 2 x 2 makes canvases of about
+    1,000 x 750 with four raccoons, 4 x 4 about 2,000 x 1,500 with sixteen:
+    the objects keep their pixels while the picture grows, as in a camera
+    of more pixels. Photographs are drawn without repeats within a canvas
+    and about equally often overall. Returns ``out``."""
+    record = dict(kind="tiled", version=VERSION, source=os.path.abspath(voc_dir), grid=grid,
+                  counts=[list(c) for c in counts], seed=seed)
+    if is_current(out, record):
+        return out
+    writer = _Writer(out, record)
+    for number, (split, count) in enumerate(counts):
+        photos = read_split(voc_dir, split)
+        rng = np.random.default_rng([seed, number, grid])
+        pool = []
+        for m in range(count):
+            group = []
+            while len(group) < grid * grid:
+                if not pool:
+                    pool = [int(i) for i in rng.permutation(len(photos))]
+                index = pool.pop()
+                if index not in group or len(photos) < grid * grid:
+                    group.append(index)
+            images = [Image.open(photos[i]["path"]).convert("RGB") for i in group]
+            rows = [images[r * grid:(r + 1) * grid] for r in range(grid)]
+            heights = [max(im.size[1] for im in row) for row in rows]
+            width = max(sum(im.size[0] for im in row) for row in rows)
+            canvas = Image.new("RGB", (width, sum(heights)), (117, 117, 117))
+            objects, y = [], 0
+            for r, row in enumerate(rows):
+                x = 0
+                for k, im in enumerate(row):
+                    canvas.paste(im, (x, y))
+                    objects += [(c, d, x + x0, y + y0, x + x1, y + y1)
+                                for c, d, x0, y0, x1, y1 in photos[group[r * grid + k]]["objects"]]
+                    x += im.size[0]
+                y += heights[r]
+            writer.image(split, f"{split}-tiled{grid}-{m:04d}", canvas, objects)
+    return writer.done()
+
+
+def write_small_objects(out, *, num_train=160, num_val=40, size=1024, seed=0):
+    """The synthetic set with many small objects in large images
+    (``rpn.write_voc``: ``size`` pixels a side, 20 to 60 shapes of 6 to 48
+    pixels an image), as a VOC folder: the harbour-webcam case of issue 25
+    in a form anyone can make. Returns ``out``."""
+    import rpn
+    record = dict(kind="small-objects", version=VERSION, num_train=num_train,
+                  num_val=num_val, size=size, seed=seed)
+    if is_current(out, record):
+        return out
+    tmp = out + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    rpn.write_voc(tmp, num_train=num_train, num_val=num_val, height=size, width=size,
+                  seed=seed, objects=(20, 60), sides=(6 / size, 48 / size))
+    _finish(tmp, out, record)
+    return out
 
 
 # -- 2:1 and 1:2 crops ---------------------------------------------------------

@@ -56,6 +56,20 @@ ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, ".cache")
 RACCOON = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "raccoon"))
 
+#: The budget: today's default, whose scale is its own (the default preset
+#: chooses its scale from the objects' sizes since 0.4.0; given a size it
+#: does not, and these are today's).
+BUDGET = {"size": 112, "max_size": 192}
+
+
+def preset_settings(name):
+    """The settings that make preset ``name`` out of the default, as a
+    variant's settings (lists as JSON lists)."""
+    from rpn.config import PRESETS
+    base, other = PRESETS["default"].to_dict(), PRESETS[name].to_dict()
+    return {k: v for k, v in other.items() if json.dumps(base.get(k)) != json.dumps(v)}
+
+
 #: The named variants: settings are any RunConfig fields, passed to rpn.fit as given.
 #: A variant with ``"from"`` trains nothing: it scores the runs of the variant it
 #: names with its ``"inference"`` settings changed (NMS, ranking: what takes
@@ -78,13 +92,34 @@ VARIANTS = [
     {"name": "giou@vote", "from": "giou", "inference": {"box_voting": 0.7}},
     {"name": "giou@vote+nms0.75", "from": "giou",
      "inference": {"box_voting": 0.7, "nms_threshold": 0.75}},
+    # issue 25: today's default (the budget), larger sizes, a pyramid, the preset
+    {"name": "today", "settings": BUDGET},
+    {"name": "size224", "settings": {"size": 224, "max_size": 384}},
+    {"name": "pyramid", "settings": {"pyramid": [2, 3, 4, 5], "pyramid_sizes": [12, 24, 48, 96],
+                                     "pyramid_channels": 64, "head_channels": 64}},
+    {"name": "small-objects", "preset": "small-objects"},
+    # issue 26: objectness from localisation quality
+    {"name": "open-world", "preset": "open-world"},
+    {"name": "open-world-plain", "preset": "open-world", "settings": {"head_norm": False}},
+    {"name": "open-world-giou", "preset": "open-world",
+     "settings": {"lambd": 0.0, "giou_weight": 1.0}},
+    {"name": "open-world-1anchor", "preset": "open-world",     # OLN: one anchor a location
+     "settings": {"anchor_sizes": [0.36], "anchor_ratios": [1.0]}},
 ]
 
 SETS = ("synthetic", "raccoon", "raccoon-mosaic", "raccoon-aspect", "heldout")
+#: Sets of issues 25 (small objects in large pictures) and 26 (held out at
+#: other splits), measured on demand (--sets).
+MORE_SETS = ("small-synthetic", "raccoon-tiled2", "raccoon-tiled3", "raccoon-tiled4",
+             "heldout-rectangle", "heldout-ellipse")
+
 
 #: The figures summarised, when a result has them (size ranges with objects only).
-METRICS = ("AR@100", "AR@1000", "AR_small@100", "AR_medium@100", "AR_large@100",
+METRICS = ("AR@10", "AR@100", "AR@1000", "AR_small@100", "AR_medium@100", "AR_large@100",
            "R@100@0.5", "R@100@0.7")
+
+#: The proposal counts recall is measured at.
+KS = (10, 100, 300, 1000)
 
 #: Calibration: two fits on a subset of CALIBRATION_STEPS batches an epoch,
 #: of 1 and 1 + CALIBRATION_EPOCHS epochs; the difference is steady training.
@@ -101,23 +136,44 @@ def cpu_seconds():
     return total
 
 
-def resolved(settings):
+def resolved(settings, dataset=None):
     """The RunConfig ``rpn.fit`` would use for ``settings`` (read for the
-    batch size, epochs and ``min_steps``: the schedule)."""
-    from rpn.config import resolve_config
-    return resolve_config("default", settings=settings)
+    batch size, epochs and ``min_steps``: the schedule), on ``dataset`` with
+    the scale the default chooses from its objects (``rpn.data.scale``)
+    when ``settings`` name none."""
+    from rpn.config import PRESETS, resolve_config
+    from rpn.training.fit import SCALE_SETTINGS
+    config = resolve_config("default", settings=settings)
+    if dataset is None or not dataset.voc or set(settings) & set(SCALE_SETTINGS):
+        return config
+    import rpn
+    from rpn.data.scale import choose_scale
+    found = rpn.data.sources.check_split(
+        rpn.data.sources.open_split(dataset.data, "train", classes=dataset.classes),
+        progress=False)
+    choice = choose_scale(found, config, small_objects=PRESETS["small-objects"])
+    return config.replace(**{k: v for k, v in choice.changes.items() if k != "min_steps"})
+
+
+def steps_per_epoch(config, images):
+    """Training steps an epoch of ``images`` under ``config`` (windows count)."""
+    train = config.train
+    return images * (train.windows_per_image if train.window else 1) // train.batch_size
 
 
 # -- sets ----------------------------------------------------------------------
 
 class DataSet:
     """A set to measure on: ``data`` for ``rpn.fit``, the classes trained
-    (``None``: all), and ``scores``: ``(label, classes)`` pairs, one recall
-    each (label ``""`` is the set's main figure)."""
+    (``None``: all), and ``scores``: ``(label, classes)`` pairs or
+    ``(label, classes, data)`` triples, one recall each on the ``val`` split
+    of ``data`` (default the set's own; label ``""`` is the set's main
+    figure)."""
 
     def __init__(self, name, data, classes=None, scores=(("", None),), voc=True):
         self.name, self.data, self.classes = name, data, classes
-        self.scores, self.voc = list(scores), voc
+        self.scores = [tuple(score) + (None,) * (3 - len(score)) for score in scores]
+        self.voc = voc
         if voc:
             _, self.train_images, _ = derived_sets.count_objects(data, "train", classes)
             _, self.val_images, _ = derived_sets.count_objects(data, "val", classes)
@@ -132,7 +188,7 @@ class DataSet:
         """``(data, settings)`` for a calibration fit: the same kind of data
         with CALIBRATION_STEPS batches of training images an epoch and
         validation images in the set's proportion."""
-        config = resolved(settings)
+        config = resolved(settings, self)
         train, val = self.images(config)
         n_train = min(train, CALIBRATION_STEPS * config.train.batch_size)
         n_val = max(1, round(n_train * val / train))
@@ -151,13 +207,20 @@ def prepare_sets(names, raccoon):
     for name in names:
         if name == "synthetic":
             out.append(DataSet(name, "synthetic", voc=False))
-        elif name == "heldout":
+        elif name.startswith("heldout"):
             size = resolved({}).model.size
             voc = derived_sets.write_heldout(os.path.join(sets_dir, f"synthetic-voc-{size}"),
                                              size=size)
-            out.append(DataSet(name, voc, classes=["rectangle", "ellipse"],
-                               scores=[("", ["triangle"]),
-                                       ("trained", ["rectangle", "ellipse"])]))
+            unseen = {"heldout": "triangle"}.get(name, name.split("-")[-1])
+            trained = [c for c in ("rectangle", "ellipse", "triangle") if c != unseen]
+            scores = [("", [unseen]), ("trained", trained)]
+            if os.path.isdir(os.path.join(raccoon, "Annotations")):
+                # real photographs' objects, never trained on: the raccoons
+                scores.append(("raccoon", ["raccoon"], raccoon))
+            out.append(DataSet(name, voc, classes=trained, scores=scores))
+        elif name == "small-synthetic":
+            voc = derived_sets.write_small_objects(os.path.join(sets_dir, "small-objects-1024"))
+            out.append(DataSet(name, voc))
         elif name.startswith("raccoon"):
             if not os.path.isdir(os.path.join(raccoon, "Annotations")):
                 print(f"quality: skipping {name}: no VOC folder at {raccoon}", file=sys.stderr)
@@ -167,9 +230,13 @@ def prepare_sets(names, raccoon):
                 data = derived_sets.write_mosaic(raccoon, os.path.join(sets_dir, "raccoon-mosaic"))
             elif name == "raccoon-aspect":
                 data = derived_sets.write_aspect(raccoon, os.path.join(sets_dir, "raccoon-aspect"))
+            elif name.startswith("raccoon-tiled"):
+                grid = int(name[len("raccoon-tiled"):])
+                data = derived_sets.write_tiled(raccoon, os.path.join(sets_dir, name), grid=grid)
             out.append(DataSet(name, data, classes=["raccoon"]))
         else:
-            raise SystemExit(f"quality: unknown set {name!r}; expected some of {', '.join(SETS)}")
+            raise SystemExit(f"quality: unknown set {name!r}; expected some of "
+                             f"{', '.join(SETS + MORE_SETS)}")
     return out
 
 
@@ -233,12 +300,12 @@ def calibrate(dataset, settings, seed):
     a fit of 1 epoch (model building, the first epoch's warm-up, checks and
     the final evaluation cancel). Returns ``(rate, CPU seconds spent)``."""
     data, calib_settings = dataset.calibration(settings)
-    config = resolved(calib_settings)
+    config = resolved(calib_settings, dataset)
     if dataset.voc:
         train = derived_sets.count_objects(data, "train", dataset.classes)[1]
     else:
         train = config.num_train
-    steps = train // config.train.batch_size
+    steps = steps_per_epoch(config, train)
     run = os.path.join(CACHE, "runs", "calibration")
     tic = cpu_seconds()
     short, _ = fit_cpu(data, run, dataset.classes, 1, calib_settings, seed)
@@ -251,9 +318,9 @@ def schedule(dataset, settings):
     """``(steps an epoch, default epochs)`` of ``settings`` on ``dataset``:
     the epochs ``rpn.fit`` picks without ``epochs=`` (raised to reach
     ``min_steps``)."""
-    config = resolved(settings)
+    config = resolved(settings, dataset)
     train, _ = dataset.images(config)
-    per_epoch = train // config.train.batch_size
+    per_epoch = steps_per_epoch(config, train)
     return per_epoch, max(config.train.epochs, -(-config.train.min_steps // max(per_epoch, 1)))
 
 
@@ -261,15 +328,15 @@ def measure(dataset, variant, seed, scale, default_rates, keep):
     """Train ``variant`` on ``dataset`` for the budget and score it. Returns
     the run's record (one JSON line)."""
     import rpn
-    settings = variant["settings"]
-    per_default, epochs_default = schedule(dataset, {})
+    settings = variant_settings(variant)
+    per_default, epochs_default = schedule(dataset, BUDGET)
     budget_steps = per_default * epochs_default * scale
     per_epoch, _ = schedule(dataset, settings)
     calibration_cpu, rate, default_rate = 0.0, None, None
-    if settings:
+    if settings != BUDGET:
         key = (dataset.name, seed)
         if key not in default_rates:
-            default_rates[key] = calibrate(dataset, {}, seed)
+            default_rates[key] = calibrate(dataset, BUDGET, seed)
         default_rate, spent = default_rates[key]
         rate, calibration_cpu = calibrate(dataset, settings, seed)
         calibration_cpu += spent
@@ -290,9 +357,9 @@ def measure(dataset, variant, seed, scale, default_rates, keep):
         cpu_seconds=round(fit_seconds, 1), wall_seconds=round(wall, 1),
         calibration_cpu_seconds=round(calibration_cpu, 1))
     tic = cpu_seconds()
-    for label, classes in dataset.scores:
-        result, _ = rpn.evaluate(run, dataset.data, "val", classes=classes or dataset.classes,
-                                 num_workers=0)
+    for label, classes, scored in dataset.scores:
+        result, _ = rpn.evaluate(run, scored or dataset.data, "val",
+                                 classes=classes or dataset.classes, ks=KS, num_workers=0)
         record["recall" + (f"_{label}" if label else "")] = {
             k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
         if classes:
@@ -319,9 +386,9 @@ def rescore(dataset, base, variant, run):
     record = dict(base, variant=variant["name"], settings=variant_settings(variant),
                   inference=variant["inference"], trained_as=base["variant"])
     tic = cpu_seconds()
-    for label, classes in dataset.scores:
-        result, _ = rpn.evaluate(model, dataset.data, "val", classes=classes or dataset.classes,
-                                 num_workers=0)
+    for label, classes, scored in dataset.scores:
+        result, _ = rpn.evaluate(model, scored or dataset.data, "val",
+                                 classes=classes or dataset.classes, ks=KS, num_workers=0)
         record["recall" + (f"_{label}" if label else "")] = {
             k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
     record["eval_cpu_seconds"] = round(cpu_seconds() - tic, 1)
@@ -333,9 +400,11 @@ def variant_settings(variant, variants=None):
     """What identifies a variant's runs: its settings, or for an
     inference-only one its base's settings with its inference settings."""
     if "from" not in variant:
+        if "preset" in variant:
+            return dict(preset_settings(variant["preset"]), **variant.get("settings", {}))
         return variant["settings"]
     base = next(v for v in (variants or VARIANTS) if v["name"] == variant["from"])
-    return dict(base["settings"], **variant["inference"])
+    return dict(variant_settings(base, variants), **variant["inference"])
 
 
 def _code_version():
@@ -379,7 +448,7 @@ def summarise(runs, datasets, variants, seeds, scale):
     latest = {run_key(r): r for r in runs}
     out = {}
     for dataset in datasets:
-        for label, classes in dataset.scores:
+        for label, classes, scored in dataset.scores:
             field = "recall" + (f"_{label}" if label else "")
             set_label = dataset.name + (f" ({label})" if label else "")
             entry = out.setdefault(set_label, dict(
@@ -412,7 +481,7 @@ def summarise(runs, datasets, variants, seeds, scale):
                     metrics=figures, cpu_seconds=spread([r["cpu_seconds"] for r in rows]),
                     steps=spread([r["steps"] for r in rows]),
                     epochs=sorted({r["epochs"] for r in rows}))
-                if not variant_settings(variant, variants):   # the default: the budget
+                if variant_settings(variant, variants) == BUDGET:   # today's default: the budget
                     entry["budget"] = dict(steps=rows[0]["budget_steps"],
                                            cpu_seconds=spread([r["cpu_seconds"] for r in rows]))
     return out

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field, fields
 
 from .settings import (ModelSettings, Settings, SettingsError, choice, counts, flag, integer,
-                       names, number, setting, share, unit, unknown_settings)
+                       names, number, optional, setting, share, unit, unknown_settings)
 
 __all__ = ["RunConfig", "TrainSettings", "PRESETS", "PRESET_PRETRAINED",
            "DEFAULT_KS", "resolve_config"]
@@ -49,6 +49,13 @@ class TrainSettings(Settings):
     log_interval: int = setting(10, integer(1))
     eval_every: int = setting(0, integer(0), since="0.4.0")
     keep: int = setting(1, integer(1), since="0.4.0")
+    # training at the photographs' own resolution (issue 25): windows of this
+    # side cut at the resize rule's scale instead of whole images
+    window: object = setting(None, optional(integer(32), "null or an integer >= 32 (pixels)"),
+                             since="0.4.0")
+    windows_per_image: int = setting(4, integer(1), since="0.4.0")
+    window_focus: float = setting(0.9, unit(), since="0.4.0")
+    window_visible: float = setting(0.5, unit(), since="0.4.0")
 
     def epochs_for(self, steps_per_epoch):
         """``epochs``, raised so that training takes at least ``min_steps``
@@ -145,6 +152,32 @@ PRESETS = {
     "default": RunConfig().replace(
         resize="keep_ratio", size=112, max_size=192, batch_size=16, epochs=7,
         min_steps=448, stride=8, top_down=False, anchor_sizes=(0.09, 0.18, 0.36, 0.72),
+        anchor_ratios=(1 / 3, 0.5, 1.0, 2.0, 3.0), anchor_product=True,
+        head_channels=128, pos_iou=0.5, neg_iou=0.3, neg_pos_ratio=3, lambd=1.0,
+        optimizer="adam", backbone_lr=0.002, output_lr=0.002, wd=1e-4,
+        lr_schedule="cosine", warmup_steps=20),
+    # proposals for objects of classes never trained on (issue 26;
+    # docs/settings.md says why): the default's model and schedule, its
+    # objectness OLN's centerness instead of a classifier
+    "open-world": RunConfig().replace(
+        resize="keep_ratio", size=112, max_size=192, batch_size=16, epochs=7,
+        min_steps=448, stride=8, top_down=False, anchor_sizes=(0.09, 0.18, 0.36, 0.72),
+        anchor_ratios=(1 / 3, 0.5, 1.0, 2.0, 3.0), anchor_product=True,
+        head_channels=128, pos_iou=0.5, neg_iou=0.3, neg_pos_ratio=3, lambd=1.0,
+        objectness="centerness", cls_weight=0.0, centerness_weight=1.0, head_norm=True,
+        optimizer="adam", backbone_lr=0.002, output_lr=0.002, wd=1e-4,
+        lr_schedule="cosine", warmup_steps=20),
+    # small objects in large photographs (issue 25; docs/tuning.md has the
+    # measurements): each photograph at its own resolution, trained on
+    # windows of 512 pixels cut from it (two an image an epoch, over
+    # objects), with the default's network (stride 8, 20 anchors of 10 to
+    # 80 pixels: size stays 112, the anchors' base); at inference whole
+    # images, tiled past 16 megapixels. A feature pyramid was behind at
+    # equal CPU time and is not part of it
+    "small-objects": RunConfig().replace(
+        resize="native", scale=1.0, size=112, max_size=192, batch_size=4, epochs=3,
+        min_steps=600, window=512, windows_per_image=2, window_focus=0.9,
+        window_visible=0.5, stride=8, top_down=False, anchor_sizes=(0.09, 0.18, 0.36, 0.72),
         anchor_ratios=(1 / 3, 0.5, 1.0, 2.0, 3.0), anchor_product=True,
         head_channels=128, pos_iou=0.5, neg_iou=0.3, neg_pos_ratio=3, lambd=1.0,
         optimizer="adam", backbone_lr=0.002, output_lr=0.002, wd=1e-4,

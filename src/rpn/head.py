@@ -26,6 +26,13 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     (B * N, 4) offsets, flattened image-major, then pixel row-major, then
     anchor: the order of :func:`rpn.generate_anchors`.
 
+    ``normalize=True`` scales each pixel's feature of the 3x3 convolution
+    to unit length before the predictors (the Object Localization Network's
+    RPN head, for its centerness).
+
+    ``per_image=True`` (for a feature pyramid, whose levels are joined
+    image by image) keeps the batch axis: (B, N, 2), (B, N, 4) and (B, N).
+
     ``quality=True`` (an extra of the package, for the proposal model's
     ``iou_branch``) adds a third sibling 1x1 convolution of ``A`` channels:
     a logit of how well each anchor's decoded box fits its object (its IoU,
@@ -41,9 +48,11 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
     outputs are float32.
     """
 
-    def __init__(self, num_anchors=5, *, channels=128, quality=False, **kwargs):
+    def __init__(self, num_anchors=5, *, channels=128, quality=False, per_image=False,
+                 normalize=False, **kwargs):
         super().__init__(**kwargs)
         self.num_anchors, self.quality = num_anchors, bool(quality)
+        self.per_image, self.normalize = bool(per_image), bool(normalize)
         with self.name_scope():
             self.conv = nn.Conv2D(channels, kernel_size=3, padding=1,
                                   activation="relu")
@@ -54,14 +63,19 @@ class RPNOutput(EmptyBatchSafe, nn.HybridBlock):
 
     def hybrid_forward(self, F, X):
         Y = self.conv(X)
-        cls_preds = self.cls_predictor(Y)     # (B, 2A, H, W)
-        box_preds = self.box_predictor(Y)     # (B, 4A, H, W)
-        # (B, 2A, H, W) -> (B, H, W, 2A) -> (B * H * W * A, 2)
-        cls_preds = cls_preds.transpose(0, 2, 3, 1).reshape(-1, 2)
-        # (B, 4A, H, W) -> (B, H, W, 4A) -> (B * H * W * A, 4)
-        box_preds = box_preds.transpose(0, 2, 3, 1).reshape(-1, 4)
+        if self.normalize:       # each pixel's feature to unit length (OLN's RPN head)
+            Y = Y / F.np.sqrt((Y * Y).sum(axis=1, keepdims=True) + 1e-12)
+        # (B, kA, H, W) -> (B, H, W, kA) -> (B * H * W * A, k), or with
+        # per_image (B, H * W * A, k) (-2 keeps B, -1 infers the rest)
+        if self.per_image:
+            def rows(x, k):
+                return F.npx.reshape(x.transpose(0, 2, 3, 1), (-2, -1) + k)
+        else:
+            def rows(x, k):
+                return x.transpose(0, 2, 3, 1).reshape((-1,) + k)
+        cls_preds = rows(self.cls_predictor(Y), (2,))      # from (B, 2A, H, W)
+        box_preds = rows(self.box_predictor(Y), (4,))      # from (B, 4A, H, W)
         if not self.quality:
             return float32(cls_preds, box_preds)
-        # (B, A, H, W) -> (B, H, W, A) -> (B * H * W * A,)
-        quality = self.quality_predictor(Y).transpose(0, 2, 3, 1).reshape(-1)
+        quality = rows(self.quality_predictor(Y), ())      # from (B, A, H, W)
         return float32(cls_preds, box_preds, quality)

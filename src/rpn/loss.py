@@ -38,14 +38,15 @@ class DetectionLoss(nn.Block):
     the counts stay on the device (the chapter's ``float(...)`` waits for
     the host). ``num_valid`` and ``num_pos`` override the counts, which is
     how training on several devices normalises every part by the whole
-    batch.
+    batch. ``cls_weight`` (an extra; 1 is the chapter's) weighs the class
+    loss: OLN's objectness trains without it (0).
     """
 
-    def __init__(self, lambd, **kwargs):
+    def __init__(self, lambd, *, cls_weight=1.0, **kwargs):
         super().__init__(**kwargs)
         self.cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.box_loss = gluon.loss.L1Loss()
-        self.lambd = lambd
+        self.lambd, self.cls_weight = lambd, cls_weight
 
     def forward(self, cls_preds, box_preds, cls_labels, box_labels,
                 num_valid=None, num_pos=None):
@@ -56,6 +57,8 @@ class DetectionLoss(nn.Block):
         box = self.box_loss(box_preds, box_labels, positive[:, None])  # (M,)
         num_valid = labelled.sum() if num_valid is None else num_valid
         num_pos = positive.sum() if num_pos is None else num_pos
+        if self.cls_weight != 1:
+            cls = self.cls_weight * cls
         return (cls / np.maximum(num_valid, 1)
                 + self.lambd * box / np.maximum(num_pos, 1))
 

@@ -102,6 +102,14 @@ def positive_numbers(example):
                  f"a list of positive numbers, e.g. {example}")
 
 
+def _levels():
+    """At least two consecutive pyramid levels from 2 to 6."""
+    return _Rule(lambda v: isinstance(v, tuple) and len(v) >= 2 and all(
+        isinstance(k, int) and not isinstance(k, bool) for k in v)
+        and 2 <= v[0] and v[-1] <= 6
+        and list(v) == list(range(v[0], v[0] + len(v))), "consecutive levels")
+
+
 def share(expected="a number in (0, 1]"):
     """A fraction that cannot be 0."""
     return _Rule(lambda v: _number(v) and 0 < v <= 1, expected)
@@ -212,9 +220,16 @@ class ModelSettings(Settings):
     what each one does; units: pixels are input pixels (after resizing),
     anchor sizes fractions of ``size``."""
     # the input: how images are resized
-    resize: str = setting("fixed", choice("fixed", "keep_ratio"))
+    resize: str = setting("fixed", choice("fixed", "keep_ratio", "native"))
     size: int = setting(256, integer(16, "an integer >= 16 (pixels)"))
     max_size: int = setting(256, integer(16, "an integer >= 16 and >= size (pixels)"))
+    # native: each image at its own resolution times scale; past max_pixels,
+    # proposed in overlapping tiles of tile_size (issue 25)
+    scale: float = setting(1.0, _Rule(lambda v: _number(v) and 0 < v <= 4,
+                                      "a number in (0, 4]"), since="0.4.0")
+    max_pixels: int = setting(16_777_216, integer(65_536, "an integer >= 65536 (pixels)"),
+                              since="0.4.0")
+    tile_size: int = setting(2048, integer(256, "an integer >= 256 (pixels)"), since="0.4.0")
     # the backbone and the head
     backbone: str = setting(DEFAULT_BACKBONE, _Rule(lambda v: v in BACKBONES,
                                                  "one of " + ", ".join(BACKBONES)),
@@ -226,6 +241,15 @@ class ModelSettings(Settings):
     anchor_ratios: tuple = setting(RPN_RATIOS, positive_numbers("[0.5,1,2]"), shaping=True)
     anchor_product: bool = setting(False, flag(), shaping=True)
     head_channels: int = setting(128, integer(1), shaping=True)
+    # a feature pyramid (issue 25): its levels (2: stride 4 ... 6: stride 64),
+    # its channels, one anchor size a level (pixels; null: 8 x its stride)
+    pyramid: object = setting(None, optional(_levels(), "null or at least two consecutive "
+                                                        "levels from 2 to 6, e.g. [2,3,4,5,6]"),
+                              shaping=True, since="0.4.0")
+    pyramid_channels: int = setting(128, integer(8), shaping=True, since="0.4.0")
+    pyramid_sizes: object = setting(None, optional(positive_numbers("[16,32,64,128,256]"),
+                                                   "null or a list of sizes in pixels, one "
+                                                   "a level"), since="0.4.0")
     # proposals
     nms_threshold: float = setting(0.7, unit())
     pre_nms_top_n_train: int = setting(2000, integer(1))
@@ -257,15 +281,43 @@ class ModelSettings(Settings):
     refine: bool = setting(False, flag(), shaping=True, since="0.3.0")
     refine_rois: int = setting(64, integer(2), since="0.3.0")
     refine_weight: float = setting(1.0, number(0), since="0.3.0")
+    # objectness from localisation quality (issue 26; rpn.model.objectness):
+    # "class" is the chapter's classifier, "centerness" OLN's
+    objectness: str = setting("class", choice("class", "centerness"), shaping=True,
+                              since="0.4.0")
+    cls_weight: float = setting(1.0, number(0), since="0.4.0")
+    centerness_weight: float = setting(1.0, number(0), since="0.4.0")
+    centerness_pos_iou: float = setting(0.3, unit(), since="0.4.0")
+    centerness_neg_iou: float = setting(0.1, unit("a number in [0, 1], at most "
+                                                  "centerness_pos_iou"), since="0.4.0")
+    centerness_samples: int = setting(256, integer(1), since="0.4.0")
+    head_norm: bool = setting(False, flag(), since="0.4.0")
 
     def _check_together(self):
         check_iou_order(self.pos_iou, self.neg_iou)
+        check_iou_order(self.centerness_pos_iou, self.centerness_neg_iou,
+                        where="setting centerness_neg_iou")
+        if self.objectness == "centerness" and self.iou_branch:
+            raise SettingsError("setting iou_branch: the centerness objectness uses the "
+                                "head's quality branch; give objectness=centerness or "
+                                "iou_branch, not both")
         if self.max_size < self.size and self.resize == "keep_ratio":
             raise SettingsError(f"setting max_size: got {self.max_size}; expected at "
                                 f"least size ({self.size})")
         if self.top_down and self.stride != 8:
             raise SettingsError(f"setting top_down: needs stride 8, got stride "
                                 f"{self.stride}")
+        if self.pyramid is not None and self.top_down:
+            raise SettingsError("setting top_down: a pyramid has its own top-down path; "
+                                "give pyramid or top_down, not both")
+        if self.pyramid is not None and self.refine:
+            raise SettingsError("setting refine: the refinement stage pools one map; it "
+                                "does not run on a pyramid (give pyramid or refine)")
+        if self.pyramid_sizes is not None and (
+                self.pyramid is None or len(self.pyramid_sizes) != len(self.pyramid)):
+            raise SettingsError(f"setting pyramid_sizes: got {list(self.pyramid_sizes)}; "
+                                f"expected one size a level of pyramid "
+                                f"({None if self.pyramid is None else list(self.pyramid)})")
         if self.resize == "fixed" and self.size % self.size_divisor:
             raise SettingsError(f"setting size: got {self.size}; expected a multiple of "
                                 f"{self.size_divisor} for stride {self.stride}"
@@ -273,13 +325,40 @@ class ModelSettings(Settings):
 
     @property
     def size_divisor(self):
-        """Canvas sides must be multiples of this for the backbone."""
+        """Canvas sides must be multiples of this for the backbone (a
+        pyramid's levels up to stride 32 meet exactly)."""
+        if self.pyramid is not None:
+            return 32
         return 16 if self.top_down else self.stride
+
+    @property
+    def strides(self):
+        """The stride of each map the head runs on: the pyramid's levels, or
+        the one map's ``stride``."""
+        if self.pyramid is None:
+            return (self.stride,)
+        return tuple(2 ** level for level in self.pyramid)
+
+    @property
+    def level_sizes(self):
+        """A pyramid's anchor size a level, in input pixels."""
+        if self.pyramid_sizes is not None:
+            return tuple(float(s) for s in self.pyramid_sizes)
+        return tuple(8.0 * stride for stride in self.strides)
+
+    @property
+    def quality_branch(self):
+        """Whether the head has its third branch: the IoU branch, or OLN's
+        centerness."""
+        return self.iou_branch or self.objectness == "centerness"
 
     @property
     def num_anchors(self):
         """Anchors a pixel: every size with every ratio (``anchor_product``)
-        or the chapter's ``len(sizes) + len(ratios) - 1``."""
+        or the chapter's ``len(sizes) + len(ratios) - 1``; with a pyramid,
+        one size a level (:attr:`level_sizes`) at every ratio."""
+        if self.pyramid is not None:
+            return len(self.anchor_ratios)
         return num_anchors(self.anchor_sizes, self.anchor_ratios, product=self.anchor_product)
 
     def top_n(self, training):

@@ -106,8 +106,8 @@ class _ChapterStep:
 
     def losses(self, outputs):
         if isinstance(self.loss, DetectionLoss):
-            return normalised_losses(lambda out, valid, pos: self.loss(
-                *out.preds, *out.labels, valid, pos), outputs)
+            return normalised_losses(lambda out, num_valid=None, num_pos=None: self.loss(
+                *out.preds, *out.labels, num_valid, num_pos), outputs)
         return [self.loss(*out.preds, *out.labels) for out in outputs]
 
     def forward(self, X, Y, image_sizes):

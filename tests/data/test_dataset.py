@@ -86,3 +86,26 @@ def test_malformed_labels_are_found_when_the_dataset_is_built():
     with pytest.raises(ValueError, match="3 malformed label row") as error:
         rpn.DetectionDataset([image] * 3, labels, 16, 16)
     assert "image 1" in str(error.value) and "image 2" in str(error.value)
+
+
+def test_a_dataset_decodes_large_jpegs_reduced_and_keeps_their_boxes(tmp_path):
+    """A photograph far larger than the resize rule's size is decoded
+    reduced (read_image_at); its boxes follow the pixels, the item's
+    normalised boxes are those of a whole decode, and info keeps the
+    photograph's own size."""
+    from PIL import Image
+    root = rpn.write_voc(str(tmp_path / "voc"), num_train=2, num_val=1, height=960,
+                         width=1280, objects=(3, 6), sides=(0.1, 0.3))
+    found = rpn.data.sources.open_split(root, "train")
+    resize = rpn.Resize.keep_ratio(112, 192)
+    reduced = rpn.DetectionDataset(found.images, found.labels, resize=resize, with_info=True)
+    for i in range(2):
+        pixels, label, info = reduced[i]
+        whole = rpn.data.preprocess.preprocess_image(
+            onp.asarray(Image.open(found.images[i]).convert("RGB")), resize)
+        assert pixels.shape == whole.shape == (3, 112, 149)
+        assert abs(pixels - whole).mean() < 0.1             # the same picture
+        rows = found.labels[i]
+        onp.testing.assert_allclose(label[:len(rows), 1:],
+                                    rows[:, 1:] / [1280, 960, 1280, 960], atol=1e-6)
+        assert info.tolist()[:4] == [112, 149, 960, 1280]

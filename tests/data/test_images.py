@@ -442,3 +442,25 @@ def test_child_forked_during_a_retry_starts_clean(tmp_path):
         os.waitpid(pid, 0)
         pytest.fail("the forked child hung on the image guard")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_a_jpeg_is_decoded_reduced_when_less_is_wanted(tmp_path):
+    """read_image_at decodes a JPEG at 1/2, 1/4 or 1/8 while it stays at
+    least as large as wanted (Pillow's draft mode), and says the image's
+    own size; a PNG, and a want as large as the image, decode whole."""
+    from rpn.data.images import read_image_at
+    rng = onp.random.default_rng(0)
+    pixels = rng.integers(0, 255, (1080, 1920, 3), dtype="uint8")
+    Image.fromarray(pixels).save(tmp_path / "big.jpg", quality=90)
+    Image.fromarray(pixels[:270, :480]).save(tmp_path / "small.png")
+    wanted = []
+    image, size = read_image_at(str(tmp_path / "big.jpg"),
+                                lambda h, w: wanted.append((h, w)) or (112, 199))
+    assert size == (1080, 1920) and wanted == [(1080, 1920)]
+    assert image.shape == (135, 240, 3)                    # an eighth, still >= 112 x 199
+    image, size = read_image_at(str(tmp_path / "big.jpg"), lambda h, w: (300, 600))
+    assert image.shape == (540, 960, 3) and size == (1080, 1920)
+    image, size = read_image_at(str(tmp_path / "big.jpg"), lambda h, w: (h, w))
+    assert image.shape == (1080, 1920, 3)
+    image, size = read_image_at(str(tmp_path / "small.png"), lambda h, w: (10, 10))
+    assert image.shape == (270, 480, 3) and size == (270, 480)

@@ -143,5 +143,5 @@ def test_bad_inputs_are_named(model):
 
 def test_a_head_that_does_not_match_the_settings_is_named():
     net = small_model(seed=1)
-    with pytest.raises(ValueError, match="IoU branch"):
+    with pytest.raises(ValueError, match="quality branch"):
         rpn.RegionProposalNetwork(net.backbone, net.head, SMALL.model, iou_branch=True)

@@ -24,11 +24,14 @@ import os
 
 import numpy as onp
 from mxnet import gluon, np
+from PIL import Image
 
 from ..processes.children import die_with_parent
+from .cache import CACHE_BYTES, DecodedCache
 from .image_set import CROWD, rows_outside
-from .images import BadImageError, read_image
+from .images import BadImageError, read_image, read_image_at
 from .preprocess import MEAN, SIZE_DIVISOR, STD, Resize, preprocess_image
+from .windows import choose_window, cut_window
 
 __all__ = ["DetectionDataset", "RGB_MEAN", "RGB_STD",
            "read_image", "check_labels"]
@@ -116,6 +119,20 @@ class DetectionDataset(gluon.data.Dataset):
     by ``(seed, epoch, index)``: index the dataset with ``(index, epoch)``
     (as :class:`DetectionLoader` does) for a new draw every epoch.
 
+    ``window`` (pixels; training): instead of the whole image, a window of
+    that side cut from it at the resize rule's scale (a native rule: the
+    photograph's own resolution), over an object with probability
+    ``window_focus``; objects cut by its edge are clipped, and those left
+    with less than ``window_visible`` of their area inside become crowd
+    regions (:mod:`rpn.data.windows`). Then the flip. Index the dataset with
+    ``(index, epoch, repeat)`` for several windows of one image in an
+    epoch.
+
+    Images read from files are kept decoded within ``cache_bytes`` of
+    pixels (:class:`rpn.data.cache.DecodedCache`): from the second epoch
+    on, a set that fits is not decoded again, and the windows of one image
+    in a batch decode it once.
+
     ``sizes``: each image's ``(height, width)`` as its annotation states it
     (or ``None``), checked when the image is read. ``on_error="skip"``
     turns an image that cannot be read into an empty item whose ``info``
@@ -128,7 +145,9 @@ class DetectionDataset(gluon.data.Dataset):
 
     def __init__(self, images, labels, height=None, width=None, *, resize=None,
                  augment=False, crop_prob=0.5, min_crop_scale=0.3, seed=0,
-                 max_objects=None, sizes=None, with_info=False, on_error="raise"):
+                 max_objects=None, sizes=None, with_info=False, on_error="raise",
+                 window=None, window_focus=0.9, window_visible=0.5,
+                 cache_bytes=CACHE_BYTES):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} label "
                              "arrays; expected one label array an image")
@@ -144,6 +163,9 @@ class DetectionDataset(gluon.data.Dataset):
         self.images, self.labels, self.sizes = images, labels, sizes
         self.augment, self.crop_prob = augment, crop_prob
         self.min_crop_scale, self.seed = min_crop_scale, seed
+        self.window, self.window_focus = window, window_focus
+        self.window_visible = window_visible
+        self._cache = DecodedCache(cache_bytes)       # index -> (pixels, original size)
         self.with_info = with_info or self.resize.fixed is None
         self.on_error = on_error
         counts = [len(label) for label in labels]
@@ -166,16 +188,47 @@ class DetectionDataset(gluon.data.Dataset):
     def __len__(self):
         return len(self.images)
 
+    def _wanted(self, height, width):
+        """The pixels an image of ``height`` x ``width`` must be decoded at
+        least at: what the resize rule makes of it, twice that for a crop
+        (which is zoomed), and all of it where a window is cut at scale."""
+        out_h, out_w = self.resize.shape(height, width)
+        if self.augment and self.window is None and self.crop_prob > 0:
+            out_h, out_w = 2 * out_h, 2 * out_w
+        return min(out_h, height), min(out_w, width)
+
     def _load(self, index):
+        """``(pixels (h, w, 3), name, (height, width))``: the image, perhaps
+        decoded smaller than it is (:func:`rpn.data.images.read_image_at`),
+        and its own size, which its boxes are in."""
         image = self.images[index]
         if isinstance(image, (str, os.PathLike)):
-            expected = self.sizes[index] if self.sizes is not None else None
-            return read_image(os.fspath(image), expected_size=expected), os.fspath(image)
+            kept = self._cache.get(index)
+            if kept is None:
+                expected = self.sizes[index] if self.sizes is not None else None
+                kept = self._cache.put(index, *read_image_at(
+                    os.fspath(image), self._wanted, expected_size=expected))
+            return kept + (os.fspath(image),)
         image = onp.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != onp.uint8:
             raise ValueError(f"image {index} must be (h, w, 3) uint8, got shape "
                              f"{image.shape} and dtype {image.dtype}")
-        return image, f"image {index}"
+        return image, image.shape[:2], f"image {index}"
+
+    def _cut(self, rng, image, boxes, classes, scaled):
+        """A window of the image at the resize rule's size ``scaled``
+        ``(height, width)``: ``(pixels, boxes, classes)`` of the window."""
+        height, width = image.shape[:2]
+        if (height, width) != tuple(scaled):
+            factor = onp.float32([scaled[1] / width, scaled[0] / height] * 2)
+            boxes = boxes * factor
+            image = onp.asarray(Image.fromarray(onp.ascontiguousarray(image)).resize(
+                (scaled[1], scaled[0]), Image.BILINEAR))
+        window = choose_window(rng, boxes[classes >= 0], scaled[1], scaled[0], self.window,
+                               self.window_focus)
+        boxes, classes = cut_window(boxes, classes, window, self.window_visible)
+        x0, y0, x1, y1 = window
+        return image[y0:y1, x0:x1], boxes, classes
 
     def _blank(self, index):
         """The item of an image that could not be read: no pixels, no object."""
@@ -187,24 +240,36 @@ class DetectionDataset(gluon.data.Dataset):
 
     def __getitem__(self, key):
         die_with_parent()
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        index, epoch, *repeat = key if isinstance(key, tuple) else (key, 0)
         try:
-            image, name = self._load(index)
+            image, original, name = self._load(index)
         except _READ_ERRORS:
             if self.on_error == "raise":
                 raise
             return self._blank(index)
         label = onp.asarray(self.labels[index], dtype="float32").reshape(-1, 5)
-        height, width = original = image.shape[:2]
+        height, width = original
         boxes = label[:, 1:].copy()
         if rows_outside(label, height, width).any():
             raise ValueError(
                 f"{name}: a box lies outside its {width}x{height} image: "
                 f"{label.tolist()}")
         boxes = onp.clip(boxes, 0, [width, height, width, height])
+        if image.shape[:2] != (height, width):          # decoded smaller: its pixels
+            height, width = image.shape[:2]
+            boxes = boxes * onp.float32([width / original[1], height / original[0]] * 2)
         classes = label[:, 0]
-        if self.augment:
-            rng = onp.random.default_rng([self.seed, epoch, index])
+        target = self.resize.shape(*original)
+        if self.augment and self.window is not None:
+            rng = onp.random.default_rng([self.seed, epoch, index] + repeat)
+            image, boxes, classes = self._cut(rng, image, boxes, classes, target)
+            height, width = target = image.shape[:2]
+            if rng.random() < 0.5:
+                image = image[:, ::-1]
+                boxes = onp.stack([width - boxes[:, 2], boxes[:, 1],
+                                   width - boxes[:, 0], boxes[:, 3]], axis=1)
+        elif self.augment:
+            rng = onp.random.default_rng([self.seed, epoch, index] + repeat)
             if rng.random() < self.crop_prob:
                 (x0, y0, x1, y1), keep = _random_crop(
                     rng, boxes, width, height, self.min_crop_scale)
@@ -225,7 +290,7 @@ class DetectionDataset(gluon.data.Dataset):
         # every draw of an image comes out at the size the whole image gets:
         # a crop is zoomed (and its aspect jittered, within 1:2 to 2:1), and a
         # batch of images of one orientation keeps a tight canvas
-        pixels = preprocess_image(image, Resize.fixed_size(*self.resize.shape(*original)))
+        pixels = preprocess_image(image, Resize.fixed_size(*target))
         out = onp.full((self.max_objects, 5), -1.0, dtype="float32")
         count = min(len(boxes), self.max_objects)
         out[:count, 0] = classes[:count]

@@ -20,6 +20,7 @@ from mxnet import gluon, np
 
 from ..processes.children import forks_die_with_parent
 from .batch import BatchInfo
+from .cache import CACHE_BYTES
 from .dataset import DetectionDataset
 from .image_set import DataError
 from .preprocess import SIZE_DIVISOR, pad_batch
@@ -49,12 +50,15 @@ class _EpochBatches(gluon.data.Sampler):
     drawn from ``(seed, epoch)`` when shuffling, in order otherwise. With
     ``groups`` (0 or 1 an index, e.g. landscape or portrait) batches are
     made within a group first, so that images of one shape share a canvas;
-    the leftovers of both groups form the last batches."""
+    the leftovers of both groups form the last batches. With ``repeats``
+    above 1, each index comes that many times in a row, as ``(index, epoch,
+    r)`` keys (several windows of one image, decoded once)."""
 
-    def __init__(self, indices, batch_size, *, shuffle, last_batch, seed, groups=None):
+    def __init__(self, indices, batch_size, *, shuffle, last_batch, seed, groups=None,
+                 repeats=1):
         self.indices, self.batch_size = list(indices), int(batch_size)
         self.shuffle, self.last_batch, self.seed = shuffle, last_batch, seed
-        self.groups, self.epoch = groups, 0
+        self.groups, self.epoch, self.repeats = groups, 0, int(repeats)
 
     def _chunks(self, members, keep_partial):
         size = self.batch_size
@@ -69,6 +73,8 @@ class _EpochBatches(gluon.data.Sampler):
         rng = onp.random.default_rng([self.seed, self.epoch])
         order = ([self.indices[i] for i in rng.permutation(len(self.indices))]
                  if self.shuffle else list(self.indices))
+        if self.repeats > 1:
+            order = [(i, r) for i in order for r in range(self.repeats)]
         keep = self.last_batch == "keep"
         if self.groups is None:
             return self._chunks(order, keep)[0]
@@ -86,6 +92,9 @@ class _EpochBatches(gluon.data.Sampler):
         return batches
 
     def __iter__(self):
+        if self.repeats > 1:
+            return iter([[(int(i), self.epoch, r) for i, r in batch]
+                         for batch in self._batches()])
         return iter([[(int(i), self.epoch) for i in batch] for batch in self._batches()])
 
     def __len__(self):
@@ -111,7 +120,7 @@ class DetectionLoader:
 
     def __init__(self, dataset, batch_size, *, shuffle=False, last_batch="keep",
                  num_workers=0, seed=0, shard=None, group_by_aspect=None,
-                 size_divisor=SIZE_DIVISOR):
+                 size_divisor=SIZE_DIVISOR, repeats=1):
         if int(batch_size) != batch_size or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         indices = range(len(dataset))
@@ -121,21 +130,23 @@ class DetectionLoader:
                 raise ValueError(f"shard must be (rank, parts) with 0 <= rank "
                                  f"< parts, got {shard}")
             indices = range(rank, len(dataset), parts)
-        if last_batch == "discard" and len(indices) < batch_size:
-            raise ValueError(f"{len(indices)} images are fewer than one batch of "
+        if last_batch == "discard" and len(indices) * repeats < batch_size:
+            raise ValueError(f"{len(indices) * repeats} images are fewer than one batch of "
                              f"{batch_size}; lower the batch size")
         self.dataset, self.indices = dataset, list(indices)
         resize = getattr(dataset, "resize", None)
         keeps_ratio = resize is not None and resize.fixed is None
         sizes = getattr(dataset, "sizes", None)
         if group_by_aspect is None:
-            group_by_aspect = keeps_ratio and sizes is not None
+            windowed = getattr(dataset, "window", None) is not None
+            group_by_aspect = keeps_ratio and sizes is not None and not windowed
         groups = None
         if group_by_aspect and sizes is not None:
             groups = {i: int(sizes[i] is not None and sizes[i][0] > sizes[i][1])
                       for i in self.indices}
         self.batch_sampler = _EpochBatches(self.indices, batch_size, shuffle=shuffle,
-                                           last_batch=last_batch, seed=seed, groups=groups)
+                                           last_batch=last_batch, seed=seed, groups=groups,
+                                           repeats=repeats)
         if num_workers > 0:
             # workers the pool starts later (after a signal killed some)
             # must end with this process too, not only those that read
@@ -161,18 +172,26 @@ class DetectionLoader:
 
 
 def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augment=True,
-                crop_prob=0.5, min_crop_scale=0.3, seed=0, num_workers=0, shard=None, max_objects=None, on_error="raise",
-                size_divisor=SIZE_DIVISOR, with_info=True):
+                crop_prob=0.5, min_crop_scale=0.3, seed=0, num_workers=0, shard=None,
+                max_objects=None, on_error="raise", size_divisor=SIZE_DIVISOR,
+                with_info=True, window=None, windows_per_image=1, window_focus=0.9,
+                window_visible=0.5, cache_bytes=CACHE_BYTES):
     """The one way the package builds a loader: a :class:`DetectionLoader`
     over a :class:`DetectionDataset` of ``images`` and pixel ``labels``
     (``sizes``: each image's stated ``(height, width)`` or ``None``),
     resized by ``resize``. For training (``train``): images without an
     object are left out (one warning counts them; none left is an error),
     batches are shuffled, augmented (``augment``: flips, and crops with
-    ``crop_prob`` and ``min_crop_scale``, see :class:`DetectionDataset`) and the last incomplete
-    one dropped; for evaluation every image is kept, in order. Yields ``(X,
-    Y, info)`` (``(X, Y)`` without ``with_info`` and a fixed size, as the
-    chapter's loaders)."""
+    ``crop_prob`` and ``min_crop_scale``, see :class:`DetectionDataset`) and
+    the last incomplete one dropped; with ``window`` (pixels), each image
+    gives ``windows_per_image`` windows an epoch instead (in one batch where
+    it fits, so that it is decoded once; ``window_focus``,
+    ``window_visible``: see :class:`DetectionDataset`). For evaluation every
+    image is kept whole, in order. Decoded images are kept within
+    ``cache_bytes`` (shared among the ``num_workers`` processes, each of
+    which keeps its own; :mod:`rpn.data.cache`). Yields ``(X, Y, info)``
+    (``(X, Y)`` without ``with_info`` and a fixed size, as the chapter's
+    loaders)."""
     if train:
         keep = [i for i, label in enumerate(labels) if (onp.asarray(label)[:, 0] >= 0).any()]
         if not keep:
@@ -185,11 +204,15 @@ def make_loader(images, labels, resize, batch_size, *, train, sizes=None, augmen
             images = [images[i] for i in keep]
             labels = [labels[i] for i in keep]
             sizes = None if sizes is None else [sizes[i] for i in keep]
+    window = window if train else None
     dataset = DetectionDataset(images, labels, resize=resize, augment=train and augment,
                                crop_prob=crop_prob, min_crop_scale=min_crop_scale,
                                seed=seed, max_objects=max_objects, sizes=sizes,
-                               with_info=with_info, on_error=on_error)
+                               with_info=with_info, on_error=on_error, window=window,
+                               window_focus=window_focus, window_visible=window_visible,
+                               cache_bytes=int(cache_bytes) // max(1, num_workers))
     return DetectionLoader(dataset, batch_size, shuffle=train,
                            last_batch="discard" if train else "keep",
                            num_workers=num_workers, seed=seed, shard=shard,
-                           size_divisor=size_divisor)
+                           size_divisor=size_divisor,
+                           repeats=windows_per_image if window is not None else 1)

@@ -41,12 +41,15 @@ SIZE_DIVISOR = 32
 
 
 class Resize(NamedTuple):
-    """A resize rule: ``fixed`` ``(height, width)``, or ``short`` side and
-    ``max_size`` longer side with the aspect ratio kept. Build it with
-    :meth:`Resize.fixed_size` or :meth:`Resize.keep_ratio`."""
+    """A resize rule: ``fixed`` ``(height, width)``; or ``short`` side and
+    ``max_size`` longer side with the aspect ratio kept; or ``scale``, each
+    image at its own resolution times ``scale`` (1: unchanged). Build it
+    with :meth:`Resize.fixed_size`, :meth:`Resize.keep_ratio` or
+    :meth:`Resize.native`."""
     fixed: Optional[Tuple[int, int]] = None
     short: Optional[int] = None
     max_size: Optional[int] = None
+    scale: Optional[float] = None
 
     @classmethod
     def fixed_size(cls, height, width):
@@ -64,17 +67,28 @@ class Resize(NamedTuple):
         return cls(short=int(short), max_size=int(max_size))
 
     @classmethod
+    def native(cls, scale=1.0):
+        if not 0 < scale <= 4:
+            raise ValueError(f"scale must be in (0, 4], got {scale}")
+        return cls(scale=float(scale))
+
+    @classmethod
     def of(cls, settings):
         """The rule of :class:`rpn.settings.ModelSettings` ``settings``
-        (``resize``, ``size``, ``max_size``)."""
+        (``resize``, ``size``, ``max_size``, ``scale``)."""
         if settings.resize == "fixed":
             return cls.fixed_size(settings.size, settings.size)
+        if settings.resize == "native":
+            return cls.native(settings.scale)
         return cls.keep_ratio(settings.size, settings.max_size)
 
     def shape(self, height, width):
         """Output ``(height, width)`` for an image of ``height x width``."""
         if self.fixed is not None:
             return self.fixed
+        if self.scale is not None:
+            return (max(1, int(round(height * self.scale))),
+                    max(1, int(round(width * self.scale))))
         scale = self.short / min(height, width)
         if max(height, width) * scale > self.max_size:
             scale = self.max_size / max(height, width)
@@ -83,6 +97,9 @@ class Resize(NamedTuple):
     def describe(self):
         if self.fixed is not None:
             return f"{self.fixed[0]}x{self.fixed[1]} (fixed)"
+        if self.scale is not None:
+            return ("each image at its own resolution" if self.scale == 1 else
+                    f"each image at {self.scale:g} times its own resolution")
         return f"shorter side {self.short}, longer side at most {self.max_size}"
 
 

@@ -35,6 +35,7 @@ import warnings
 
 import numpy as onp
 
+from .cache import CACHE_BYTES
 from .coco import coco_classes, find_coco_split, read_coco
 from .image_check import check_images
 from .image_set import (CLIPPED, EMPTY, OUTSIDE, DataError, Edit, ImageSet, LeftOut,
@@ -48,8 +49,8 @@ from .voc import read_voc_split
 from .yolo import find_yolo, open_yolo, read_yolo_split
 
 __all__ = ["open_split", "resolve_split", "train_split", "open_validation", "data_classes",
-           "check_split", "make_loader", "load_split", "split_images", "has_coco_ids",
-           "say_counts", "DataError", "DataSpecError", "HOLDOUT"]
+           "check_split", "make_loader", "eval_batch_size", "load_split", "split_images",
+           "has_coco_ids", "say_counts", "DataError", "DataSpecError", "HOLDOUT"]
 
 #: The share of a single-file COCO dataset that ``val`` holds out.
 HOLDOUT = 0.2
@@ -328,17 +329,41 @@ def _fit(label, size, clip, index, name, edits):
 
 def make_loader(found, resize, batch_size, *, train, num_workers=0, seed=0, shard=None,
                 augment=True, crop_prob=0.5, min_crop_scale=0.3, max_objects=None,
-                on_error="skip", size_divisor=32):
+                on_error="skip", size_divisor=32, window=None, windows_per_image=1,
+                window_focus=0.9, window_visible=0.5, cache_bytes=CACHE_BYTES):
     """The loader of ``found`` (an :class:`rpn.ImageSet`), images resized by
     ``resize``: :func:`rpn.data.loader.make_loader` for training (images without
-    objects left out, shuffled, augmented, last incomplete batch dropped)
-    or for evaluation (in order, unaugmented). Yields ``(X, Y, info)``;
-    an image that turns unreadable is skipped and counted (``on_error``)."""
+    objects left out, shuffled, augmented, last incomplete batch dropped;
+    ``window``: windows cut at scale instead of whole images) or for
+    evaluation (in order, unaugmented); decoded images kept within
+    ``cache_bytes`` (:mod:`rpn.data.cache`). Yields ``(X, Y, info)``; an
+    image that turns unreadable is skipped and counted (``on_error``)."""
     return _make_loader(found.images, found.labels, resize, batch_size, train=train,
                         sizes=found.sizes, augment=augment, crop_prob=crop_prob,
                         min_crop_scale=min_crop_scale, seed=seed,
                         num_workers=num_workers, shard=shard, max_objects=max_objects,
-                        on_error=on_error, size_divisor=size_divisor)
+                        on_error=on_error, size_divisor=size_divisor, window=window,
+                        windows_per_image=windows_per_image, window_focus=window_focus,
+                        window_visible=window_visible, cache_bytes=cache_bytes)
+
+
+#: Input pixels of an evaluation batch at the photographs' own resolution.
+EVAL_BATCH_PIXELS = 4_000_000
+
+
+def eval_batch_size(config, found, batch_size=None):
+    """The batch size of evaluating ``found`` with ``config``: ``batch_size``
+    when given; else the training batch size, or, for images at their own
+    resolution, as many as fit :data:`EVAL_BATCH_PIXELS` (at least 1: a
+    4K photograph alone)."""
+    if batch_size:
+        return batch_size
+    batch = config.train.batch_size
+    if config.model.resize != "native":
+        return batch
+    known = sorted(h * w for h, w in (s for s in found.sizes if s))
+    pixels = (known[len(known) // 2] if known else 1 << 20) * config.model.scale ** 2
+    return max(1, min(batch, int(EVAL_BATCH_PIXELS // max(pixels, 1))))
 
 
 def load_split(model, data, split, *, classes=None, images=None, batch_size=None,
@@ -382,9 +407,10 @@ def load_split(model, data, split, *, classes=None, images=None, batch_size=None
     if command is not None:
         say_counts(command, found, split)
     loader = make_loader(found, Resize.of(config.model),
-                         batch_size or config.train.batch_size, train=False,
+                         eval_batch_size(config, found, batch_size), train=False,
                          num_workers=num_workers, on_error=on_error,
-                         size_divisor=config.model.size_divisor)
+                         size_divisor=config.model.size_divisor,
+                         cache_bytes=0)                 # one pass: nothing to keep
     return found, loader
 
 

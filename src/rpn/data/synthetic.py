@@ -40,20 +40,22 @@ def _covers(box, rows):
     return overlap(b, a[None], over="first", xp=onp), overlap(a[None], b, over="first", xp=onp)
 
 
-def _layout(rng, height, width):
-    """1 to 6 shapes: (class, xmin, ymin, xmax, ymax) pixel rows, colours
-    and triangle apexes, drawn from ``rng``. The width is uniform in 8% to
-    80% of the image and the aspect ratio log-uniform in 1:3 to 3:1 (draws
-    whose height leaves 8% to 80% are redrawn); shapes may overlap, but
-    none covers more than 60% of another."""
-    wanted = int(rng.integers(1, 7))
+def _layout(rng, height, width, objects=(1, 6), sides=(_MIN_SIDE, _MAX_SIDE)):
+    """``objects`` (fewest, most: by default 1 to 6) shapes: (class, xmin,
+    ymin, xmax, ymax) pixel rows, colours and triangle apexes, drawn from
+    ``rng``. The width is uniform in ``sides`` (fractions of the image side:
+    by default 8% to 80%) and the aspect ratio log-uniform in 1:3 to 3:1
+    (draws whose height leaves ``sides`` are redrawn); shapes may overlap,
+    but none covers more than 60% of another."""
+    wanted = int(rng.integers(objects[0], objects[1] + 1))
+    low, high = sides
     rows, extras = [], []
-    for _ in range(200):
+    for _ in range(max(200, 10 * wanted)):
         if len(rows) == wanted:
             break
-        w = rng.uniform(_MIN_SIDE, _MAX_SIDE)
+        w = rng.uniform(low, high)
         h = w / math.exp(rng.uniform(-math.log(_MAX_ASPECT), math.log(_MAX_ASPECT)))
-        if not _MIN_SIDE <= h <= _MAX_SIDE:
+        if not low <= h <= high:
             continue
         bw, bh = max(int(round(w * width)), 2), max(int(round(h * height)), 2)
         x0, y0 = int(rng.integers(0, width - bw + 1)), int(rng.integers(0, height - bh + 1))
@@ -107,21 +109,30 @@ class SyntheticImages:
     """``num`` synthetic images of ``height x width``, image ``i`` made from
     the seed ``(seed, i)`` when it is indexed. ``labels[i]`` are its (n, 5)
     pixel rows, computed up front (cheap); ``self[i]`` renders the (h, w, 3)
-    uint8 image."""
+    uint8 image. ``objects`` (fewest, most) shapes an image, of ``sides``
+    (smallest, largest fraction of the image side): by default the embedded
+    set's 1 to 6 of 8% to 80%; many small ones (``objects=(20, 60)``,
+    ``sides=(6 / 1024, 48 / 1024)`` at 1024 pixels) make a set of small
+    objects in large images."""
 
-    def __init__(self, num, height, width, *, seed=0, offset=0):
+    def __init__(self, num, height, width, *, seed=0, offset=0, objects=(1, 6),
+                 sides=(_MIN_SIDE, _MAX_SIDE)):
         if num <= 0 or height < 16 or width < 16:
             raise ValueError(f"need num > 0 images of at least 16x16 pixels, got "
                              f"{num} of {height}x{width}")
+        if not (1 <= objects[0] <= objects[1] and 0 < sides[0] <= sides[1] <= 1):
+            raise ValueError(f"objects must be (fewest >= 1, most >= fewest) and sides "
+                             f"(smallest > 0, largest <= 1), got {objects} and {sides}")
         self.num, self.height, self.width = num, height, width
         self.seed, self.offset = seed, offset
+        self.objects, self.sides = tuple(objects), tuple(sides)
         self.labels = [self._layout(i)[0] for i in range(num)]
 
     def _rng(self, index, stream):
         return onp.random.default_rng([self.seed, self.offset + index, stream])
 
     def _layout(self, index):
-        return _layout(self._rng(index, 0), self.height, self.width)
+        return _layout(self._rng(index, 0), self.height, self.width, self.objects, self.sides)
 
     def __len__(self):
         return self.num
@@ -167,15 +178,19 @@ def _voc_xml(name, height, width, rows):
             "{}</annotation>").format(name, width, height, objects)
 
 
-def write_voc(root, *, num_train=64, num_val=16, height=256, width=256, seed=0):
+def write_voc(root, *, num_train=64, num_val=16, height=256, width=256, seed=0,
+              objects=(1, 6), sides=(_MIN_SIDE, _MAX_SIDE)):
     """Write the synthetic set as a VOC-layout folder: ``JPEGImages/``,
     ``Annotations/`` (1-based pixel boxes, as VOC), ``ImageSets/Main/``
     with ``train.txt``, ``val.txt`` and the per-class lists
     ``<class>_<split>.txt`` (``1`` / ``-1``). Images are the same as
-    :func:`load_data_synthetic`'s for the same seed and counts. Returns
+    :func:`load_data_synthetic`'s for the same seed and counts
+    (``objects`` and ``sides``: see :class:`SyntheticImages`). Returns
     ``root``."""
-    sets = {"train": SyntheticImages(num_train, height, width, seed=seed),
-            "val": SyntheticImages(num_val, height, width, seed=seed, offset=num_train)}
+    shapes = dict(objects=objects, sides=sides)
+    sets = {"train": SyntheticImages(num_train, height, width, seed=seed, **shapes),
+            "val": SyntheticImages(num_val, height, width, seed=seed, offset=num_train,
+                                   **shapes)}
     for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     for split, images in sets.items():

@@ -17,8 +17,8 @@ w * A``; ``image_sizes`` (B, 2+) ``[height, width]`` in input pixels.
 from ..ops.grid import anchor_grid
 from ..ops.precision import float32
 
-__all__ = ["feature_size", "grid_anchors", "canvas_extent", "valid_anchors", "border",
-           "image_scale"]
+__all__ = ["feature_size", "grid_anchors", "level_anchors", "canvas_extent", "valid_anchors",
+           "border", "image_scale"]
 
 
 def feature_size(F, features):
@@ -39,6 +39,27 @@ def grid_anchors(F, features, shapes, stride):
     h, w = F.np.ones_like(ys).sum(), F.np.ones_like(xs).sum()          # () each
     return anchor_grid(F, (ys + 0.5) / h, (xs + 0.5) / w,
                        shapes[:, 0] / (w * stride), shapes[:, 1] / (h * stride))
+
+
+def level_anchors(F, maps, shapes, strides):
+    """Anchors of every pixel of each level of a feature pyramid, all in the
+    one canvas frame (normalised by the canvas of the finest level, ``(w_0
+    * strides[0], h_0 * strides[0])`` pixels): centres ``((x + 0.5) *
+    s_l, (y + 0.5) * s_l)`` pixels of level ``l`` of stride ``s_l``, sizes
+    the level's rows of ``shapes`` (L * A, 2) ``[width, height]`` pixels
+    (``A`` a level). Returns one (4, N_l) array a level."""
+    h, w = feature_size(F, maps[0])
+    canvas_h, canvas_w = h * strides[0], w * strides[0]                  # () each
+    count = len(maps)
+    out = []
+    for number, (level, stride) in enumerate(zip(maps, strides)):
+        ys, xs = float32(F.npx.arange_like(level, axis=2), F.npx.arange_like(level, axis=3))
+        # the level's A rows of shapes: (L * A, 2) -> (L, A, 2) -> (A, 2)
+        mine = F.npx.reshape(shapes, (count, -1, 2))[number]
+        out.append(anchor_grid(F, (ys + 0.5) * stride / canvas_h,
+                               (xs + 0.5) * stride / canvas_w,
+                               mine[:, 0] / canvas_w, mine[:, 1] / canvas_h))
+    return out
 
 
 def canvas_extent(F, features, image_sizes, stride):

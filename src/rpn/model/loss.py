@@ -44,7 +44,10 @@ class ProposalLoss(nn.Block):
       decoded box has with its object (no gradient through the target),
       over the positives: how well a box fits, learnt to rank proposals;
     * ``refine_weight`` times the refinement stage's loss
-      (:mod:`rpn.model.refine`), when the output has one.
+      (:mod:`rpn.model.refine`), when the output has one;
+    * ``centerness_weight`` times OLN's centerness loss
+      (:mod:`rpn.model.objectness`), when the output has its targets; and
+      ``cls_weight`` weighs the class loss (OLN's trains without it).
 
     ``forward(output, num_valid=None, num_pos=None)`` returns a (B * N,)
     array whose sum is the loss; ``num_valid`` and ``num_pos`` override the
@@ -54,23 +57,35 @@ class ProposalLoss(nn.Block):
     """
 
     def __init__(self, *, lambd=1.0, giou_weight=0.0, iou_weight=0.0, refine_weight=0.0,
-                 weights=OFFSET_WEIGHTS, **kwargs):
+                 cls_weight=1.0, centerness_weight=0.0, weights=OFFSET_WEIGHTS, **kwargs):
         super().__init__(**kwargs)
-        self.detection = DetectionLoss(lambd)
+        self.detection = DetectionLoss(lambd, cls_weight=float(cls_weight))
         self.giou_weight, self.iou_weight = float(giou_weight), float(iou_weight)
         self.refine_weight = float(refine_weight)
+        self.centerness_weight = float(centerness_weight)
         self.weights = tuple(weights)
 
     @classmethod
     def from_settings(cls, settings):
         """The loss of a model of :class:`rpn.settings.ModelSettings` ``settings``."""
+        centerness = settings.objectness == "centerness"
         return cls(lambd=settings.lambd, giou_weight=settings.giou_weight,
                    iou_weight=settings.iou_weight if settings.iou_branch else 0.0,
-                   refine_weight=settings.refine_weight if settings.refine else 0.0)
+                   refine_weight=settings.refine_weight if settings.refine else 0.0,
+                   cls_weight=settings.cls_weight,
+                   centerness_weight=settings.centerness_weight if centerness else 0.0)
 
-    def forward(self, output, num_valid=None, num_pos=None, refine_counts=None):
+    def forward(self, output, num_valid=None, num_pos=None, refine_counts=None,
+                centerness_count=None):
         loss = self.detection(output.cls_preds, output.box_preds, output.cls_labels,
                               output.box_labels, num_valid, num_pos)
+        if self.centerness_weight and output.centerness is not None:
+            # OLN: the L1 loss of the centerness branch's sigmoid against its
+            # targets, over the anchors sampled for it (the same (B * N,) form)
+            targets, weights = output.centerness
+            count = weights.sum() if centerness_count is None else centerness_count
+            loss = loss + self.centerness_weight * weights * np.abs(
+                npx.sigmoid(output.quality_preds) - targets) / np.maximum(count, 1)
         if self.refine_weight and output.refine is not None:
             # a scalar spread over the anchor rows keeps the (B * N,) form
             loss = loss + _spread(self.refine_weight * self._refine(output.refine,

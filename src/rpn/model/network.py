@@ -23,6 +23,8 @@ image; ``G`` object rows an image. ``image_sizes`` (B, 2): each image's
 extra columns are ignored). Anchors and offsets live in the canvas frame,
 ground truth and proposals in each image's frame (:mod:`rpn.model.canvas`).
 """
+import warnings
+
 import mxnet as mx
 import numpy as onp
 from mxnet import autograd, init
@@ -30,15 +32,16 @@ from mxnet import ndarray as _nd
 from mxnet import np
 from mxnet.gluon import nn
 
-from ..anchors import anchor_shapes
 from ..backbone import detection_backbone
 from ..data.preprocess import Resize
 from ..head import RPNOutput
 from ..settings import ModelSettings
-from .canvas import border, canvas_extent, grid_anchors, image_scale, valid_anchors
+from .canvas import (border, canvas_extent, grid_anchors, image_scale, level_anchors,
+                     valid_anchors)
 from .labels import AnchorLabeler
 from .outputs import Proposals, TrainingOutput
-from .proposal_layer import ProposalRule, select_proposals
+from .proposal_layer import ProposalRule, select_level_proposals, select_proposals
+from .pyramid import pyramid_backbone
 from .refine import BoxRefiner, refine_outputs, refine_proposals
 
 __all__ = ["RegionProposalNetwork"]
@@ -75,21 +78,25 @@ class RegionProposalNetwork(nn.HybridBlock):
                  **changes):
         super().__init__(prefix=prefix, params=params)
         settings = (settings if settings is not None else ModelSettings()).replace(**changes)
-        shapes = anchor_shapes(settings.anchor_sizes, settings.anchor_ratios, settings.size,
-                               product=settings.anchor_product)
-        if len(shapes) != head.num_anchors:
+        self.labeler = AnchorLabeler(settings)
+        shapes = self.labeler.shapes                                # (A or L * A, 2) pixels
+        if settings.num_anchors != head.num_anchors:
             raise ValueError(f"the head predicts {head.num_anchors} anchors a pixel, "
-                             f"but the anchor settings give {len(shapes)}")
-        if getattr(head, "quality", False) != settings.iou_branch:
-            raise ValueError(f"iou_branch is {settings.iou_branch}, but the head "
+                             f"but the anchor settings give {settings.num_anchors}")
+        self.pyramid = settings.pyramid is not None
+        if self.pyramid != getattr(head, "per_image", False):
+            raise ValueError("a pyramid's head keeps the batch axis (RPNOutput(..., "
+                             "per_image=True)); a single map's does not")
+        if getattr(head, "quality", False) != settings.quality_branch:
+            raise ValueError(f"iou_branch is {settings.iou_branch} and objectness "
+                             f"{settings.objectness!r}, but the head "
                              f"{'has' if getattr(head, 'quality', False) else 'has no'} "
-                             "IoU branch (RPNOutput(..., quality=iou_branch))")
+                             "quality branch (RPNOutput(..., quality=True) for either)")
         self.settings = settings
         self.backbone, self.head = backbone, head
         self.refiner = BoxRefiner(stride=settings.stride) if settings.refine else None
-        self.labeler = AnchorLabeler(settings)
         self.anchor_shapes = self.params.get_constant(
-            "anchor_shapes", onp.array(shapes, dtype="float32"))     # (A, 2) pixels
+            "anchor_shapes", onp.array(shapes, dtype="float32"))     # (A or L * A, 2)
         self.anchor_shapes.initialize(ctx=mx.current_context())
 
     @classmethod
@@ -99,21 +106,43 @@ class RegionProposalNetwork(nn.HybridBlock):
         chapter, or ImageNet weights for the backbone (``settings.backbone``)
         from ``pretrained`` (a folder or ``.params`` file)."""
         ctx = ctx if ctx is not None else mx.current_context()
-        backbone = detection_backbone(pretrained=pretrained is not None, root=pretrained,
-                                      stride=settings.stride, top_down=settings.top_down,
-                                      name=settings.backbone)
+        if settings.pyramid is not None:
+            backbone = pyramid_backbone(settings.pyramid, settings.pyramid_channels,
+                                        name=settings.backbone,
+                                        pretrained=pretrained is not None, root=pretrained)
+        else:
+            backbone = detection_backbone(pretrained=pretrained is not None, root=pretrained,
+                                          stride=settings.stride, top_down=settings.top_down,
+                                          name=settings.backbone)
         if pretrained is None:
             backbone.initialize(init=init.Xavier(), ctx=ctx, force_reinit=True)
         else:
             backbone.collect_params().reset_ctx(ctx)
         head = RPNOutput(settings.num_anchors, channels=settings.head_channels,
-                         quality=settings.iou_branch)
+                         quality=settings.quality_branch, normalize=settings.head_norm,
+                         per_image=settings.pyramid is not None)
         head.initialize(init=init.Xavier(), ctx=ctx)
         model = cls(backbone, head, settings)
         if model.refiner is not None:
             model.refiner.initialize(init=init.Xavier(), ctx=ctx)
         model.collect_params().reset_ctx(ctx)
+        if settings.objectness == "centerness":
+            model._complete_init(ctx)
         return model
+
+    def _complete_init(self, ctx):
+        """Give every deferred parameter its shape now. Ranked by centerness,
+        the proposal graph leaves the classifier out, and Gluon infers a
+        deferred parameter's shape from the graph of the first call: one it
+        does not use fails that call. One imperative pass of the backbone,
+        head and refinement stage on a blank canvas, (1, 3, 64, 64) with one
+        RoI, shapes them all."""
+        first = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
+        side = max(64, 2 * self.settings.size_divisor)
+        features = self.backbone(mx.np.zeros((1, 3, side, side), ctx=first))
+        self._head(features)
+        if self.refiner is not None:     # RoI rows: (1, 5) batch index, corners in pixels
+            self.refiner(features, mx.np.array([[0, 0, 0, side / 2, side / 2]], ctx=first))
 
     @property
     def stride(self):
@@ -142,20 +171,42 @@ class RegionProposalNetwork(nn.HybridBlock):
 
     # ---- the graph ----------------------------------------------------------
 
-    def _proposals(self, F, features, cls_preds, box_preds, image_sizes, shapes, training,
-                   quality=None, refine=True, top_n=None):
-        """(scores (B, K), boxes (B, K, 4)) of the head's outputs, refined
-        when the model has a refinement stage (and ``refine``). ``top_n``:
-        ``(pre, post)`` NMS counts of arrays (not a graph), preselected."""
+    def _head(self, features):
+        """The head on the map, or on every level of a pyramid (one tuple
+        ``(cls_preds, box_preds[, quality])`` a level, rows (B, N_l, ...))."""
+        if self.pyramid:
+            return [self.head(level) for level in features]
+        return self.head(features)
+
+    def _proposals(self, F, features, outputs, image_sizes, shapes, training, refine=True,
+                   top_n=None):
+        """(scores (B, K), boxes (B, K, 4)) of the head's ``outputs``
+        (:meth:`_head`), refined when the model has a refinement stage (and
+        ``refine``). ``top_n``: ``(pre, post)`` NMS counts of arrays (not a
+        graph), preselected."""
         s = self.settings
-        anchors = grid_anchors(F, features, shapes, s.stride)               # (4, N)
-        ex, ey = canvas_extent(F, features, image_sizes, s.stride)          # (B, 1) each
-        valid = valid_anchors(F, anchors, ex, ey,
-                              *border(F, features, s.allowed_border, s.stride))  # (B, N)
-        out = select_proposals(F, anchors, cls_preds, box_preds, valid,
-                               ProposalRule.of(s, training, top_n),
-                               scale=image_scale(F, ex, ey), image_sizes=image_sizes,
-                               quality=quality)                             # (B, K, 5)
+        rule = ProposalRule.of(s, training, top_n)
+        first = features[0] if self.pyramid else features
+        ex, ey = canvas_extent(F, first, image_sizes, s.strides[0])         # (B, 1) each
+        edge = border(F, first, s.allowed_border, s.strides[0])
+        if self.pyramid:
+            levels = []
+            for anchors, (cls_preds, box_preds, *quality) in zip(
+                    level_anchors(F, features, shapes, s.strides), outputs):
+                # (B, N_l, ...) -> (B * N_l, ...) (-5 merges two axes, -2 keeps one)
+                flat = [F.npx.reshape(a, (-5, -2)) for a in (cls_preds, box_preds)]
+                quality = [F.npx.reshape(q, (-5,)) for q in quality]
+                levels.append((anchors, *flat, valid_anchors(F, anchors, ex, ey, *edge),
+                               quality[0] if quality else None))
+            out = select_level_proposals(F, levels, rule, scale=image_scale(F, ex, ey),
+                                         image_sizes=image_sizes)          # (B, K, 5)
+        else:
+            cls_preds, box_preds, *quality = outputs
+            anchors = grid_anchors(F, features, shapes, s.stride)           # (4, N)
+            valid = valid_anchors(F, anchors, ex, ey, *edge)                # (B, N)
+            out = select_proposals(F, anchors, cls_preds, box_preds, valid, rule,
+                                   scale=image_scale(F, ex, ey), image_sizes=image_sizes,
+                                   quality=quality[0] if quality else None)  # (B, K, 5)
         scores, boxes = out[:, :, 0], out[:, :, 1:5]
         if refine and self.refiner is not None:
             return refine_proposals(F, self.refiner, features, scores, boxes, image_sizes,
@@ -163,12 +214,9 @@ class RegionProposalNetwork(nn.HybridBlock):
         return scores, boxes
 
     def hybrid_forward(self, F, X, image_sizes, anchor_shapes):
-        features = self.backbone(X)                          # (B, C, h, w)
-        # (B * N, 2), (B * N, 4) and, with the IoU branch, (B * N,)
-        cls_preds, box_preds, *quality = self.head(features)
-        return self._proposals(F, features, cls_preds, box_preds,
-                               image_sizes.astype("float32"), anchor_shapes, False,
-                               *quality)
+        features = self.backbone(X)                    # (B, C, h, w), or a list a level
+        return self._proposals(F, features, self._head(features),
+                               image_sizes.astype("float32"), anchor_shapes, False)
 
     def _check_batch(self, X, image_sizes):
         self._follow(X.ctx)
@@ -184,16 +232,18 @@ class RegionProposalNetwork(nn.HybridBlock):
     def forward(self, X, image_sizes):
         image_sizes = self._check_batch(X, image_sizes)
         if not autograd.is_training():
-            return Proposals(*super().forward(X, image_sizes))
+            with warnings.catch_warnings():
+                # OLN's objectness leaves the class predictor out of the graph
+                warnings.filterwarnings("ignore", "Parameter .* is not used by any computation")
+                return Proposals(*super().forward(X, image_sizes))
         # training: the children run (hybridized or not) and the proposals
         # are computed imperatively, so the cached inference graph never
         # depends on the mode it was first called in
         features = self.backbone(X)
-        cls_preds, box_preds, *quality = self.head(features)
+        outputs = self._head(features)
         with autograd.pause():
-            return Proposals(*self._proposals(_nd, features, cls_preds, box_preds,
-                                              image_sizes, self._shapes(X.ctx), True,
-                                              *quality))
+            return Proposals(*self._proposals(_nd, features, outputs, image_sizes,
+                                              self._shapes(X.ctx), True))
 
     def training_outputs(self, X, image_sizes, Y, *, proposals=False, crowd=True,
                          validate=True, refine=True):
@@ -207,31 +257,38 @@ class RegionProposalNetwork(nn.HybridBlock):
         labels (when the data has none); ``validate=False`` skips the checks
         of ``Y`` (data checked beforehand)."""
         image_sizes = self._check_batch(X, image_sizes)
-        features = self.backbone(X)                                     # (B, C, h, w)
+        features = self.backbone(X)                    # (B, C, h, w), or a list a level
         anchors = self.labeler.anchors(features)                        # (4, N)
         cls_labels, box_labels = self.labeler(Y, features, image_sizes, anchors=anchors,
                                               crowd=crowd, validate=validate)
-        # (B * N, 2), (B * N, 4) and, with the IoU branch, (B * N,)
-        cls_preds, box_preds, *quality = self.head(features)
-        found = refined = None
+        outputs = self._head(features)
+        # (B * N, 2), (B * N, 4) and, with the IoU branch, (B * N,); a
+        # pyramid's levels joined image by image: (B, N_l, ...) -> (B, N, ...)
+        cls_preds, box_preds, *quality = outputs if not self.pyramid else [
+            np.concatenate(parts, axis=1).reshape((-1,) + parts[0].shape[2:])
+            for parts in zip(*outputs)]
+        found = refined = centers = None
+        if self.settings.objectness == "centerness":
+            with autograd.pause():
+                centers = self.labeler.centerness(Y, features, image_sizes, anchors=anchors,
+                                                  crowd=crowd)
         training = autograd.is_training()
         if proposals:
             with autograd.pause():
                 found = Proposals(*self._proposals(
-                    _nd, features, cls_preds, box_preds, image_sizes, self._shapes(X.ctx),
-                    training, *quality))
+                    _nd, features, outputs, image_sizes, self._shapes(X.ctx), training))
         if refine and self.refiner is not None:
             # RoIs from the best 4 x refine_rois boxes after NMS: cheap, and
             # the best and many lower-ranked ones, as at test time
             count = 4 * self.settings.refine_rois
             with autograd.pause():
                 candidates = Proposals(*self._proposals(
-                    _nd, features, cls_preds, box_preds, image_sizes, self._shapes(X.ctx),
-                    training, *quality, refine=False, top_n=(count, count)))
+                    _nd, features, outputs, image_sizes, self._shapes(X.ctx), training,
+                    refine=False, top_n=(count, count)))
             refined = refine_outputs(self.refiner, features, candidates, image_sizes,
                                      Y.as_in_context(X.ctx), self.settings.refine_rois)
         return TrainingOutput(cls_preds, box_preds, cls_labels, box_labels, anchors, found,
-                              quality[0] if quality else None, refined)
+                              quality[0] if quality else None, refined, centers)
 
     # ---- anchors and labels, outside the graph (rpn.model.labels) ------------
 
@@ -254,7 +311,8 @@ class RegionProposalNetwork(nn.HybridBlock):
         frames) of the batch ``X`` (B, 3, H, W) with ``image_sizes`` (B, 2+):
         ``(cls_labels (B * N,), box_labels (B * N, 4))`` as
         :func:`rpn.rpn_targets`, aligned with :meth:`training_outputs`."""
-        stride = self.settings.stride
-        h, w = X.shape[2] // stride, X.shape[3] // stride
-        features = np.zeros((X.shape[0], 1, h, w), ctx=X.ctx)     # shape only
-        return self.labeler(Y, features, image_sizes, validate=validate)
+        # maps of the backbone's shapes only (a pyramid's coarsest level rounds up)
+        features = [np.zeros((X.shape[0], 1, -(-X.shape[2] // s), -(-X.shape[3] // s)),
+                             ctx=X.ctx) for s in self.settings.strides]
+        return self.labeler(Y, features if self.pyramid else features[0], image_sizes,
+                            validate=validate)

@@ -30,7 +30,9 @@ class TrainingOutput(NamedTuple):
     batch's :class:`Proposals` when asked for (``None`` otherwise);
     ``quality_preds`` (B * N,) the IoU branch's logits (``None`` without
     one); ``refine`` the refinement stage's :class:`rpn.model.refine.RefineOutput`
-    (``None`` without one)."""
+    (``None`` without one); ``centerness`` ``(targets (B * N,), weights (B *
+    N,))`` of OLN's objectness (:mod:`rpn.model.objectness`; ``None`` without
+    it)."""
     cls_preds: Any
     box_preds: Any
     cls_labels: Any
@@ -39,6 +41,7 @@ class TrainingOutput(NamedTuple):
     proposals: Optional[Proposals] = None
     quality_preds: Any = None
     refine: Any = None
+    centerness: Any = None
 
     @property
     def preds(self):

@@ -36,6 +36,7 @@ from ..config import DEFAULT_KS, RunConfig
 from ..data.images import MAX_PIXELS
 from ..data.preprocess import Resize
 from ..model.network import RegionProposalNetwork
+from ..model.tiles import propose_tiled
 from ..model.outputs import Proposals
 from ..ops.devices import as_context_list
 from .checkpoint import check_which, load_named, verify_manifest, write_manifest
@@ -118,9 +119,19 @@ class TrainedModel:
     def __call__(self, X, image_sizes):
         """Proposals of ``X`` (B, 3, H, W) with ``image_sizes`` (B, 2) input
         pixels, moved to the model's context (an export's graph does not
-        follow its inputs)."""
-        return Proposals(*self.net(X.as_in_context(self.ctx),
-                                   image_sizes.as_in_context(self.ctx).astype("float32")))
+        follow its inputs). At the images' own resolution (``resize``
+        ``native``), a canvas of more than ``max_pixels`` is proposed in
+        overlapping tiles of ``tile_size`` (:mod:`rpn.model.tiles`)."""
+        X = X.as_in_context(self.ctx)
+        image_sizes = image_sizes.as_in_context(self.ctx).astype("float32")
+        settings = self.config.model
+        if settings.resize == "native" and X.shape[2] * X.shape[3] > settings.max_pixels:
+            tile = settings.tile_size
+            return Proposals(*propose_tiled(
+                self.net, X, image_sizes, tile=tile, overlap=tile // 4,
+                nms_threshold=settings.nms_threshold, keep=settings.post_nms_top_n_test,
+                divisor=settings.size_divisor))
+        return Proposals(*self.net(X, image_sizes))
 
 
 def _read_export(folder, ctx):

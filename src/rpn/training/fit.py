@@ -16,12 +16,13 @@ import warnings
 
 import mxnet as mx
 
-from ..config import PRESET_PRETRAINED, resolve_config
+from ..config import PRESET_PRETRAINED, PRESETS, resolve_config
 from ..config_file import ConfigFile, read_config_file
 from ..data.image_set import CROWD, DataError
 from ..data.preprocess import Resize
-from ..data.sources import (DataSpecError, check_split, data_classes, make_loader, open_split,
-                            open_validation, say_counts, train_split)
+from ..data.scale import choose_scale
+from ..data.sources import (DataSpecError, check_split, data_classes, eval_batch_size,
+                            make_loader, open_split, open_validation, say_counts, train_split)
 from ..evaluation.pictures import (draw_proposals, plot_curves, plot_proposal_recall,
                                    plot_recall)
 from ..model.network import RegionProposalNetwork
@@ -41,7 +42,7 @@ from .optimizer import learning_rates, make_kvstore
 from .step import ProposalStep
 from .trainer import Trainer
 
-__all__ = ["fit", "Fit", "FINAL_KEYS"]
+__all__ = ["fit", "Fit", "FINAL_KEYS", "SCALE_SETTINGS"]
 
 #: The figures ``rpn train`` prints at the end (those of them the run's ks give).
 FINAL_KEYS = ("AR@100", "AR@1000", "R@100@0.5", "R@100@0.7", "images", "objects")
@@ -49,6 +50,11 @@ FINAL_KEYS = ("AR@100", "AR@1000", "R@100@0.5", "R@100@0.7", "images", "objects"
 
 def _say(message):
     print(f"rpn train: {message}", file=sys.stderr, flush=True)
+
+
+#: Settings that say the scale: given any, the default does not choose it.
+SCALE_SETTINGS = ("resize", "size", "max_size", "scale", "window", "pyramid", "stride",
+                   "top_down", "anchor_sizes", "batch_size")
 
 
 def _absolute(path):
@@ -93,6 +99,12 @@ class Fit:
         self.config = resolve_config(preset, epochs=epochs, batch_size=batch_size, size=size,
                                      max_size=max_size, lr=lr, backbone=backbone,
                                      settings=settings)
+        # the default looks at the objects' sizes unless told the scale (a
+        # config file's settings tell it: a rerun keeps the run's scale)
+        given = set(settings) | {name for name, value in (
+            ("size", size), ("max_size", max_size), ("batch_size", batch_size)) if value}
+        self.adapt = preset == "default" and not given & set(SCALE_SETTINGS)
+        self.scale_choice = None
         self.classes, self.pretrained = run.get("classes"), run.get("pretrained")
         self.resume, self.kvstore, self.num_workers = resume, kvstore, num_workers
         self.seed = run.get("seed") if run.get("seed") is not None else 0
@@ -116,6 +128,8 @@ class Fit:
                 raise SettingsError("--amp (amp=True): the refinement stage (refine=true) "
                                     "is not supported in float16; leave one of them out")
         self.weights, self.weights_record = self._weights()
+        if self.adapt and self.resume and self.folder.has_checkpoint():
+            self._rescale(self.folder.read()[1].get("scale_choice"))   # the run's own
         self.classes = data_classes(os.fspath(self.data), images=self.images,
                                     classes=self.classes, skip_bad=self.skip_bad)
         self.config = self.config.replace(classes=tuple(self.classes))
@@ -192,7 +206,25 @@ class Fit:
             self.val_set = None
         if not self.train_set.images:
             raise DataError(f"{self.data}: the {self.split!r} split has no image to train on")
+        if self.adapt and self.scale_choice is None:
+            choice = choose_scale(self.train_set, self.config,
+                                  small_objects=PRESETS["small-objects"])
+            _say(f"scale: {choice.reason}")
+            self._rescale(dict(changes=choice.changes, reason=choice.reason,
+                               median=round(choice.median, 2)))
         self._loaders()
+
+    def _rescale(self, choice):
+        """The default's scale as chosen (:func:`rpn.data.scale.choose_scale`),
+        recorded in ``config.json`` as ``scale_choice``; ``min_steps`` kept
+        when the epochs were given."""
+        if not choice:
+            return
+        changes = dict(choice["changes"])
+        if self.explicit_epochs:
+            changes.pop("min_steps", None)
+        self.config = self.config.replace(**changes)
+        self.scale_choice = choice
 
     def _loaders(self):
         config, val_set = self.config, self.val_set
@@ -203,10 +235,12 @@ class Fit:
         self.train_iter = make_loader(
             self.train_set, resize, train.batch_size, train=True, num_workers=self.num_workers,
             seed=self.seed, shard=self.shard, augment=train.augment, crop_prob=train.crop_prob,
-            min_crop_scale=train.min_crop_scale, max_objects=most, size_divisor=divisor)
+            min_crop_scale=train.min_crop_scale, max_objects=most, size_divisor=divisor,
+            window=train.window, windows_per_image=train.windows_per_image,
+            window_focus=train.window_focus, window_visible=train.window_visible)
         self.val_iter = None if val_set is None else make_loader(
-            val_set, resize, train.batch_size, train=False, num_workers=self.num_workers,
-            max_objects=most, size_divisor=divisor)
+            val_set, resize, eval_batch_size(config, val_set), train=False,
+            num_workers=self.num_workers, max_objects=most, size_divisor=divisor)
         steps = len(self.train_iter)
         if not self.explicit_epochs:
             wanted = train.epochs_for(steps)
@@ -215,10 +249,12 @@ class Fit:
                      f"min_steps={train.min_steps} (give --epochs N for exactly N)")
                 self.config = config.replace(epochs=wanted)
         epochs = self.config.train.epochs
+        windows = (f", {train.windows_per_image} windows of {train.window} px an image"
+                   if train.window else "")
         _say(f"{len(self.train_iter.dataset)} training images ({steps} steps of "
-             f"{train.batch_size} an epoch, {epochs} epoch{'s' if epochs > 1 else ''}), "
-             f"{0 if val_set is None else len(val_set.images)} validation images; "
-             f"images resized to {resize.describe()}")
+             f"{train.batch_size} an epoch, {epochs} epoch{'s' if epochs > 1 else ''}"
+             f"{windows}), {0 if val_set is None else len(val_set.images)} validation "
+             f"images; images resized to {resize.describe()}")
 
     def write_record(self):
         """``config.json``: the settings, the data (absolute paths, so that
@@ -227,6 +263,8 @@ class Fit:
         meta = {"data": _absolute(self.data), "images": self.images and _absolute(self.images),
                 "seed": self.seed, "classes": list(self.classes),
                 "pretrained": self.weights_record, "amp": bool(self.amp)}
+        if self.scale_choice is not None:
+            meta["scale_choice"] = self.scale_choice
         if self.val_data is not None:
             meta.update(val_data=_absolute(self.val_data),
                         val_images=self.val_images and _absolute(self.val_images))
@@ -255,7 +293,9 @@ class Fit:
                                                        pretrained=self.weights)
         self.model = TrainedModel(self.net, self.config, classes=self.classes,
                                   source=self.folder.path, record=self.meta, ctx=self.ctxs[0])
-        crowd = any((label[:, 0] == CROWD).any() for label in self.train_set.labels)
+        # crowd regions in the data, or made by windows from objects they cut
+        crowd = self.config.train.window is not None or any(
+            (label[:, 0] == CROWD).any() for label in self.train_set.labels)
         self.step = ProposalStep(self.net, crowd=crowd)
 
     def make_hooks(self):

@@ -20,7 +20,8 @@ from .weights import load_weights, weights_path
 
 __all__ = ["zoo_network", "family", "feature_channels", "check_weights", "STAGE_ENDS"]
 
-# Where each family's ``features`` reach a stride (exclusive ends).
+# Where each family's ``features`` reach a stride (exclusive ends; stride 4
+# for a feature pyramid's C2).
 # resnet*_v1: 0 Conv, 1 BatchNorm, 2 ReLU, 3 MaxPool, 4-7 stages 1-4 (strides
 #   4, 8, 16, 32), 8 global pooling.
 # resnet*_v2: 0 BatchNorm, 1 Conv, 2 BatchNorm, 3 ReLU, 4 MaxPool, 5-8 stages
@@ -29,8 +30,8 @@ __all__ = ["zoo_network", "family", "feature_channels", "check_weights", "STAGE_
 #   bottlenecks (those at 4, 6, 9 and 16 halve the map: strides 4, 8, 16,
 #   32), 20 Conv 1x1, 21 BatchNorm, 22 ReLU6, 23 global pooling.
 # Stride 32 keeps everything but the pooling (the chapter's cut).
-STAGE_ENDS = {"v1": {8: 6, 16: 7, 32: 8}, "v2": {8: 7, 16: 8, 32: 11},
-         "mobilenetv2": {8: 9, 16: 16, 32: 23}}
+STAGE_ENDS = {"v1": {4: 5, 8: 6, 16: 7, 32: 8}, "v2": {4: 6, 8: 7, 16: 8, 32: 11},
+              "mobilenetv2": {4: 6, 8: 9, 16: 16, 32: 23}}
 
 
 # the channels of each network's features at each stride

@@ -1,0 +1,121 @@
+"""The scale the default preset trains at, chosen from the objects' sizes.
+
+The default preset resizes every photograph to a shorter side of 112
+pixels: measured on photographs whose objects fill much of the frame
+(raccoons, the synthetic set). Its smallest anchor is 10 pixels and its
+stride 8, so an object that the resize leaves under about 16 pixels can
+hardly be found; a 17-pixel boat in a 1920 x 1080 webcam frame becomes 2
+pixels. Before training the package knows every box, so the default looks
+at them (:func:`choose_scale`):
+
+* the median object, at the default's resize, is at least
+  :data:`SMALLEST` pixels: today's choice stays (the raccoon photographs:
+  about 60 pixels);
+* a larger shorter side of at most :data:`LARGEST_SIZE` pixels brings it
+  there: that size (and the longest side in proportion), with fewer steps
+  so that training costs what the default costs (a step's cost grows with
+  its pixels);
+* otherwise the photographs are too large for any resize: training at
+  their own resolution on windows, the ``small-objects`` preset's, with
+  as many steps as the default's CPU budget buys (a step's cost taken as
+  its pixels).
+
+What was chosen and why is said on stderr and recorded in the run.
+
+Sizes are pixels of the original images; an object's size is the square
+root of its box's area.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as onp
+
+__all__ = ["choose_scale", "ScaleChoice", "SMALLEST", "LARGEST_SIZE"]
+
+#: The median object, in input pixels, below which the default's size is raised.
+SMALLEST = 16.0
+#: The largest shorter side the default is raised to (4x the pixels of 112).
+LARGEST_SIZE = 224
+
+
+class ScaleChoice(NamedTuple):
+    """What :func:`choose_scale` chose: ``changes`` (settings to apply; none
+    when today's choice stays), ``reason`` (one line), ``median`` (the
+    median object at the default's resize, pixels)."""
+    changes: dict
+    reason: str
+    median: float
+
+
+def _median_side(found, resize):
+    """The median object size (sqrt of box area) of ``found`` after
+    ``resize``, and how many objects it is over."""
+    sides = []
+    for label, size in zip(found.labels, found.sizes):
+        rows = onp.asarray(label).reshape(-1, 5)
+        rows = rows[rows[:, 0] >= 0]
+        if not len(rows) or not size:
+            continue
+        height, width = size
+        new_h, new_w = resize.shape(height, width)
+        factor = math.sqrt((new_h / height) * (new_w / width))
+        area = (rows[:, 3] - rows[:, 1]) * (rows[:, 4] - rows[:, 2])
+        sides += list(onp.sqrt(onp.maximum(area, 0)) * factor)
+    return (float(onp.median(sides)) if sides else None), len(sides)
+
+
+def _median_pixels(found, resize):
+    """The median image's pixels after ``resize``."""
+    pixels = sorted(h * w for h, w in (resize.shape(*s) for s in found.sizes if s))
+    return pixels[len(pixels) // 2] if pixels else 1
+
+
+def choose_scale(found, config, *, small_objects):
+    """The scale the default trains the training set ``found`` (an
+    :class:`rpn.ImageSet` with its images' sizes) at (see the module).
+    ``config``: the run's :class:`rpn.RunConfig` (the default preset's);
+    ``small_objects``: the ``small-objects`` preset's config, whose model and
+    window settings are taken when no resize is enough."""
+    from .preprocess import Resize
+    model = config.model
+    median, count = _median_side(found, Resize.of(model))
+    if median is None:
+        return ScaleChoice({}, "no object with a known image size to measure", 0.0)
+    shown = f"the median object of {count} is {median:.1f} px at {Resize.of(model).describe()}"
+    if median >= SMALLEST:
+        return ScaleChoice({}, f"{shown}: kept", median)
+    wanted = model.size * SMALLEST / median
+    if wanted <= LARGEST_SIZE:
+        size = int(math.ceil(wanted / model.size_divisor) * model.size_divisor)
+        factor = size / model.size
+        steps = _steps(config.train.min_steps / factor ** 2)
+        changes = dict(size=size, max_size=int(round(model.max_size * factor)),
+                       min_steps=steps)
+        return ScaleChoice(changes, f"{shown}, under {SMALLEST:g} px: trained at a shorter "
+                                    f"side of {size} ({median * factor:.1f} px)"
+                                    f"{_budget(steps)}", median)
+    settings = {name: small_objects.get(name) for name in _SMALL_OBJECTS}
+    # the default's CPU budget: its steps' pixels over a step of windows
+    step = config.train.batch_size * _median_pixels(found, Resize.of(model))
+    windows = settings["batch_size"] * settings["window"] ** 2
+    settings["min_steps"] = _steps(config.train.min_steps * step / windows)
+    return ScaleChoice(settings, f"{shown}, under {SMALLEST:g} px even at a shorter side of "
+                                 f"{LARGEST_SIZE}: trained at the photographs' own "
+                                 f"resolution on windows of {settings['window']} px (the "
+                                 f"small-objects preset's){_budget(settings['min_steps'])}",
+                       median)
+
+
+def _steps(steps):
+    """``min_steps`` rounded; at least one unless there was none (epochs given)."""
+    return max(1, int(round(steps))) if steps > 0 else 0
+
+
+def _budget(steps):
+    """The reason's tail for ``steps`` (nothing when the epochs were given)."""
+    return f", {steps} steps at least to keep the default's CPU budget" if steps else ""
+
+
+#: What the default takes of the small-objects preset when no resize is enough.
+_SMALL_OBJECTS = ("resize", "scale", "window", "windows_per_image", "window_focus",
+                  "window_visible", "batch_size")

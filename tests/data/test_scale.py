@@ -1,0 +1,77 @@
+"""The scale the default preset trains at, from the objects' sizes: kept,
+raised with fewer steps, or windows at the photographs' own resolution;
+said on stderr and recorded in the run."""
+import json
+
+import numpy as onp
+import pytest
+
+import rpn
+from rpn.config import PRESETS
+from rpn.data.scale import LARGEST_SIZE, SMALLEST, choose_scale
+
+
+def _image_set(side, image=(1080, 1920), count=5):
+    """An ImageSet of ``count`` images of ``image`` pixels, each with three
+    square objects of ``side`` pixels."""
+    rows = onp.array([[0, x, 10, x + side, 10 + side] for x in (10, 300, 600)],
+                     dtype="float32")
+    return rpn.ImageSet([f"i{k}.jpg" for k in range(count)], [rows] * count,
+                        list(range(count)), [f"i{k}.jpg" for k in range(count)],
+                        [image] * count, ("thing",))
+
+
+def _choose(side, image=(1080, 1920)):
+    return choose_scale(_image_set(side, image), PRESETS["default"],
+                        small_objects=PRESETS["small-objects"])
+
+
+def test_objects_large_enough_keep_todays_choice():
+    # at 112 / 192, a 1920 x 1080 photograph is scaled by 0.1: 200 px -> 20 px
+    choice = _choose(200)
+    assert choice.changes == {} and choice.median == pytest.approx(200 * 192 / 1920, rel=1e-3)
+    assert "kept" in choice.reason
+
+
+def test_small_objects_raise_the_size_and_lower_the_steps_to_the_same_budget():
+    choice = _choose(120)                         # 12 px at the default's 0.1
+    size = choice.changes["size"]
+    assert size % 8 == 0 and 112 * SMALLEST / 12 <= size <= LARGEST_SIZE
+    assert choice.changes["max_size"] == round(192 * size / 112)
+    # a step's pixels grow with the size squared: the steps fall as much
+    assert choice.changes["min_steps"] == round(448 / (size / 112) ** 2)
+    assert f"shorter side of {size}" in choice.reason
+
+
+def test_objects_too_small_for_any_size_train_on_windows_at_the_default_budget():
+    choice = _choose(20)                          # 2 px at the default's scale
+    changes = choice.changes
+    assert changes["resize"] == "native" and changes["window"] == 512
+    assert changes["batch_size"] == PRESETS["small-objects"].train.batch_size
+    step_pixels = 16 * 108 * 192                  # the default's step: 16 of 108 x 192
+    assert changes["min_steps"] == round(448 * step_pixels / (4 * 512 * 512))
+    assert "own resolution" in choice.reason
+
+
+def test_a_set_without_a_sized_object_keeps_the_default():
+    found = _image_set(20)._replace(sizes=[None] * 5)
+    choice = choose_scale(found, PRESETS["default"], small_objects=PRESETS["small-objects"])
+    assert choice.changes == {} and "no object" in choice.reason
+
+
+def test_a_run_says_and_records_the_scale_it_chose(tmp_path, capsys):
+    root = rpn.write_voc(str(tmp_path / "voc"), num_train=4, num_val=2, height=512,
+                         width=512, objects=(5, 8), sides=(8 / 512, 16 / 512))
+    run = tmp_path / "run"
+    rpn.fit(root, str(run), epochs=1, quiet=True)
+    err = capsys.readouterr().err
+    assert "rpn train: scale: the median object" in err and "own resolution" in err
+    with open(run / "config.json") as f:
+        saved = json.load(f)
+    assert saved["scale_choice"]["changes"]["resize"] == "native"
+    assert saved["config"]["resize"] == "native" and saved["config"]["window"] == 512
+    # given a size, the default chooses nothing
+    rpn.fit(root, str(tmp_path / "sized"), epochs=1, quiet=True, size=112, batch_size=2)
+    with open(tmp_path / "sized" / "config.json") as f:
+        assert "scale_choice" not in json.load(f)
+    assert "scale:" not in capsys.readouterr().err
