@@ -106,7 +106,8 @@ class _ChapterStep:
 
     def losses(self, outputs):
         if isinstance(self.loss, DetectionLoss):
-            return normalised_losses(lambda out, num_valid=None, num_pos=None: self.loss(
+            # the chapter's loss takes the anchor counts only (no refinement, no OLN)
+            return normalised_losses(lambda out, num_valid, num_pos, *_: self.loss(
                 *out.preds, *out.labels, num_valid, num_pos), outputs)
         return [self.loss(*out.preds, *out.labels) for out in outputs]
 

@@ -99,7 +99,7 @@ def coco_oracle(images, ks):
         for m, k in enumerate(ks):
             values = recall[:, 0, a, m]
             out[f"AR{name}@{k}"] = float(values[values > -1].mean()) if (values > -1).any() \
-                else 0.0
+                else -1.0                                  # COCO's: no objects of that size
     return out
 
 

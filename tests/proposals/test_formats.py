@@ -51,8 +51,9 @@ def coco_recall(ground_truth, results):
     for m, k in enumerate(KS):
         out[f"R@{k}@0.5"], out[f"R@{k}@0.7"] = recall[0, 0, 0, m], recall[4, 0, 0, m]
         for a, name in enumerate(("AR", "AR_small", "AR_medium", "AR_large")):
+            # COCO's -1 where a size has no object, as the package reports it
             out[f"{name}@{k}"] = recall[:, 0, a, m].mean() if (recall[:, 0, a, m] > -1).all() \
-                else 0.0
+                else -1.0
     return out
 
 

@@ -80,25 +80,40 @@ def test_a_users_files_in_the_output_folder_are_never_replaced(tiny_run, tmp_pat
     assert (out / "proposals.json").read_text() == '{"mine": true}'
 
 
-def test_a_picture_that_cannot_be_drawn_costs_only_the_picture(tiny_run, tmp_path, capsys):
-    """A 1 x 20,000 strip: matplotlib refuses its picture (an aspect past
-    about 109:1); its proposals and every other image's are written."""
+def test_a_picture_that_cannot_be_drawn_costs_only_the_picture(tiny_run, tmp_path, capsys,
+                                                               monkeypatch):
+    """Drawing fails for one image (injected: matplotlib's error for a
+    picture too large, as a renderer past its limits raises it); its
+    proposals and every other image's are written. A 1 x 20,000 strip
+    itself is drawn, scaled to 1,600 pixels on its longer side."""
     from PIL import Image
+    import rpn.evaluation.pictures as pictures
     strip = tmp_path / "strip.png"
     Image.new("RGB", (1, 20000), (90, 120, 30)).save(strip)
     square = write_image(tmp_path / "square.png", size=(64, 64))
+    broken = write_image(tmp_path / "broken.png", size=(48, 40))
+    draw = pictures.draw_image_proposals
+
+    def failing(image, boxes, scores, path, **kwargs):
+        if os.path.basename(path) == "broken.png":
+            raise ValueError("Image size of 48x40 pixels is too large")
+        return draw(image, boxes, scores, path, **kwargs)
+    monkeypatch.setattr(pictures, "draw_image_proposals", failing)
     out = tmp_path / "out"
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", tiny_run, str(strip), square, "--out",
+    assert main(["predict", "--checkpoint", tiny_run, str(strip), square, broken, "--out",
                  str(out)]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "drawn" in line]
-    assert len(said) == 1 and "strip.png" in said[0] and "too large" in said[0]
+    assert len(said) == 1 and "broken.png" in said[0] and "too large" in said[0]
     found = read_proposals(out)
-    strip_entry, square_entry = found["images"]
-    assert strip_entry["picture"] is None and "too large" in strip_entry["picture_error"]
-    assert (strip_entry["width"], strip_entry["height"]) == (1, 20000)
-    assert os.path.isfile(square_entry["picture"]) and "picture_error" not in square_entry
-    assert sorted(os.listdir(out)) == [".lock", "proposals.json", "square.png"]
+    strip_entry, square_entry, broken_entry = found["images"]
+    assert broken_entry["picture"] is None and "too large" in broken_entry["picture_error"]
+    assert broken_entry["width"] * broken_entry["height"] == 48 * 40
+    assert "proposals" in broken_entry
+    for entry in (strip_entry, square_entry):
+        assert os.path.isfile(entry["picture"]) and "picture_error" not in entry
+    assert max(Image.open(strip_entry["picture"]).size) <= 1600
+    assert sorted(os.listdir(out)) == [".lock", "proposals.json", "square.png", "strip.png"]
 
 
 def test_a_fifo_among_the_images_is_a_bad_image_not_a_hang(tiny_run, tmp_path, capsys):

@@ -16,9 +16,8 @@ package did not write (one the previous ``proposals.json`` does not list
 as a picture) is never replaced: the picture takes the next free name
 (after a predict in COCO's format, whose ``proposals.json`` lists no
 pictures, every picture takes a free name).
-A picture that cannot be drawn (a 1 x 20,000 strip that matplotlib
-refuses) costs only the picture: the image's proposals are written, and
-one warning names it.
+A picture that cannot be drawn (matplotlib fails on it) costs only the
+picture: the image's proposals are written, and one warning names it.
 
 Shape glossary: ``B`` images a batch, ``M`` proposals kept an image. Boxes
 leave this module in the original image's pixels, corner form ``[x1, y1,

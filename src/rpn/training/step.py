@@ -28,27 +28,28 @@ __all__ = ["ProposalStep", "normalised_losses", "anchor_metrics", "metric_sums",
 
 
 def _batch_counts(outputs):
-    """The counts each device's loss is normalised by, one dict of keyword
-    arguments of the loss an output: ``num_valid`` and ``num_pos`` (the
-    whole batch's labelled and positive anchors), ``refine_counts`` (the
-    refinement stage's ``(real RoIs, positive RoIs)``) and
-    ``centerness_count`` (the anchors OLN's centerness learns from) when
-    the outputs have them; ``{}`` on one device (the loss counts itself)."""
+    """The counts each device's loss is normalised by, one tuple an output
+    (the loss's arguments after the output, positional as Gluon's blocks
+    take them): ``(num_valid, num_pos, refine_counts, centerness_count)``,
+    the whole batch's labelled and positive anchors, the refinement stage's
+    ``(real RoIs, positive RoIs)`` and the anchors OLN's centerness learns
+    from (``None`` when the outputs have no such part); all ``None`` on one
+    device (the loss counts itself)."""
     if len(outputs) == 1:
-        return [{}]
+        return [(None, None, None, None)]
     home = outputs[0].cls_labels.ctx
 
     def total(count):             # the whole batch's count, on each device
         whole = sum(count(o).as_in_context(home) for o in outputs)
         return [whole.as_in_context(o.cls_labels.ctx) for o in outputs]
-    counts = {"num_valid": total(lambda o: (o.cls_labels >= 0).sum()),
-              "num_pos": total(lambda o: (o.cls_labels > 0).sum())}
-    if getattr(outputs[0], "refine", None) is not None:
-        counts["refine_counts"] = list(zip(total(lambda o: o.refine.valid.sum()),
-                                           total(lambda o: o.refine.positive.sum())))
-    if getattr(outputs[0], "centerness", None) is not None:
-        counts["centerness_count"] = total(lambda o: o.centerness[1].sum())
-    return [{name: values[d] for name, values in counts.items()} for d in range(len(outputs))]
+    none = [None] * len(outputs)
+    valid = total(lambda o: (o.cls_labels >= 0).sum())
+    pos = total(lambda o: (o.cls_labels > 0).sum())
+    refine = none if getattr(outputs[0], "refine", None) is None else list(zip(
+        total(lambda o: o.refine.valid.sum()), total(lambda o: o.refine.positive.sum())))
+    centerness = none if getattr(outputs[0], "centerness", None) is None else total(
+        lambda o: o.centerness[1].sum())
+    return list(zip(valid, pos, refine, centerness))
 
 
 def normalised_losses(loss, outputs):
@@ -56,12 +57,10 @@ def normalised_losses(loss, outputs):
     positive anchors of the whole batch (so the summed gradient equals that
     of the batch on one device). ``outputs``: one
     :class:`rpn.model.outputs.TrainingOutput` a device (``(B_d * N, ...)``
-    arrays). ``loss(output, num_valid=, num_pos=)`` (and, when the outputs
-    have them, ``refine_counts=`` the refinement stage's ``(real RoIs,
-    positive RoIs)`` and ``centerness_count=`` the anchors OLN's centerness
-    learns from) returns a (B_d * N,) array; on one device no count is
-    given (the loss counts itself)."""
-    return [loss(o, **counts) for o, counts in zip(outputs, _batch_counts(outputs))]
+    arrays). ``loss(output, num_valid, num_pos, refine_counts,
+    centerness_count)`` (:func:`_batch_counts`) returns a (B_d * N,) array;
+    on one device every count is ``None`` (the loss counts itself)."""
+    return [loss(o, *counts) for o, counts in zip(outputs, _batch_counts(outputs))]
 
 
 class ProposalStep:
@@ -113,8 +112,7 @@ class ProposalStep:
         rows = []
         with autograd.pause():
             for output, counts, loss in zip(outputs, _batch_counts(outputs), losses):
-                args = (*output.preds, *output.labels, counts.get("num_valid"),
-                        counts.get("num_pos"))
+                args = (*output.preds, *output.labels, *counts[:2])
                 cls = self._class_only(*args).sum()
                 detection = self.loss.detection(*args).sum()
                 row = [cls, detection - cls] + ([loss.sum() - detection]
