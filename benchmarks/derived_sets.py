@@ -258,17 +258,8 @@ def write_small_objects(out, *, num_train=160, num_val=40, size=1024, seed=0):
     (``rpn.write_voc``: ``size`` pixels a side, 20 to 60 shapes of 6 to 48
     pixels an image), as a VOC folder: the harbour-webcam case of issue 25
     in a form anyone can make. Returns ``out``."""
-    import rpn
-    record = dict(kind="small-objects", version=VERSION, num_train=num_train,
-                  num_val=num_val, size=size, seed=seed)
-    if is_current(out, record):
-        return out
-    tmp = out + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    rpn.write_voc(tmp, num_train=num_train, num_val=num_val, height=size, width=size,
-                  seed=seed, objects=(20, 60), sides=(6 / size, 48 / size))
-    _finish(tmp, out, record)
-    return out
+    return _synthetic_voc(out, "small-objects", num_train=num_train, num_val=num_val,
+                          size=size, seed=seed, objects=(20, 60), sides=(6 / size, 48 / size))
 
 
 # -- 2:1 and 1:2 crops ---------------------------------------------------------
@@ -314,15 +305,23 @@ def write_heldout(out, *, num_train=1024, num_val=256, size=112, seed=0):
     """The synthetic set (``rpn.write_voc``: the images ``data="synthetic"``
     draws for this seed and these counts, at ``size`` pixels) as a VOC folder
     with per-class lists, where ``classes=`` filters. Returns ``out``."""
+    return _synthetic_voc(out, "synthetic-voc", num_train=num_train, num_val=num_val,
+                          size=size, seed=seed)
+
+
+def _synthetic_voc(out, kind, *, num_train, num_val, size, seed, **drawing):
+    """``rpn.write_voc`` into ``out`` (square images of ``size`` pixels;
+    ``drawing``: its ``objects`` and ``sides``), unless ``out`` is current
+    for these arguments. Returns ``out``."""
     import rpn
-    record = dict(kind="synthetic-voc", version=VERSION, num_train=num_train,
-                  num_val=num_val, size=size, seed=seed)
+    record = dict(kind=kind, version=VERSION, num_train=num_train, num_val=num_val,
+                  size=size, seed=seed)
     if is_current(out, record):
         return out
     tmp = out + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     rpn.write_voc(tmp, num_train=num_train, num_val=num_val, height=size, width=size,
-                  seed=seed)
+                  seed=seed, **drawing)
     _finish(tmp, out, record)
     return out
 

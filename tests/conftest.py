@@ -464,3 +464,46 @@ def read_proposals(folder):
     """The ``proposals.json`` ``rpn predict`` wrote into ``folder``."""
     with open(os.path.join(folder, "proposals.json")) as f:
         return json.load(f)
+
+
+def race_a_reader(monkeypatch, when, writer_moves_on, openings=None):
+    """Make every checkpoint reader (``rpn.runs.checkpoint._Opened``) meet a
+    writer that moves on once, calling ``writer_moves_on()``: ``when``
+    "before its files are open" or "while they are read". ``openings``
+    collects the paths opened. Returns the list that records the move
+    (``[when]`` once it happened)."""
+    import rpn.runs.checkpoint as checkpoint
+    moved, opened = [], checkpoint._Opened
+
+    def move():
+        writer_moves_on()
+        moved.append(when)
+
+    class Racing(opened):
+        def __init__(self, path):
+            if openings is not None:
+                openings.append(path)
+            if not moved and when.startswith("before"):
+                move()
+            super().__init__(path)
+
+        def verify(self):
+            if not moved:
+                move()
+            return super().verify()
+    monkeypatch.setattr(checkpoint, "_Opened", Racing)
+    return moved
+
+
+def assert_exports_the_same(model, X, sizes, eager, folder):
+    """``model`` hybridized, and exported to ``folder`` and imported as a
+    ``SymbolBlock``, gives ``eager`` (its imperative proposals of ``X``
+    (B, 3, H, W) with ``sizes`` (B, 2)): :func:`assert_same_proposals`."""
+    from mxnet import gluon
+    model.hybridize()
+    assert_same_proposals(eager, model(X, sizes))
+    model.export(os.path.join(folder, "rpn"))
+    loaded = gluon.SymbolBlock.imports(os.path.join(folder, "rpn-symbol.json"),
+                                       ["data0", "data1"],
+                                       os.path.join(folder, "rpn-0000.params"))
+    assert_same_proposals(eager, loaded(X, sizes.astype("float32")))

@@ -6,11 +6,11 @@ import math
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import autograd, gluon, np
+from mxnet import autograd, np
 from mxnet import ndarray as nd
 
 import rpn
-from conftest import SMALL, assert_same_proposals, random_boxes, ref_iou, small_model
+from conftest import SMALL, assert_exports_the_same, random_boxes, ref_iou, small_model
 from rpn.model.objectness import centerness, centerness_targets
 from rpn.model.proposal_layer import ProposalRule, select_proposals
 
@@ -99,12 +99,7 @@ def test_the_open_world_model_trains_exports_and_proposes_the_same(tmp_path):
                 if "conv3" in p.name)                       # the quality branch learns
     assert grads > 0 and math.isfinite(float(loss))
     eager = model(X, sizes)
-    model.hybridize()
-    assert_same_proposals(eager, model(X, sizes))
-    model.export(str(tmp_path / "rpn"))
-    loaded = gluon.SymbolBlock.imports(str(tmp_path / "rpn-symbol.json"), ["data0", "data1"],
-                                       str(tmp_path / "rpn-0000.params"))
-    assert_same_proposals(eager, loaded(X, sizes.astype("float32")))
+    assert_exports_the_same(model, X, sizes, eager, str(tmp_path))
 
 
 @pytest.mark.parametrize("extra", [{}, {"refine": True}], ids=["plain", "refine"])

@@ -5,11 +5,11 @@ levels on both labeler paths, and the export."""
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import autograd, gluon, np
+from mxnet import autograd, np
 from mxnet import ndarray as nd
 
 import rpn
-from conftest import SMALL, assert_same_proposals, ref_iou, small_model
+from conftest import SMALL, assert_exports_the_same, ref_iou, small_model
 from rpn.model.labels import AnchorLabeler
 from rpn.model.proposal_layer import ProposalRule, select_level_proposals
 from rpn.model.pyramid import pyramid_backbone
@@ -32,12 +32,7 @@ def test_the_model_on_a_pyramid_proposes_hybridizes_and_exports_the_same(tmp_pat
     eager = model(X, sizes)
     kept = eager.scores.asnumpy() >= 0
     assert kept[0].sum() > 0 and eager.boxes.asnumpy()[kept].max() <= 1
-    model.hybridize()
-    assert_same_proposals(eager, model(X, sizes))
-    model.export(str(tmp_path / "rpn"))
-    loaded = gluon.SymbolBlock.imports(str(tmp_path / "rpn-symbol.json"), ["data0", "data1"],
-                                       str(tmp_path / "rpn-0000.params"))
-    assert_same_proposals(eager, loaded(X, sizes.astype("float32")))
+    assert_exports_the_same(model, X, sizes, eager, str(tmp_path))
 
 
 def test_training_outputs_join_the_levels_image_by_image():

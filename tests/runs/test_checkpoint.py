@@ -16,7 +16,8 @@ from mxnet import gluon, np
 import rpn
 import rpn.runs.checkpoint
 import rpn.runs.fileio
-from conftest import SMALL, TINY, copy_run, errors, listing, small_model, train_tiny
+from conftest import (SMALL, TINY, copy_run, errors, listing, race_a_reader, small_model,
+                      train_tiny)
 from rpn.cli import main
 from rpn.runs.checkpoint import (CorruptCheckpointError, latest_checkpoint,
                                  load_parts, write_checkpoint)
@@ -116,30 +117,15 @@ def test_a_reader_gets_a_whole_checkpoint_when_the_writer_moves_on(tiny_run, tmp
                                                                   monkeypatch, when):
     copy = copy_run(tiny_run, tmp_path)
     folder = str(copy / "checkpoint")
-    opened = rpn.runs.checkpoint._Opened
-    moved = []
 
     def writer_moves_on():        # as the writer does between a reader's steps
         shutil.copytree(os.path.join(folder, "epoch-0001"), os.path.join(folder, ".new"))
         os.rename(os.path.join(folder, ".new"), os.path.join(folder, "epoch-0002"))
         rpn.runs.fileio.write_bytes(os.path.join(folder, "latest"), b"epoch-0002")
         rpn.runs.checkpoint._retire(folder, "epoch-0001")
-        moved.append(when)
 
     openings = []
-
-    class Racing(opened):
-        def __init__(self, path):
-            openings.append(path)
-            if not moved and when.startswith("before"):
-                writer_moves_on()
-            super().__init__(path)
-
-        def verify(self):
-            if not moved:
-                writer_moves_on()
-            return super().verify()
-    monkeypatch.setattr(rpn.runs.checkpoint, "_Opened", Racing)
+    moved = race_a_reader(monkeypatch, when, writer_moves_on, openings)
     model = rpn.load(str(copy))
     assert moved == [when]
     # files already open are read whole; a checkpoint gone before is followed

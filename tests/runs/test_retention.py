@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import rpn
-from conftest import train_tiny
+from conftest import race_a_reader, train_tiny
 from rpn.cli import main
 from rpn.runs import checkpoint
 from rpn.runs.retention import superseded
@@ -129,24 +129,12 @@ def test_a_reader_of_the_best_gets_a_whole_one_when_the_writer_moves_it(
     old = checkpoint.best_checkpoint(folder)
     if old.endswith("epoch-0003"):
         pytest.skip("the best is the latest epoch: nothing to move")
-    opened, moved = checkpoint._Opened, []
 
     def writer_moves_on():          # as the writer does between a reader's steps
         rpn.runs.fileio.write_bytes(os.path.join(folder, "best"), b"epoch-0003")
         checkpoint._retire(folder, os.path.basename(old))
-        moved.append(when)
 
-    class Racing(opened):
-        def __init__(self, path):
-            if not moved and when.startswith("before"):
-                writer_moves_on()
-            super().__init__(path)
-
-        def verify(self):
-            if not moved:
-                writer_moves_on()
-            return super().verify()
-    monkeypatch.setattr(checkpoint, "_Opened", Racing)
+    moved = race_a_reader(monkeypatch, when, writer_moves_on)
     model = rpn.load(copy, epoch="best")
     assert moved == [when] and not os.path.exists(old)
     # files already open are read whole; a checkpoint gone before is followed
@@ -158,7 +146,7 @@ SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 import rpn.runs.retention as retention
-from conftest import train_tiny
+from conftest import race_a_reader, train_tiny
 
 remove = retention.shutil.rmtree
 def killed_while_retiring(path, *args, **kwargs):
