@@ -22,7 +22,7 @@ from ..visualize import _host, denormalize_image
 from .matches import best_proposals
 from .recall import AR_THRESHOLDS
 
-__all__ = ["plot_curves", "plot_recall", "plot_proposal_recall", "draw_proposals",
+__all__ = ["draw_run", "plot_curves", "plot_recall", "plot_proposal_recall", "draw_proposals",
            "draw_image_proposals", "MAX_PICTURE_SIDE", "COLOURS"]
 
 #: The longest side, in pixels, of a picture of ``rpn predict``: an image
@@ -236,3 +236,25 @@ def draw_image_proposals(image, boxes, scores, path, *, max_side=MAX_PICTURE_SID
         _box(ax, box, colours[rank % len(colours)], "proposal",
              label=f"{rank + 1}: {float(score):.2f}")
     return _save(fig, path, dpi=_DPI)
+
+
+def draw_run(folder, events, recall, model, val_iter):
+    """A run's pictures into its :class:`rpn.runs.folder.RunFolder`
+    ``folder``: ``curves.png`` from ``events`` (the event log's records, or
+    the history), and with a ``recall`` (a :class:`rpn.ProposalRecall`)
+    ``recall_iou.png``, ``recall_proposals.png`` and ``predictions.png`` of
+    the first 10 images of ``val_iter``'s first batch through ``model`` (a
+    proposal model)."""
+    import mxnet as mx
+    plot_curves(events, folder.file("curves.png"))
+    if recall is None:
+        return
+    plot_recall(recall, folder.file("recall_iou.png"))
+    plot_proposal_recall(recall, folder.file("recall_proposals.png"))
+    for X, Y, info in val_iter:
+        info = info.select(slice(0, 10))
+        sizes = mx.np.array(info.sizes, dtype="float32", ctx=model.ctx)      # (B', 2)
+        scores, boxes = model(X[:10].as_in_context(model.ctx), sizes)
+        draw_proposals(X[:10], Y[:10], scores, boxes, info,
+                       path=folder.file("predictions.png"))
+        break

@@ -23,8 +23,7 @@ from ..data.preprocess import Resize
 from ..data.scale import choose_scale
 from ..data.sources import (DataSpecError, check_split, data_classes, eval_batch_size,
                             make_loader, open_split, open_validation, say_counts, train_split)
-from ..evaluation.pictures import (draw_proposals, plot_curves, plot_proposal_recall,
-                                   plot_recall)
+from ..evaluation.pictures import draw_run
 from ..model.network import RegionProposalNetwork
 from ..ops.devices import as_context_list
 from ..ops.precision import init as init_amp
@@ -33,8 +32,7 @@ from ..runs.lock import claim_run, releases_run_locks
 from ..runs.resume import check_resume
 from ..runs.trained import TrainedModel
 from ..settings import SettingsError
-from ..zoo.networks import check_weights
-from ..zoo.weights import download_pretrained, weights_path
+from ..zoo.networks import starting_weights
 from .amp import check_contexts
 from .event_log import EVENT_LOG, TENSORBOARD_DIR, EventLog, TensorBoardEvents, read_event_log
 from .hooks import Checkpointer, DivergenceCheck, EpochRecall, Progress
@@ -153,15 +151,7 @@ class Fit:
             return None, folder.read()[1].get("pretrained")
         choice = PRESET_PRETRAINED.get(self.preset) if self.pretrained is None \
             else self.pretrained
-        if choice is None or choice == "none":
-            return None, None
-        if choice == "imagenet":
-            return download_pretrained(name=backbone), "imagenet"
-        if not os.path.exists(choice):
-            raise FileNotFoundError(f"pretrained weights not found: {choice}")
-        path = weights_path(choice, backbone)
-        check_weights(path, backbone)           # another network's: named before any work
-        return path, os.path.abspath(path)
+        return starting_weights(choice, backbone)
 
     def _synthetic(self):
         config = self.config
@@ -353,25 +343,14 @@ class Fit:
         return last.get("result")
 
     def _pictures(self, history, recall):
-        """The run's pictures; a folder that refuses them is a warning, not a
-        lost run."""
-        folder, model = self.folder, self.model
+        """The run's pictures (:func:`rpn.evaluation.pictures.draw_run`); a
+        folder that refuses them is a warning, not a lost run."""
+        log = self.folder.file(EVENT_LOG)
         try:
-            log = folder.file(EVENT_LOG)
-            plot_curves(read_event_log(log) if os.path.isfile(log) else history,
-                        folder.file("curves.png"))
-            if recall is not None:
-                plot_recall(recall, folder.file("recall_iou.png"))
-                plot_proposal_recall(recall, folder.file("recall_proposals.png"))
-                for X, Y, info in self.val_iter:
-                    info = info.select(slice(0, 10))
-                    sizes = mx.np.array(info.sizes, dtype="float32", ctx=model.ctx)
-                    scores, boxes = model(X[:10].as_in_context(model.ctx), sizes)
-                    draw_proposals(X[:10], Y[:10], scores, boxes, info,
-                                   path=folder.file("predictions.png"))
-                    break
+            draw_run(self.folder, read_event_log(log) if os.path.isfile(log) else history,
+                     recall, self.model, self.val_iter)
         except OSError as error:
-            warnings.warn(f"could not write the pictures of {folder.path}: {error}")
+            warnings.warn(f"could not write the pictures of {self.folder.path}: {error}")
 
     @releases_run_locks
     def run(self):

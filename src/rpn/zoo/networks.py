@@ -12,13 +12,16 @@ and :func:`feature_channels` how many channels they have there.
 Shape glossary: images ``(B, 3, h, w)``; the features at stride ``s``
 ``(B, C, h / s, w / s)``.
 """
+import os
+
 from mxnet.gluon.model_zoo import vision
 from mxnet.gluon.model_zoo.vision.mobilenet import RELU6, LinearBottleneck
 
 from ..settings import DEFAULT_BACKBONE, check
-from .weights import load_weights, weights_path
+from .weights import download_pretrained, load_weights, weights_path
 
-__all__ = ["zoo_network", "family", "feature_channels", "check_weights", "STAGE_ENDS"]
+__all__ = ["zoo_network", "family", "feature_channels", "check_weights", "starting_weights",
+           "STAGE_ENDS"]
 
 # Where each family's ``features`` reach a stride (exclusive ends; stride 4
 # for a feature pyramid's C2).
@@ -103,3 +106,22 @@ def check_weights(path, name):
     not hold the weights of ``name`` (it loads them into a zoo network of
     its own: for a check before anything else is done)."""
     zoo_network(name, True, path)
+
+
+def starting_weights(choice, name):
+    """``(file, recorded)``: the ImageNet weights file a backbone ``name``
+    starts from (``None``: Xavier) and what a run records of it, for
+    ``choice``: ``None`` or ``"none"`` (none), ``"imagenet"`` (MXNet's
+    model store, downloading them when absent) or a ``.params`` file or
+    model-store folder, which must exist and hold ``name``'s weights (a
+    :class:`rpn.zoo.weights.WeightsMismatchError` naming it before any
+    work)."""
+    if choice is None or choice == "none":
+        return None, None
+    if choice == "imagenet":
+        return download_pretrained(name=name), "imagenet"
+    if not os.path.exists(choice):
+        raise FileNotFoundError(f"pretrained weights not found: {choice}")
+    path = weights_path(choice, name)
+    check_weights(path, name)
+    return path, os.path.abspath(path)
