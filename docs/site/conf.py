@@ -5,7 +5,10 @@ and the notebook are read where they are and their links between each
 other work as on GitHub; ``include_patterns`` takes only those and this
 folder's pages. The API reference is generated from the docstrings
 (autosummary over every module of ``rpn``; NumPy-style sections through
-napoleon). Built with warnings as errors:
+napoleon). Sphinx rather than MkDocs: autodoc, autosummary and napoleon read
+the package's NumPy-style docstrings and are kept with Sphinx itself, where
+MkDocs needs a third-party plugin (mkdocstrings) for an API reference.
+Built with warnings as errors:
 ``sphinx-build -W -c docs/site . build/docs/html``.
 """
 import os

@@ -173,6 +173,13 @@ class Trainer:
         if self._amp is None:
             autograd.backward(step_losses)
         self.optimizer.step(self._scale())
+        if self.workers > 1:
+            # a cluster's step ends with its update done: MXNet 1.9.1's
+            # distributed KVStore lets the next forward race the pulled
+            # gradients' update when nothing waits (the workers' weights then
+            # drift apart, 1 run in 5); the workers wait for each other here
+            # anyway (dist_sync), so the wait costs little
+            mx.nd.waitall()
         return outputs, step_losses
 
     def learning_rates(self):
