@@ -172,15 +172,24 @@ class Trainer:
                     autograd.backward(scaled)
         if self._amp is None:
             autograd.backward(step_losses)
+        if self.workers > 1 and (not self.optimizer._kv_initialized
+                                 or self.optimizer._params_to_init):
+            self._pull_initial_weights()
         self.optimizer.step(self._scale())
-        if self.workers > 1:
-            # a cluster's step ends with its update done: MXNet 1.9.1's
-            # distributed KVStore lets the next forward race the pulled
-            # gradients' update when nothing waits (the workers' weights then
-            # drift apart, 1 run in 5); the workers wait for each other here
-            # anyway (dist_sync), so the wait costs little
-            mx.nd.waitall()
         return outputs, step_losses
+
+    def _pull_initial_weights(self):
+        """A cluster's first step: the weights rank 0 put in the KVStore
+        pulled, and the pull finished, before any gradient is pushed. Gluon
+        (MXNet 1.9.1) pulls them and pushes the first gradients under the
+        same keys without an order between the two, so a worker whose
+        pull was served after the first gradients were summed started from
+        the gradients as weights (3 runs in 8 of two workers drifted apart)."""
+        if not self.optimizer._kv_initialized:
+            self.optimizer._init_kvstore()
+        if self.optimizer._params_to_init:
+            self.optimizer._init_params()
+        mx.nd.waitall()
 
     def learning_rates(self):
         """Each part's learning rate now (name -> rate): the optimizer's
