@@ -495,15 +495,27 @@ def race_a_reader(monkeypatch, when, writer_moves_on, openings=None):
     return moved
 
 
+def export_and_import(model, folder):
+    """``model`` (hybridized) exported to ``folder`` as ``rpn-symbol.json``
+    and ``rpn-0000.params`` and loaded back as a ``SymbolBlock`` of two
+    inputs, images and sizes (MXNet's warning that it cannot infer the
+    sizes' type is silenced: the caller gives them as float32)."""
+    import warnings
+    from mxnet import gluon
+    model.export(os.path.join(folder, "rpn"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gluon.SymbolBlock.imports(os.path.join(folder, "rpn-symbol.json"),
+                                         ["data0", "data1"],
+                                         os.path.join(folder, "rpn-0000.params"))
+
+
 def assert_exports_the_same(model, X, sizes, eager, folder):
     """``model`` hybridized, and exported to ``folder`` and imported as a
-    ``SymbolBlock``, gives ``eager`` (its imperative proposals of ``X``
-    (B, 3, H, W) with ``sizes`` (B, 2)): :func:`assert_same_proposals`."""
-    from mxnet import gluon
+    ``SymbolBlock`` (:func:`export_and_import`), gives ``eager`` (its
+    imperative proposals of ``X`` (B, 3, H, W) with ``sizes`` (B, 2)):
+    :func:`assert_same_proposals`."""
     model.hybridize()
     assert_same_proposals(eager, model(X, sizes))
-    model.export(os.path.join(folder, "rpn"))
-    loaded = gluon.SymbolBlock.imports(os.path.join(folder, "rpn-symbol.json"),
-                                       ["data0", "data1"],
-                                       os.path.join(folder, "rpn-0000.params"))
+    loaded = export_and_import(model, folder)
     assert_same_proposals(eager, loaded(X, sizes.astype("float32")))

@@ -1,14 +1,13 @@
 """The proposal model: the chapter's functions put together, in a graph and
 out of it, on padded batches of images of several shapes."""
-import warnings
 
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import autograd, gluon, np
+from mxnet import autograd, np
 
 import rpn
-from conftest import SMALL, anchor_fn, small_model
+from conftest import SMALL, anchor_fn, export_and_import, small_model
 from rpn.model.network import RegionProposalNetwork
 from rpn.model.outputs import Proposals, TrainingOutput
 
@@ -45,12 +44,7 @@ def test_hybridized_and_exported_graphs_give_the_same_proposals(tmp_path):
     eager = [a.asnumpy() for a in net(X, sizes)]
     net.hybridize()
     compiled = [a.asnumpy() for a in net(X, sizes)]
-    net.export(str(tmp_path / "rpn"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loaded = gluon.SymbolBlock.imports(str(tmp_path / "rpn-symbol.json"),
-                                           ["data0", "data1"],
-                                           str(tmp_path / "rpn-0000.params"))
+    loaded = export_and_import(net, str(tmp_path))
     exported = [a.asnumpy() for a in loaded(X, sizes.astype("float32"))]
     for a, b, c in zip(eager, compiled, exported):
         onp.testing.assert_allclose(a, b, atol=1e-5)

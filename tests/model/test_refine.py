@@ -2,15 +2,14 @@
 against a per-RoI reference, and the refined model trained whole and
 exported as one graph."""
 import math
-import warnings
 
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import autograd, gluon, np
+from mxnet import autograd, np
 
 import rpn
-from conftest import SMALL, random_boxes, ref_iou, small_model
+from conftest import SMALL, export_and_import, random_boxes, ref_iou, small_model
 from rpn.boxes import _decode
 from rpn.model.loss import ProposalLoss
 from rpn.model.refine import POSITIVE_IOU, REFINE_WEIGHTS, refine_targets, sample_rois
@@ -70,11 +69,7 @@ def test_the_refined_model_exports_whole(refiner_model, tmp_path):
     assert kept.min() >= 0 and kept.max() <= 1 and len(kept) > 0
     refiner_model.hybridize()
     hybrid = [a.asnumpy() for a in refiner_model(X, sizes)]
-    refiner_model.export(str(tmp_path / "rpn"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loaded = gluon.SymbolBlock.imports(str(tmp_path / "rpn-symbol.json"),
-                                           ["data0", "data1"], str(tmp_path / "rpn-0000.params"))
+    loaded = export_and_import(refiner_model, str(tmp_path))
     for a, b, c in zip(eager, hybrid, loaded(X, sizes.astype("float32"))):
         onp.testing.assert_allclose(a, b, atol=1e-5)
         onp.testing.assert_allclose(a, c.asnumpy(), atol=1e-5)
