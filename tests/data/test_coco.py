@@ -181,13 +181,19 @@ def _with_second_problem(data):
     data["images"][2]["file_name"] = "../escape.jpg"
 
 
-@pytest.mark.parametrize("kind", sorted(_BAD))
-def test_bad_entries_listed_in_one_error(tmp_path, kind):
-    change, text, _ = _BAD[kind]
+def _bad_file(tmp_path, kind):
+    """The COCO file of the injection ``kind`` and the second bad entry:
+    ``(path, the words its error names, the bad image ids, its data)``."""
+    change, text, bad = _BAD[kind]
     data = _good()
     change(data)
     _with_second_problem(data)
-    path = _write(tmp_path, data)
+    return _write(tmp_path, data), text, bad, data
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD))
+def test_bad_entries_listed_in_one_error(tmp_path, kind):
+    path, text, _, _ = _bad_file(tmp_path, kind)
     with pytest.raises(ValueError) as error:
         read_coco(path)
     message = str(error.value)
@@ -199,11 +205,7 @@ def test_bad_entries_listed_in_one_error(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", sorted(_BAD))
 def test_skip_bad_leaves_out_exactly_the_bad_images(tmp_path, kind):
-    change, text, bad = _BAD[kind]
-    data = _good()
-    change(data)
-    _with_second_problem(data)
-    path = _write(tmp_path, data)
+    path, text, bad, data = _bad_file(tmp_path, kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         found = read_coco(path, skip_bad=True)
