@@ -13,6 +13,7 @@ import warnings
 import mxnet as mx
 from mxnet import np
 
+from ..training.optimizer import init_trainer
 from .fileio import read_json, write_json
 
 __all__ = ["save_optimizer_state", "restore_optimizer_state"]
@@ -45,18 +46,9 @@ def _decode(spec, arrays, ctx):
     return tuple(items) if kind == "tuple" else items
 
 
-def _init_trainer(trainer):
-    """Gluon creates a trainer's KVStore and updaters on its first step; a
-    state can only be set after that (as ``Trainer.load_states`` does)."""
-    if not trainer._kv_initialized:
-        trainer._init_kvstore()
-    if trainer._params_to_init:
-        trainer._init_params()
-
-
 def save_optimizer_state(trainer, folder):
     """optimizer.params and optimizer.json of ``trainer`` into ``folder``."""
-    _init_trainer(trainer)
+    init_trainer(trainer)
     if trainer._update_on_kvstore:
         # the optimizer runs on the parameter servers (dist_async): its
         # state is not here to save
@@ -88,7 +80,7 @@ def restore_optimizer_state(trainer, path):
         warnings.warn(f"{path} holds no optimizer state ({meta.get('reason')}); "
                       "the optimizer starts afresh")
         return False
-    _init_trainer(trainer)
+    init_trainer(trainer)
     if trainer._update_on_kvstore:
         warnings.warn("the optimizer runs on the KVStore's servers (dist_async): its "
                       "saved state cannot be restored there; it starts afresh")

@@ -8,7 +8,7 @@ all, which a distributed KVStore needs: two trainers would share its keys).
 import mxnet as mx
 from mxnet import gluon
 
-__all__ = ["make_optimizer", "learning_rates", "make_kvstore", "kvstore_rank"]
+__all__ = ["make_optimizer", "learning_rates", "make_kvstore", "kvstore_rank", "init_trainer"]
 
 
 def make_kvstore(kvstore, ctxs):
@@ -82,3 +82,16 @@ def make_optimizer(parts, lrs, optimizer, optimizer_params, kvstore, lr_schedule
     on_kvstore = "async" in getattr(kvstore, "type", str(kvstore))
     return gluon.Trainer(params, optimizer, options, kvstore=kvstore,
                          update_on_kvstore=True if on_kvstore else False)
+
+
+def init_trainer(trainer):
+    """Create the KVStore and the updaters of the ``gluon.Trainer``
+    ``trainer`` and put its parameters in the KVStore (pulling, in a
+    cluster, the weights rank 0 put there), as Gluon does lazily on the
+    first step; nothing when done. An optimizer state can only be set after
+    it (as ``Trainer.load_states`` does), and a cluster's first gradients
+    only be pushed after its pull (:class:`rpn.training.trainer.Trainer`)."""
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()

@@ -38,7 +38,8 @@ from ..data.batch import unpack_batch
 from ..loss import DetectionEvaluation
 from ..processes.signals import training_at
 from .amp import attach
-from .optimizer import kvstore_rank, learning_rates, make_kvstore, make_optimizer
+from .optimizer import (init_trainer, kvstore_rank, learning_rates, make_kvstore,
+                        make_optimizer)
 from .step import device_parts, metric_sums, summary
 
 __all__ = ["Trainer"]
@@ -102,6 +103,7 @@ class Trainer:
             self.parts, self.lrs, self.optimizer_name, self.optimizer_params, self.kvstore,
             self.lr_schedule, num_epochs * self.steps_per_epoch, self.warmup_steps)
         self._amp = attach(self.amp, self.optimizer)
+        self._weights_pulled = False        # a cluster's first step waits for them
         for hook in self.hooks:
             hook.before_train(self)
         if self.seed is None:
@@ -172,24 +174,18 @@ class Trainer:
                     autograd.backward(scaled)
         if self._amp is None:
             autograd.backward(step_losses)
-        if self.workers > 1 and (not self.optimizer._kv_initialized
-                                 or self.optimizer._params_to_init):
-            self._pull_initial_weights()
+        if self.workers > 1 and not self._weights_pulled:
+            # a cluster's first step: the weights rank 0 put in the KVStore
+            # pulled, and the pull finished, before any gradient is pushed.
+            # Gluon (MXNet 1.9.1) pulls them and pushes the first gradients
+            # under the same keys in no order, so a worker whose pull was
+            # served after the gradients were summed started from them as
+            # weights (3 runs in 8 of two workers drifted apart)
+            init_trainer(self.optimizer)
+            mx.nd.waitall()
+            self._weights_pulled = True
         self.optimizer.step(self._scale())
         return outputs, step_losses
-
-    def _pull_initial_weights(self):
-        """A cluster's first step: the weights rank 0 put in the KVStore
-        pulled, and the pull finished, before any gradient is pushed. Gluon
-        (MXNet 1.9.1) pulls them and pushes the first gradients under the
-        same keys without an order between the two, so a worker whose
-        pull was served after the first gradients were summed started from
-        the gradients as weights (3 runs in 8 of two workers drifted apart)."""
-        if not self.optimizer._kv_initialized:
-            self.optimizer._init_kvstore()
-        if self.optimizer._params_to_init:
-            self.optimizer._init_params()
-        mx.nd.waitall()
 
     def learning_rates(self):
         """Each part's learning rate now (name -> rate): the optimizer's
