@@ -49,7 +49,8 @@ from ..evaluation.evaluate import trained_model
 from ..runs.fileio import (NotRegularFileError, OutputPathError, file_kind, open_regular,
                            shown, write_bytes)
 from ..runs.lock import FileLock
-from .formats import FORMATS, PICKLE_PROTOCOL, ImageProposals, check_whole, write_format
+from .formats import (FORMATS, PICKLE_PROTOCOL, ImageProposals, check_whole,
+                      is_coco_results, write_format)
 
 __all__ = ["propose", "load_proposals", "ProposalSet", "PROPOSAL_FORMAT"]
 
@@ -75,9 +76,7 @@ def _is_format(path, format):
         with os.fdopen(open_regular(path), "rb") as f:
             if format != "coco":
                 return f.read(2) == b"\x80" + bytes([PICKLE_PROTOCOL])
-            results = json.load(f)
-        return isinstance(results, list) and all(
-            isinstance(r, dict) and {"image_id", "bbox", "score"} <= set(r) for r in results)
+            return is_coco_results(json.load(f))
     except (ValueError, KeyError, OSError):
         return False
 

@@ -40,7 +40,7 @@ from ..data.image_set import CROWD
 from ..runs.fileio import write_bytes
 
 __all__ = ["ImageProposals", "FORMATS", "PICKLE_PROTOCOL", "write_format",
-           "write_coco_results", "images_list_path", "check_whole"]
+           "write_coco_results", "is_coco_results", "images_list_path", "check_whole"]
 
 #: What ``rpn propose --format`` takes (``npz`` is :mod:`rpn.proposals.file`'s).
 FORMATS = ("npz", "coco", "detectron2", "mmdet")
@@ -95,6 +95,14 @@ def _images_list(images):
                                 "iscrowd": int(cls == CROWD)})
     return {"images": entries, "annotations": annotations,
             "categories": [{"id": 1, "name": "object"}]}
+
+
+def is_coco_results(value):
+    """Whether ``value`` (a JSON document read) is a COCO results list, as
+    :func:`write_coco_results` writes: every entry a dict with
+    ``image_id``, ``bbox`` and ``score``."""
+    return isinstance(value, list) and all(
+        isinstance(r, dict) and {"image_id", "bbox", "score"} <= set(r) for r in value)
 
 
 def write_coco_results(path, images, *, coco_ids):

@@ -35,7 +35,7 @@ from ..runs.fileio import (DiskFullError, OutputPathError, file_kind, link_probl
                            shown, write_json)
 from ..runs.folder import RunFolder
 from ..runs.lock import claim_output
-from .formats import ImageProposals, write_coco_results
+from .formats import ImageProposals, is_coco_results, write_coco_results
 from .inputs import expand_images, warn_if_tiny
 
 __all__ = ["predict_images", "save_predictions", "describe", "IMAGE_EXTENSIONS"]
@@ -135,7 +135,7 @@ def _refuse_out(out, paths):
         return set()
     try:
         listed = read_json(previous, what="predictions")
-        if _coco_results(listed):
+        if is_coco_results(listed):
             return set()
         pictures = {os.path.basename(entry["picture"]) for entry in listed["images"]
                     if entry.get("picture")}
@@ -145,13 +145,6 @@ def _refuse_out(out, paths):
         raise OutputPathError(f"{shown(previous)} is not the proposals.json of rpn predict; "
                               "give another folder, or move that file") from None
     return {name for name in pictures if name.endswith(".png")}
-
-
-def _coco_results(listed):
-    """Whether ``listed`` (a ``proposals.json`` read) is a COCO results list,
-    what ``save_predictions(format="coco")`` writes."""
-    return isinstance(listed, list) and all(
-        isinstance(r, dict) and {"image_id", "bbox", "score"} <= set(r) for r in listed)
 
 
 def _picture_name(path, used, out, replaceable):
