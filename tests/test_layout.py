@@ -40,8 +40,6 @@ FIT_SIZES = {"size", "batch_size", "epochs", "settings", "max_size"}
 #: * ``rpn.runs.checkpoint._save_optimizer``: a full disk, a crash or a kill
 #:   while a checkpoint's optimizer state is written (the checkpoint being
 #:   written must be dropped and the last one kept);
-#: * ``rpn.runs.checkpoint._Opened``: a writer that replaces the checkpoint
-#:   between a reader's steps (the reader must get a whole one);
 #: * ``rpn.ops.precision._STATE``: AMP's process-wide switch, which
 #:   ``init()`` turns on for good; a test of the float16 casts sets it and
 #:   monkeypatch puts it back.
@@ -49,8 +47,7 @@ FIT_SIZES = {"size", "batch_size", "epochs", "settings", "max_size"}
 #: (``rpn.runs.fileio.os.fsync``, a full disk while config.json is written,
 #: is patched too: through the package's namespace, but in the ``os``
 #: module, under its public name.)
-ALLOWED_PRIVATE = {"rpn.runs.checkpoint._save_optimizer", "rpn.runs.checkpoint._Opened",
-                   "rpn.ops.precision._STATE"}
+ALLOWED_PRIVATE = {"rpn.runs.checkpoint._save_optimizer", "rpn.ops.precision._STATE"}
 
 
 def suite_modules():

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 import rpn
-import rpn.runs.checkpoint
+import rpn.runs.manifest
 from conftest import tiny_options, train_tiny
 
 
@@ -41,7 +41,7 @@ def test_a_killed_run_leaves_no_orphans_and_no_half_files(tmp_path):
     assert not alive, [p.pid for p in alive]
     # whatever is at a final name is whole, and the run resumes
     latest = rpn.latest_checkpoint(str(out / "checkpoint"))
-    rpn.runs.checkpoint.verify_manifest(latest)
+    rpn.runs.manifest.verify_manifest(latest)
     json.load(open(out / "config.json"))
     assert train_tiny(out, 1, ["--resume"], num_train=32, num_val=8) in (0,)
     leftovers = [p for p in os.listdir(out / "checkpoint") if p.startswith(".")]

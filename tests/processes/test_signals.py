@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import rpn
-import rpn.runs.checkpoint
+import rpn.runs.manifest
 from conftest import tiny_options, train_tiny
 from rpn.training.hooks import Progress
 
@@ -99,7 +99,7 @@ def test_a_signalled_run_prints_one_line_and_no_traceback(tmp_path, sig, code):
              or "interrupted" in line]
     assert len(lines) == 1 and "interrupted" in lines[0] and "resume with --resume" in \
         lines[0], err
-    rpn.runs.checkpoint.verify_manifest(rpn.latest_checkpoint(str(out / "checkpoint")))
+    rpn.runs.manifest.verify_manifest(rpn.latest_checkpoint(str(out / "checkpoint")))
 
 
 _STUCK_PROGRAM = textwrap.dedent("""

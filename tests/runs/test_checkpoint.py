@@ -19,8 +19,8 @@ import rpn.runs.fileio
 from conftest import (SMALL, TINY, copy_run, errors, listing, race_a_reader, small_model,
                       train_tiny)
 from rpn.cli import main
-from rpn.runs.checkpoint import (CorruptCheckpointError, latest_checkpoint,
-                                 load_parts, write_checkpoint)
+from rpn.runs.checkpoint import latest_checkpoint, load_parts, write_checkpoint
+from rpn.runs.manifest import CorruptCheckpointError
 
 
 def _ready(config=SMALL, seed=1):

@@ -13,6 +13,7 @@ import pytest
 from mxnet import np
 
 import rpn
+import rpn.runs.manifest
 from conftest import FakeAmp, QUIET, last_json, make_voc, tiny_fit, tiny_options, train_tiny
 from rpn.cli import main
 from rpn.settings import SettingsError
@@ -210,7 +211,7 @@ def test_dist_sync_writes_checkpoints_and_metrics_and_resumes(tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert metrics["final"]["images"] == 4
     latest = rpn.latest_checkpoint(str(out / "checkpoint"))
-    rpn.runs.checkpoint.verify_manifest(latest)
+    rpn.runs.manifest.verify_manifest(latest)
     before = json.load(open(os.path.join(latest, "optimizer.json")))
     # each worker trains on its half: 16 images / 2 workers / batch 4 = 2 steps an epoch
     assert before["saved"] and before["num_update"] == 4

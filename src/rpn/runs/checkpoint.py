@@ -38,8 +38,10 @@ import warnings
 
 import mxnet as mx
 
-from .fileio import (DiskFullError, is_disk_full, make_dir, private_dir, read_json, sha256_of,
-                     write_bytes, write_json)
+from .fileio import (DiskFullError, is_disk_full, make_dir, private_dir, read_json, write_bytes,
+                     write_json)
+from .manifest import (MANIFEST, CorruptCheckpointError, OpenedFolder, verify_manifest,
+                       write_manifest)
 from .optimizer_state import restore_optimizer_state
 from .optimizer_state import save_optimizer_state as _save_optimizer
 from .retention import (BEST, LATEST, checkpoint_epoch, is_checkpoint_name, is_real_dir,
@@ -48,18 +50,10 @@ from .retention import retire as _retire  # noqa: F401  (the name readers' tests
 
 __all__ = ["write_checkpoint", "latest_checkpoint", "best_checkpoint", "load_checkpoint",
            "load_parts", "load_latest", "load_named", "named_checkpoint",
-           "load_optimizer_states", "write_manifest", "verify_manifest", "whole_checkpoints",
-           "checkpoint_epoch", "check_which", "CorruptCheckpointError", "CheckpointChoiceError"]
+           "load_optimizer_states", "whole_checkpoints", "checkpoint_epoch", "check_which",
+           "CheckpointChoiceError"]
 
-_MANIFEST = "MANIFEST.json"
-_FORMAT = 1
 _READ_ATTEMPTS = 5      # a reader follows ``latest`` this often while a writer moves it
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_PROC_FD = os.path.isdir("/proc/self/fd")
-
-
-class CorruptCheckpointError(ValueError):
-    """A checkpoint file is missing, truncated or altered."""
 
 
 class CheckpointChoiceError(ValueError):
@@ -70,7 +64,7 @@ def load_optimizer_states(trainer, path):
     """Set ``trainer``'s optimizer state from the checkpoint folder ``path``
     after verifying it (:mod:`rpn.runs.optimizer_state`). Returns ``False`` (with
     a warning) when the checkpoint holds none (a ``dist_async`` run)."""
-    _verify(path)
+    verify_manifest(path)
     return restore_optimizer_state(trainer, path)
 
 
@@ -114,7 +108,7 @@ def write_checkpoint(checkpoint_dir, epoch, parts, trainer, state, *, keep=1, be
         writing[0] = os.path.join(final, "optimizer.params")
         _save_optimizer(trainer, tmp)
         write_json(into(tmp, "state.json"), state)
-        writing[0] = os.path.join(final, _MANIFEST)
+        writing[0] = os.path.join(final, MANIFEST)
         write_manifest(tmp)
         writing[0] = final
         remove_entry(final)
@@ -150,7 +144,7 @@ def whole_checkpoints(checkpoint_dir):
             problems.append(f"{path}: not a folder")
             continue
         try:
-            _verify(path)
+            verify_manifest(path)
             whole.append(path)
         except CorruptCheckpointError as error:
             problems.append(str(error))
@@ -215,94 +209,6 @@ def _without_latest(checkpoint_dir, pointer, warn):
             f"{pointer} is missing and no checkpoint folder is whole: "
             + "; ".join(problems))
     return None
-
-
-def write_manifest(path):
-    """Write ``path/MANIFEST.json``: the size and SHA-256 of every file of
-    the folder ``path``. Written last, it marks the folder complete."""
-    files = {}
-    for entry in sorted(os.listdir(path)):
-        if entry != _MANIFEST and not entry.startswith("."):
-            digest, size = sha256_of(os.path.join(path, entry))
-            files[entry] = {"bytes": size, "sha256": digest}
-    write_json(os.path.join(path, _MANIFEST), {"format": _FORMAT, "files": files})
-
-
-def verify_manifest(path):
-    """Check every file of the folder ``path`` (a checkpoint or an export)
-    against its manifest: a ``CorruptCheckpointError`` names the first file
-    that is missing, truncated or altered."""
-    _verify(path)
-
-
-class _Opened:
-    """The files of the checkpoint folder ``path`` that its manifest lists,
-    opened at once (never through a link): a writer that removes the folder
-    afterwards does not disturb reading them. ``file(name)`` is a path that
-    reads the opened file (``/proc/self/fd/N`` on Linux, else the path)."""
-
-    def __init__(self, path):
-        self.path, self.fds = path, {}
-        manifest = os.path.join(path, _MANIFEST)
-        try:
-            fd = os.open(manifest, os.O_RDONLY | _NOFOLLOW)
-        except OSError:
-            raise CorruptCheckpointError(
-                f"{path} has no {_MANIFEST}: it is incomplete, or was written by an "
-                "older version of rpn (retrain, or evaluate with that version)") from None
-        try:
-            self.files = read_json(fd, what="checkpoint manifest")["files"]
-            names = sorted(self.files.items())
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise CorruptCheckpointError(f"{manifest} is corrupt: {error}") from None
-        finally:
-            os.close(fd)
-        try:
-            for entry, _ in names:
-                if "/" in entry or entry.startswith("."):
-                    raise CorruptCheckpointError(
-                        f"{manifest} lists a file outside the checkpoint")
-                try:
-                    self.fds[entry] = os.open(os.path.join(path, entry), os.O_RDONLY | _NOFOLLOW)
-                except OSError:
-                    raise CorruptCheckpointError(
-                        f"checkpoint file missing: {os.path.join(path, entry)}") from None
-        except BaseException:
-            self.close()
-            raise
-
-    def file(self, name):
-        if name in self.fds and _PROC_FD:
-            return f"/proc/self/fd/{self.fds[name]}"
-        return os.path.join(self.path, name)
-
-    def verify(self):
-        for entry, expected in sorted(self.files.items()):
-            digest, size = sha256_of(self.fds[entry])
-            if size != expected.get("bytes") or digest != expected.get("sha256"):
-                raise CorruptCheckpointError(
-                    f"checkpoint file {os.path.join(self.path, entry)} is corrupt: {size} "
-                    f"bytes with SHA-256 {digest[:12]}..., the manifest says "
-                    f"{expected.get('bytes')} bytes and "
-                    f"{str(expected.get('sha256'))[:12]}... (truncated or altered)")
-        return self
-
-    def close(self):
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds = {}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _verify(path):
-    """Check every file of the checkpoint ``path`` against its manifest."""
-    with _Opened(path) as opened:
-        opened.verify()
 
 
 def load_checkpoint(checkpoint_dir, backbone, output_model, ctx=None):
@@ -401,7 +307,7 @@ def load_parts(path, parts, ctx=None):
     context or a list, default the current one), and return its
     ``state.json`` dict."""
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.current_context()]
-    with _Opened(path) as opened:                # from here on, nothing can vanish
+    with OpenedFolder(path) as opened:                # from here on, nothing can vanish
         opened.verify()
         names = [f"{part}.params" for part in parts] + ["state.json"]
         missing = [n for n in names if n not in opened.fds]

@@ -36,12 +36,13 @@ import secrets
 import shutil
 import stat
 
-__all__ = ["write_bytes", "write_json", "write_figure", "make_dir", "private_dir",
+__all__ = ["NOFOLLOW", "write_bytes", "write_json", "write_figure", "make_dir", "private_dir",
            "read_json", "sha256_of", "link_problem", "UnsafePathError", "DiskFullError",
            "is_disk_full", "disk_full_names", "record_temporaries", "staging_dir",
            "open_regular", "NotRegularFileError", "file_kind", "shown", "OutputPathError"]
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: ``os.O_NOFOLLOW`` where the system has it: opening a link fails.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _MAX_JSON_BYTES = 64 << 20
@@ -105,7 +106,7 @@ def open_regular(path, *, follow=True):
     if not stat.S_ISREG(info.st_mode) and not stat.S_ISLNK(info.st_mode):
         raise NotRegularFileError(path, file_kind(info.st_mode))
     # non-blocking: what turned into a FIFO since the stat cannot block this open
-    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC | (0 if follow else _NOFOLLOW))
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC | (0 if follow else NOFOLLOW))
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -263,7 +264,7 @@ def write_bytes(path, data):
     naming ``path``, any other error an ``OSError`` naming ``path``; the old
     file stays."""
     folder, name = os.path.split(os.path.abspath(path))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | _CLOEXEC
     with _naming(path):
         fd, tmp = _fresh(lambda p: os.open(p, flags, 0o666), folder, f".{name}.", ".tmp")
     _recorded(tmp)

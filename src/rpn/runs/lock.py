@@ -44,17 +44,17 @@ import threading
 import time
 import warnings
 
-from .checkpoint import CorruptCheckpointError, whole_checkpoints
-from .fileio import (OutputPathError, UnsafePathError, file_kind, make_dir, record_temporaries,
-                     write_bytes)
+from .checkpoint import whole_checkpoints
+from .fileio import (NOFOLLOW, OutputPathError, UnsafePathError, file_kind, make_dir,
+                     record_temporaries, write_bytes)
 from .folder import RunError
+from .manifest import CorruptCheckpointError
 from .resume import refuse_unfit
 
 __all__ = ["RunLock", "FileLock", "RunBusyError", "claim_run", "claim_output",
            "releases_run_locks", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
 _COMPACT_AT = 64            # recorded lines before the record drops what is gone
 _HELD = {}                  # lock file -> (RunLock, thread): this process's locks
@@ -145,7 +145,7 @@ class RunLock:
 
     def _open(self):
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_CLOEXEC, 0o666)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW | os.O_CLOEXEC, 0o666)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise UnsafePathError(errno.EEXIST, "the lock file is a link; refusing to "

@@ -39,10 +39,11 @@ from ..model.network import RegionProposalNetwork
 from ..model.tiles import propose_tiled
 from ..model.outputs import Proposals
 from ..ops.devices import as_context_list
-from .checkpoint import check_which, load_named, verify_manifest, write_manifest
+from .checkpoint import check_which, load_named
 from .fileio import staging_dir, write_json
 from .folder import PARAMS_FILE, SYMBOL_FILE, RunError, RunFolder
 from .lock import claim_output
+from .manifest import verify_manifest, write_manifest
 
 __all__ = ["TrainedModel", "load", "export"]
 

@@ -44,7 +44,7 @@ import time
 import warnings
 
 from ..evaluation.recall import NO_OBJECTS
-from ..runs.fileio import UnsafePathError, disk_full_names, make_dir, write_bytes
+from ..runs.fileio import NOFOLLOW, UnsafePathError, disk_full_names, make_dir, write_bytes
 from .hooks import Hook
 
 __all__ = ["EventLog", "TensorBoardEvents", "read_event_log", "step_row", "epoch_row",
@@ -54,7 +54,6 @@ __all__ = ["EventLog", "TensorBoardEvents", "read_event_log", "step_row", "epoch
 EVENT_LOG = "metrics.jsonl"
 #: The folder of TensorBoard events in a run folder.
 TENSORBOARD_DIR = "tensorboard"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _SKIPPED = ("kind", "epoch", "step", "steps", "global_step")
 
 
@@ -119,7 +118,7 @@ class EventLog(Hook):
         text = "".join(json.dumps(row) + "\n" for row in kept)
         write_bytes(self.path, text.encode("utf-8"))
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | NOFOLLOW | os.O_CLOEXEC)
         except OSError as error:
             if error.errno != errno.ELOOP:
                 raise
