@@ -13,7 +13,7 @@ import os
 
 from mxnet import np
 
-from ..data.sources import load_split
+from ..data.evaluation_split import load_split
 from ..runs.trained import TrainedModel, load
 from .recall import ProposalRecall
 

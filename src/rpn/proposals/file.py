@@ -44,7 +44,8 @@ import numpy as onp
 from mxnet import np
 
 from ..data.preprocess import Resize
-from ..data.sources import has_coco_ids, load_split, resolve_split
+from ..data.evaluation_split import load_split
+from ..data.sources import has_coco_ids, resolve_split
 from ..evaluation.evaluate import trained_model
 from ..runs.fileio import (NotRegularFileError, OutputPathError, file_kind, open_regular,
                            shown, write_bytes)

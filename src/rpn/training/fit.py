@@ -18,11 +18,12 @@ import mxnet as mx
 
 from ..config import PRESET_PRETRAINED, PRESETS, resolve_config
 from ..config_file import ConfigFile, read_config_file
+from ..data.evaluation_split import eval_batch_size
 from ..data.image_set import CROWD, DataError
 from ..data.preprocess import Resize
 from ..data.scale import choose_scale
-from ..data.sources import (DataSpecError, check_split, data_classes, eval_batch_size,
-                            make_loader, open_split, open_validation, say_counts, train_split)
+from ..data.sources import (DataSpecError, check_split, data_classes, make_loader, open_split,
+                            open_validation, say_counts, train_split)
 from ..evaluation.pictures import draw_run
 from ..model.network import RegionProposalNetwork
 from ..ops.devices import as_context_list
