@@ -134,8 +134,9 @@ def build_parser():
     train.add_argument("--val-images", metavar="DIR",
                        help="the image folder of a --val-data COCO .json file")
     train.add_argument("--preset", choices=PRESET_NAMES, default="default",
-                       help="the settings to start from: default, chapter or faster-rcnn "
-                       "(default: default)")
+                       help="the settings to start from: default, chapter, open-world "
+                       "(classes never trained on), small-objects (small objects in large "
+                       "photographs) or faster-rcnn (default: default)")
     train.add_argument("--backbone", metavar="NAME", help="the backbone network, as Gluon's "
                        "model zoo names it (default: the preset's; docs/settings.md lists "
                        "them): resnet18_v1 ... resnet101_v2, mobilenetv2_1.0 ...")

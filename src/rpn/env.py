@@ -225,8 +225,8 @@ def add_arguments(parser):
                         "time, comma-separated, or 'all' (default: the preset's on the CPU, "
                         "every one on a GPU)")
     parser.add_argument("--preset", default="default", choices=tuple(PRESETS),
-                        help="with --check: the settings of the timed model (default: "
-                        "default)")
+                        help="with --check: the settings of the timed model: default, "
+                        "chapter, open-world, small-objects or faster-rcnn (default: default)")
     parser.add_argument("--amp", action="store_true",
                         help="with --check: also a float16 step on each GPU")
     return parser
