@@ -98,6 +98,7 @@ VARIANTS = [
     {"name": "pyramid", "settings": {"pyramid": [2, 3, 4, 5], "pyramid_sizes": [12, 24, 48, 96],
                                      "pyramid_channels": 64, "head_channels": 64}},
     {"name": "small-objects", "preset": "small-objects"},
+    {"name": "small-objects-256", "preset": "small-objects", "settings": {"window": 256}},
     # issue 26: objectness from localisation quality
     {"name": "open-world", "preset": "open-world"},
     {"name": "open-world-plain", "preset": "open-world", "settings": {"head_norm": False}},
@@ -152,7 +153,8 @@ def resolved(settings, dataset=None):
         rpn.data.sources.open_split(dataset.data, "train", classes=dataset.classes),
         progress=False)
     choice = choose_scale(found, config, small_objects=PRESETS["small-objects"])
-    return config.replace(**{k: v for k, v in choice.changes.items() if k != "min_steps"})
+    return config.replace(**{k: v for k, v in choice.changes.items()
+                             if k not in ("min_steps", "epochs")})
 
 
 def steps_per_epoch(config, images):

@@ -43,13 +43,17 @@ def test_small_objects_raise_the_size_and_lower_the_steps_to_the_same_budget():
     assert f"shorter side of {size}" in choice.reason
 
 
-def test_objects_too_small_for_any_size_train_on_windows_at_the_default_budget():
+def test_objects_too_small_for_any_size_train_on_windows_with_the_presets_schedule():
     choice = _choose(20)                          # 2 px at the default's scale
-    changes = choice.changes
+    changes, preset = choice.changes, PRESETS["small-objects"]
     assert changes["resize"] == "native" and changes["window"] == 512
-    assert changes["batch_size"] == PRESETS["small-objects"].train.batch_size
+    assert changes["batch_size"] == preset.train.batch_size
+    # the preset's schedule, not the default's budget, and the reason says the cost
+    assert (changes["epochs"], changes["min_steps"]) == (preset.train.epochs,
+                                                        preset.train.min_steps)
     step_pixels = 16 * 108 * 192                  # the default's step: 16 of 108 x 192
-    assert changes["min_steps"] == round(448 * step_pixels / (4 * 512 * 512))
+    times = 600 * 4 * 512 * 512 / (448 * step_pixels)
+    assert f"about {times:.0f} times the default's CPU" in choice.reason
     assert "own resolution" in choice.reason
 
 
@@ -70,6 +74,7 @@ def test_a_run_says_and_records_the_scale_it_chose(tmp_path, capsys):
         saved = json.load(f)
     assert saved["scale_choice"]["changes"]["resize"] == "native"
     assert saved["config"]["resize"] == "native" and saved["config"]["window"] == 512
+    assert saved["config"]["epochs"] == 1         # given epochs stay: the schedule is the user's
     # given a size, the default chooses nothing
     rpn.fit(root, str(tmp_path / "sized"), epochs=1, quiet=True, size=112, batch_size=2)
     with open(tmp_path / "sized" / "config.json") as f:

@@ -207,13 +207,14 @@ class Fit:
 
     def _rescale(self, choice):
         """The default's scale as chosen (:func:`rpn.data.scale.choose_scale`),
-        recorded in ``config.json`` as ``scale_choice``; ``min_steps`` kept
-        when the epochs were given."""
+        recorded in ``config.json`` as ``scale_choice``; the schedule
+        (``epochs``, ``min_steps``) kept when the epochs were given."""
         if not choice:
             return
         changes = dict(choice["changes"])
         if self.explicit_epochs:
             changes.pop("min_steps", None)
+            changes.pop("epochs", None)
         self.config = self.config.replace(**changes)
         self.scale_choice = choice
 
