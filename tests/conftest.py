@@ -467,13 +467,12 @@ def read_proposals(folder):
 
 
 def race_a_reader(monkeypatch, when, writer_moves_on, openings=None):
-    """Make every checkpoint reader (``rpn.runs.manifest.OpenedFolder``, as
-    the checkpoint module and the manifest's check use it) meet a writer
+    """Make every checkpoint reader (``rpn.runs.manifest.OpenedFolder``,
+    through which the checkpoint module and the manifest's check read) meet a writer
     that moves on once, calling ``writer_moves_on()``: ``when`` "before its
     files are open" or "while they are read". ``openings`` collects the
     paths opened. Returns the list that records the move (``[when]`` once
     it happened)."""
-    import rpn.runs.checkpoint as checkpoint
     import rpn.runs.manifest as manifest
     moved, opened = [], manifest.OpenedFolder
 
@@ -493,7 +492,6 @@ def race_a_reader(monkeypatch, when, writer_moves_on, openings=None):
             if not moved:
                 move()
             return super().verify()
-    monkeypatch.setattr(checkpoint, "OpenedFolder", Racing)
     monkeypatch.setattr(manifest, "OpenedFolder", Racing)
     return moved
 

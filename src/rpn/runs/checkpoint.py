@@ -40,8 +40,8 @@ import mxnet as mx
 
 from .fileio import (DiskFullError, is_disk_full, make_dir, private_dir, read_json, write_bytes,
                      write_json)
-from .manifest import (MANIFEST, CorruptCheckpointError, OpenedFolder, verify_manifest,
-                       write_manifest)
+from . import manifest as _manifest
+from .manifest import MANIFEST, CorruptCheckpointError, verify_manifest, write_manifest
 from .optimizer_state import restore_optimizer_state
 from .optimizer_state import save_optimizer_state as _save_optimizer
 from .retention import (BEST, LATEST, checkpoint_epoch, is_checkpoint_name, is_real_dir,
@@ -307,7 +307,7 @@ def load_parts(path, parts, ctx=None):
     context or a list, default the current one), and return its
     ``state.json`` dict."""
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.current_context()]
-    with OpenedFolder(path) as opened:                # from here on, nothing can vanish
+    with _manifest.OpenedFolder(path) as opened:      # from here on, nothing can vanish
         opened.verify()
         names = [f"{part}.params" for part in parts] + ["state.json"]
         missing = [n for n in names if n not in opened.fds]

@@ -43,6 +43,20 @@ def verify_manifest(path):
         opened.verify()
 
 
+def _open_listed(file):
+    """A read-only descriptor of the listed ``file``; a link in its place
+    is refused, not followed (``O_NOFOLLOW``'s ``ELOOP``)."""
+    try:
+        return os.open(file, os.O_RDONLY | NOFOLLOW)
+    except OSError as error:
+        if os.path.islink(file):
+            raise CorruptCheckpointError(
+                f"checkpoint file {file} is a symbolic link to {os.readlink(file)}: "
+                "expected the file itself (a link is never followed)") from None
+        raise CorruptCheckpointError(
+            f"checkpoint file missing: {file} ({error.strerror})") from None
+
+
 class OpenedFolder:
     """The files of the checkpoint folder ``path`` that its manifest lists,
     opened at once (never through a link): a writer that removes the folder
@@ -70,11 +84,7 @@ class OpenedFolder:
                 if "/" in entry or entry.startswith("."):
                     raise CorruptCheckpointError(
                         f"{manifest} lists a file outside the checkpoint")
-                try:
-                    self.fds[entry] = os.open(os.path.join(path, entry), os.O_RDONLY | NOFOLLOW)
-                except OSError:
-                    raise CorruptCheckpointError(
-                        f"checkpoint file missing: {os.path.join(path, entry)}") from None
+                self.fds[entry] = _open_listed(os.path.join(path, entry))
         except BaseException:
             self.close()
             raise
