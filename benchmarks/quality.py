@@ -50,6 +50,11 @@ import sys
 import time
 
 import derived_sets
+import rpn  # noqa: F401  (before MXNet: its CPU threads, rpn.ops.threads)
+
+#: MXNet's CPU operator threads in this process: runs on other counts are other
+#: measurements (a run recorded before 0.4.0 chose them had MXNet's one here).
+THREADS = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MXNET_OMP_MAX_THREADS") or "1"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -350,7 +355,7 @@ def measure(dataset, variant, seed, scale, default_rates, keep):
     fit_seconds, wall = fit_cpu(dataset.data, run, dataset.classes, epochs, settings, seed)
     record = dict(
         set=dataset.name, variant=variant["name"], settings=settings, seed=seed,
-        budget_scale=scale, data=dataset.data, classes=dataset.classes,
+        budget_scale=scale, threads=THREADS, data=dataset.data, classes=dataset.classes,
         epochs=epochs, steps_per_epoch=per_epoch, steps=epochs * per_epoch,
         budget_steps=budget_steps, target_steps=round(target, 1),
         steps_per_cpu_second=rate and round(rate, 4),
@@ -423,9 +428,10 @@ def _code_version():
 
 
 def run_key(record):
-    """What makes two runs the same: set, variant, settings, seed, budget."""
+    """What makes two runs the same: set, variant, settings, seed, budget,
+    CPU threads."""
     return (record["set"], record["variant"], json.dumps(record["settings"], sort_keys=True),
-            record["seed"], float(record["budget_scale"]))
+            record["seed"], float(record["budget_scale"]), str(record.get("threads", "1")))
 
 
 def read_runs(path):
@@ -459,7 +465,7 @@ def summarise(runs, datasets, variants, seeds, scale):
                 rows = [latest.get((dataset.name, variant["name"],
                                     json.dumps(variant_settings(variant, variants),
                                                sort_keys=True),
-                                    seed, float(scale))) for seed in seeds]
+                                    seed, float(scale), THREADS)) for seed in seeds]
                 rows = [r for r in rows if r is not None]
                 if not rows:
                     continue
@@ -576,7 +582,7 @@ def main(argv=None):
             for variant in variants:
                 probe = dict(set=dataset.name, variant=variant["name"],
                              settings=variant_settings(variant, variants), seed=seed,
-                             budget_scale=scale)
+                             budget_scale=scale, threads=THREADS)
                 if run_key(probe) in done:
                     print(f"quality: {dataset.name} {variant['name']} seed {seed}: done before",
                           file=sys.stderr)

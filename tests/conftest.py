@@ -18,9 +18,15 @@ import uuid
 import warnings
 import zlib
 
-import mxnet as mx
-import numpy as onp
-import psutil
+# one operator thread for the suite and the processes it starts, unless the
+# developer chose: its images are tiny (two threads cost more than they gain
+# there), and many tests run several processes at once on 2 cores.
+# tests/ops/test_threads.py clears this to test rpn's own choice.
+os.environ.setdefault("MXNET_OMP_MAX_THREADS", "1")
+
+import mxnet as mx  # noqa: E402
+import numpy as onp  # noqa: E402
+import psutil  # noqa: E402
 import pytest
 from PIL import Image, ImageFile
 

@@ -2,6 +2,7 @@
 proposes on each device, times each chosen backbone (float16 on GPUs only)
 and prices a VOC epoch by each preset's resize rule."""
 import json
+import os
 
 import mxnet as mx
 import pytest
@@ -20,6 +21,9 @@ def test_env_describes_the_build_and_devices(capsys):
     assert main(["env"]) == 0
     out = capsys.readouterr().out
     assert f"mxnet {mx.__version__}" in out and "MKLDNN" in out
+    threads = info["cpu_threads"]        # the suite's conftest sets one thread
+    assert threads["threads"] == os.environ["MXNET_OMP_MAX_THREADS"] and threads["set_by"]
+    assert f"cpu operator threads: {threads['threads']} (set by {threads['set_by']}" in out
 
 
 def test_the_check_trains_and_proposes_on_a_device(capsys):

@@ -8,6 +8,11 @@ its first cell: every function takes and returns ``mxnet.np`` arrays.
 Box convention: corner form ``(xmin, ymin, xmax, ymax)``, normalised to
 ``[0, 1]``; pixels only at the edges (datasets, drawing).
 """
+# MXNet's CPU threads, before MXNet loads (rpn.ops.threads says why)
+from .ops.threads import set_default_threads as _set_default_threads
+
+_set_default_threads()
+
 try:
     from mxnet import npx as _npx
 except ImportError as _error:  # pragma: no cover - depends on the install

@@ -40,7 +40,21 @@ def describe():
             "numpy": numpy.__version__, "platform": platform.platform(),
             "features": {name: features.is_enabled(name) for name in _FEATURES
                          if name in features},
-            "gpus": gpus}
+            "gpus": gpus, "cpu_threads": _cpu_threads()}
+
+
+def _cpu_threads():
+    """MXNet's operator threads on the CPU and who chose them
+    (:mod:`rpn.ops.threads`)."""
+    import os
+    from .ops.threads import RPN_VARIABLE, THREADS_VARIABLE, physical_cores
+    for name in ("OMP_NUM_THREADS", THREADS_VARIABLE):
+        if os.environ.get(name):
+            chosen = "rpn" if os.environ.get(name) == os.environ.get(RPN_VARIABLE) else name
+            return {"threads": os.environ[name], "set_by": chosen,
+                    "physical_cores": physical_cores()}
+    return {"threads": None, "set_by": "mxnet (half the processors it sees)",
+            "physical_cores": physical_cores()}
 
 
 def _peak_mb(ctx):
@@ -157,6 +171,9 @@ def _duration(seconds):
 def _print(info, checks):
     print(f"python {info['python']}, mxnet {info['mxnet']}, numpy {info['numpy']}")
     print(f"platform {info['platform']}")
+    threads = info["cpu_threads"]
+    print(f"cpu operator threads: {threads['threads'] or 'MXNet default'} (set by "
+          f"{threads['set_by']}; {threads['physical_cores']} physical cores)")
     print("mxnet features: " + ", ".join(f"{k} {'on' if v else 'off'}"
                                          for k, v in info["features"].items()))
     if info["gpus"]:

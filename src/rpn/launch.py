@@ -10,7 +10,9 @@ since Python 3.9) and so fails on every Python the package supports past
     python -m rpn.launch -n 2 -s 1 -- rpn train --data synthetic --kvstore dist_sync --out runs/d
     python -m rpn.launch -n 4 -s 2 --hosts hosts.txt -- rpn train ...
 
-Without ``--hosts`` every process runs on this machine (loopback). With a
+Without ``--hosts`` every process runs on this machine (loopback), and the
+workers share its cores: each gets ``MXNET_OMP_MAX_THREADS`` of its share
+(:func:`rpn.ops.threads.share_threads`) unless the user set the threads. With a
 host file (one host a line, ``#`` comments) the scheduler runs here and the
 servers and workers go round the hosts over ``ssh`` (key-based, the same
 Python environment at the same path and the same working directory on
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import time
 
+from .ops.threads import share_threads
 from .processes import supervise as _supervise
 
 __all__ = ["main", "cluster_env"]
@@ -235,6 +238,9 @@ def _run(args):
     def role_env(role):
         return dict(env, **cluster_env(role, args.num_workers, servers, uri, port))
 
+    def worker_env():       # workers on this machine share its cores
+        return dict(role_env("worker"), **({} if hosts else share_threads(args.num_workers)))
+
     cluster = _Cluster()
     stopping = []
 
@@ -251,7 +257,7 @@ def _run(args):
         for i in range(servers):
             cluster.start("server", f"server {i}", python_import, role_env("server"),
                           host_of(i))
-        workers = [cluster.start("worker", f"worker {i}", args.command, role_env("worker"),
+        workers = [cluster.start("worker", f"worker {i}", args.command, worker_env(),
                                  host_of(i))
                    for i in range(args.num_workers)]
         code = _watch(cluster, workers, args.timeout)
