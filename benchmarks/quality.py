@@ -102,6 +102,9 @@ VARIANTS = [
     {"name": "size224", "settings": {"size": 224, "max_size": 384}},
     {"name": "pyramid", "settings": {"pyramid": [2, 3, 4, 5], "pyramid_sizes": [12, 24, 48, 96],
                                      "pyramid_channels": 64, "head_channels": 64}},
+    {"name": "pyramid3456", "settings": {"pyramid": [3, 4, 5, 6],
+                                         "pyramid_sizes": [12, 24, 48, 96],
+                                         "pyramid_channels": 128, "head_channels": 128}},
     {"name": "small-objects", "preset": "small-objects"},
     {"name": "small-objects-256", "preset": "small-objects", "settings": {"window": 256}},
     # issue 26: objectness from localisation quality

@@ -18,11 +18,11 @@ import mxnet as mx
 
 from ..config import PRESET_PRETRAINED, PRESETS, resolve_config
 from ..config_file import ConfigFile, read_config_file
-from ..data.evaluation_split import eval_batch_size
 from ..data.image_set import CROWD, DataError
 from ..data.preprocess import Resize
 from ..data.scale import choose_scale
-from ..data.sources import (DataSpecError, check_split, data_classes, make_loader, open_split,
+from ..data.run_loaders import run_loaders
+from ..data.sources import (DataSpecError, check_split, data_classes, open_split,
                             open_validation, say_counts, train_split)
 from ..evaluation.pictures import draw_run
 from ..model.network import RegionProposalNetwork
@@ -219,20 +219,10 @@ class Fit:
         self.scale_choice = choice
 
     def _loaders(self):
-        config, val_set = self.config, self.val_set
-        most = max(len(l) for l in list(self.train_set.labels)
-                   + list(val_set.labels if val_set else []))
-        resize, train = Resize.of(config.model), config.train
-        divisor = config.model.size_divisor
-        self.train_iter = make_loader(
-            self.train_set, resize, train.batch_size, train=True, num_workers=self.num_workers,
-            seed=self.seed, shard=self.shard, augment=train.augment, crop_prob=train.crop_prob,
-            min_crop_scale=train.min_crop_scale, max_objects=most, size_divisor=divisor,
-            window=train.window, windows_per_image=train.windows_per_image,
-            window_focus=train.window_focus, window_visible=train.window_visible)
-        self.val_iter = None if val_set is None else make_loader(
-            val_set, resize, eval_batch_size(config, val_set), train=False,
-            num_workers=self.num_workers, max_objects=most, size_divisor=divisor)
+        config, val_set, train = self.config, self.val_set, self.config.train
+        self.train_iter, self.val_iter = run_loaders(config, self.train_set, val_set,
+                                                     num_workers=self.num_workers,
+                                                     seed=self.seed, shard=self.shard)
         steps = len(self.train_iter)
         if not self.explicit_epochs:
             wanted = train.epochs_for(steps)
@@ -246,7 +236,7 @@ class Fit:
         _say(f"{len(self.train_iter.dataset)} training images ({steps} steps of "
              f"{train.batch_size} an epoch, {epochs} epoch{'s' if epochs > 1 else ''}"
              f"{windows}), {0 if val_set is None else len(val_set.images)} validation "
-             f"images; images resized to {resize.describe()}")
+             f"images; images resized to {Resize.of(config.model).describe()}")
 
     def write_record(self):
         """``config.json``: the settings, the data (absolute paths, so that
