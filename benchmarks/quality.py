@@ -51,10 +51,11 @@ import time
 
 import derived_sets
 import rpn  # noqa: F401  (before MXNet: its CPU threads, rpn.ops.threads)
+from rpn.ops.threads import current_threads
 
 #: MXNet's CPU operator threads in this process: runs on other counts are other
 #: measurements (a run recorded before 0.4.0 chose them had MXNet's one here).
-THREADS = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MXNET_OMP_MAX_THREADS") or "1"
+THREADS = current_threads()["threads"] or "1"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

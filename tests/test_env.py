@@ -30,6 +30,7 @@ def test_the_check_trains_and_proposes_on_a_device(capsys):
     result = check_device(mx.cpu(1), steps=2, batch_size=2, size=64)
     assert result["ok"], result
     assert result["train_step_ms"] > 0 and result["images_per_sec"] > 0
+    assert result["train_step_cpu_ms"] > 0
     assert result["proposals_ms_per_batch"] > 0 and result["peak_memory_mb"] > 0
     assert main(["env", "--check", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

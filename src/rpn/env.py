@@ -46,13 +46,10 @@ def describe():
 def _cpu_threads():
     """MXNet's operator threads on the CPU and who chose them
     (:mod:`rpn.ops.threads`)."""
-    import os
-    from .ops.threads import RPN_VARIABLE, THREADS_VARIABLE, physical_cores
-    for name in ("OMP_NUM_THREADS", THREADS_VARIABLE):
-        if os.environ.get(name):
-            chosen = "rpn" if os.environ.get(name) == os.environ.get(RPN_VARIABLE) else name
-            return {"threads": os.environ[name], "set_by": chosen,
-                    "physical_cores": physical_cores()}
+    from .ops.threads import current_threads, physical_cores
+    threads = current_threads()
+    return dict(threads, set_by=threads["set_by"] or "mxnet (half the processors it sees)",
+                physical_cores=physical_cores())
     return {"threads": None, "set_by": "mxnet (half the processors it sees)",
             "physical_cores": physical_cores()}
 
@@ -139,9 +136,10 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128, preset="default", back
             mx.nd.waitall()
 
         train(batches[:2])
-        tic = time.perf_counter()
+        tic, cpu_tic = time.perf_counter(), _cpu_seconds()
         train(batches[2:])
         step = (time.perf_counter() - tic) / (len(batches) - 2)
+        step_cpu = (_cpu_seconds() - cpu_tic) / (len(batches) - 2)
         X, _, info = batches[0]
         X, sizes = X.as_in_context(ctx), np.array(info.sizes, dtype="float32", ctx=ctx)
         model.hybridize(static_alloc=True)
@@ -154,10 +152,17 @@ def check_device(ctx, *, steps=6, batch_size=4, size=128, preset="default", back
         return dict(row, ok=False, error=f"{type(error).__name__}: {error}")
     return dict(row, ok=True, size=size, batch_size=batch_size,
                 train_step_ms=round(step * 1000, 1),
+                train_step_cpu_ms=round(step_cpu * 1000, 1),
                 images_per_sec=round(batch_size / step, 1),
                 proposals_ms_per_batch=round(propose * 1000, 1),
                 peak_memory_mb=_peak_mb(ctx),
                 voc_epoch_s=_epoch_costs(base.model, step * 1000 / batch_size, size))
+
+
+def _cpu_seconds():
+    """User + system CPU seconds of this process (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _duration(seconds):

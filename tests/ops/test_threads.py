@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from conftest import run_launcher
-from rpn.ops.threads import (RPN_VARIABLE, THREADS_VARIABLE, cpu_quota, default_threads,
-                             physical_cores, set_default_threads, share_threads)
+from rpn.ops.threads import (RPN_VARIABLE, THREADS_VARIABLE, cpu_quota, current_threads,
+                             default_threads, physical_cores, set_default_threads,
+                             share_threads)
 
 
 def _sysfs(root, cores):
@@ -86,6 +87,17 @@ def test_workers_on_one_machine_share_the_cores_unless_the_user_chose(tmp_path):
     assert share_threads(8, {}, **where) == {THREADS_VARIABLE: "1", RPN_VARIABLE: "1"}
     assert share_threads(2, {THREADS_VARIABLE: "3", RPN_VARIABLE: "4"}, **where) == {}
     assert share_threads(2, {"OMP_NUM_THREADS": "4"}, **where) == {}
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, (None, None)),
+    ({THREADS_VARIABLE: "2", RPN_VARIABLE: "2"}, ("2", "rpn")),
+    ({THREADS_VARIABLE: "3", RPN_VARIABLE: "2"}, ("3", THREADS_VARIABLE)),
+    ({"OMP_NUM_THREADS": "2", THREADS_VARIABLE: "2", RPN_VARIABLE: "2"},
+     ("2", "OMP_NUM_THREADS"))])
+def test_who_chose_the_threads(environ, expected):
+    threads = current_threads(environ)
+    assert (threads["threads"], threads["set_by"]) == expected
 
 
 def _imported(env, code="import rpn"):

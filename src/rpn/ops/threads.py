@@ -26,7 +26,7 @@ import os
 import sys
 
 __all__ = ["THREADS_VARIABLE", "RPN_VARIABLE", "physical_cores", "cpu_quota", "default_threads",
-           "set_default_threads", "share_threads"]
+           "current_threads", "set_default_threads", "share_threads"]
 
 #: The variable MXNet reads for its operators' OpenMP threads.
 THREADS_VARIABLE = "MXNET_OMP_MAX_THREADS"
@@ -95,13 +95,17 @@ def default_threads(*, sysfs=_SYSFS, cgroup=_CGROUP, cpus=None):
     return max(1, min(cores, quota) if quota else cores)
 
 
-def _user_set(environ):
-    """Whether the user chose the threads: ``OMP_NUM_THREADS``, or an
-    ``MXNET_OMP_MAX_THREADS`` that is not the one rpn set (``RPN_THREADS``
-    records that)."""
-    chosen = environ.get(THREADS_VARIABLE)
-    return bool(environ.get("OMP_NUM_THREADS")) or bool(
-        chosen and chosen != environ.get(RPN_VARIABLE))
+def current_threads(environ=None):
+    """MXNet's CPU operator threads as ``environ`` (default ``os.environ``)
+    sets them and who chose them: ``{"threads": "2", "set_by": "rpn"}``
+    (``set_by``: ``"rpn"``, or the variable the user set), or ``{"threads":
+    None, "set_by": None}`` when nothing is set (MXNet's own choice)."""
+    environ = os.environ if environ is None else environ
+    for name in _USER_VARIABLES:
+        if environ.get(name):
+            rpn = name == THREADS_VARIABLE and environ[name] == environ.get(RPN_VARIABLE)
+            return {"threads": environ[name], "set_by": "rpn" if rpn else name}
+    return {"threads": None, "set_by": None}
 
 
 def set_default_threads(environ=None, modules=None, **where):
@@ -127,8 +131,7 @@ def share_threads(processes, environ=None, **where):
     started together on this machine its share of the cores (at least one
     thread each): ``{}`` when the user chose the threads in ``environ``
     (default ``os.environ``), which the processes then inherit."""
-    environ = os.environ if environ is None else environ
-    if _user_set(environ):
+    if current_threads(environ)["set_by"] not in (None, "rpn"):
         return {}
     share = str(max(1, default_threads(**where) // max(1, processes)))
     return {THREADS_VARIABLE: share, RPN_VARIABLE: share}
