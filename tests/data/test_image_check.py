@@ -182,6 +182,65 @@ def test_ctrl_c_stops_the_check_and_its_workers(tmp_path):
     assert all(_gone(psutil, w) for w in workers)
 
 
+# Ctrl-C where Python would swallow it: in the parent's at-fork callback while
+# the pool forks its workers, or in a finalizer while results come in. Either
+# way Python prints "Exception ignored" and, unless the check raises it again,
+# checks every image (the 20 s hang of a check of thousands of images).
+_SWALLOWED = """
+import gc, os, signal, sys, time
+import psutil
+from rpn.data import image_check
+where, listing = sys.argv[1], sys.argv[2]
+paths = [l.strip() for l in open(listing)]
+
+def interrupt_here():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)                 # Python runs the handler here
+
+if where == "fork":
+    fired = []
+    def after_fork():
+        if not fired:
+            fired.append(1)
+            interrupt_here()
+    os.register_at_fork(after_in_parent=after_fork)
+else:
+    class Interrupts:
+        def __del__(self):
+            interrupt_here()
+    class Bar(image_check.tqdm):
+        seen = 0
+        def update(self, n=1):
+            super().update(n)
+            Bar.seen += n
+            if Bar.seen == 3:
+                Interrupts()            # freed at once: its __del__ runs here
+    image_check.tqdm = Bar
+try:
+    image_check.check_images(paths, num_workers=2, progress=False)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+children = psutil.Process().children()
+psutil.wait_procs(children, timeout=10)
+print("workers left", sum(c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+                          for c in children), flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["fork", "finalizer"])
+def test_a_ctrl_c_python_would_swallow_still_stops_the_check(tmp_path, where):
+    pytest.importorskip("psutil")
+    image = save(tmp_path / "a.jpg", Image.fromarray(rgb_array()), "JPEG")
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([image] * 400))
+    done = subprocess.run([sys.executable, "-c", _SWALLOWED, where, str(listing)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[:2] == ["interrupted", "workers left 0"], \
+        done.stdout + done.stderr
+    assert "PoolWorker" not in done.stderr, done.stderr     # no worker got it
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_workers_die_with_a_killed_parent(tmp_path):

@@ -6,6 +6,10 @@ bitstream, so it finds truncated and broken data as a full decode does)
 by the rules of :mod:`rpn.data.images`, in worker processes that die with their
 parent, with a progress bar. Symbolic links are followed; a dangling link
 or a loop of links is a bad file, named as such. Sizes are ``(height, width)`` in pixels.
+A Ctrl-C ends the check and its workers at any moment: one that arrives
+while the workers fork waits until they have (:func:`rpn.processes.signals.signals_held`),
+and one that Python swallowed in a finalizer is raised at the next result
+(:func:`rpn.processes.signals.interrupts_kept`).
 """
 import contextlib
 import functools
@@ -18,6 +22,7 @@ from typing import List, NamedTuple, Optional, Tuple
 from tqdm import tqdm
 
 from ..processes.children import die_with_parent
+from ..processes.signals import interrupts_kept, signals_held
 from ..runs.fileio import link_problem
 from .images import BadImageError, _expected, _read, _warn_truncated
 
@@ -54,6 +59,8 @@ def _check_one(job):
 def _init_worker():
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent handles Ctrl-C
     die_with_parent()
+    if hasattr(signal, "pthread_sigmask"):          # forked with them held (signals_held)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def check_images(paths, expected_sizes=None, *, num_workers=None, progress=True,
@@ -83,20 +90,25 @@ def check_images(paths, expected_sizes=None, *, num_workers=None, progress=True,
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(jobs), desc=desc, unit="img",
                                        file=sys.stderr, disable=not progress))
+        check_interrupted = stack.enter_context(interrupts_kept())
         run = map
         if workers:
-            pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker)
-            stack.callback(pool.join)
+            # a Ctrl-C while the workers fork waits for the end of this block
+            with signals_held():
+                pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker)
+                stack.callback(pool.join)
 
-            def end_early(kind, *_):    # an error, or Ctrl-C (which the workers ignore)
-                if kind is not None:
-                    pool.terminate()
-            stack.push(end_early)
+                def end_early(kind, *_):    # an error, or Ctrl-C (which the workers ignore)
+                    if kind is not None:
+                        pool.terminate()
+                stack.push(end_early)
             run = functools.partial(pool.imap, chunksize=max(1, min(8, len(jobs) // (
                 workers * 16))))
         for result in run(_check_one, jobs):
+            check_interrupted()             # a Ctrl-C a finalizer swallowed
             results.append(result)
             bar.update()
+        check_interrupted()
         if workers:
             pool.close()                    # done: the workers end by themselves
     check = ImageCheck([size for size, _, _ in results],

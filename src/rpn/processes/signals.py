@@ -41,7 +41,8 @@ import signal
 import sys
 import threading
 
-__all__ = ["Terminated", "signals_interrupt", "training_at", "interrupted", "end_process"]
+__all__ = ["Terminated", "signals_interrupt", "training_at", "interrupted", "end_process",
+           "signals_held", "interrupts_kept"]
 
 _position = {}
 _installed = []         # the handlers signals_interrupt has in force
@@ -120,6 +121,67 @@ def signals_interrupt(signals=(signal.SIGTERM, signal.SIGINT), command=None, dea
         for signum, old in previous.items():
             signal.signal(signum, old)
         _installed.remove(handler)
+
+
+@contextlib.contextmanager
+def signals_held(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Within the block, ``signals`` wait (blocked in the calling thread)
+    and are delivered when it ends. For starting worker processes: a
+    signal that arrives while ``fork`` runs Python's at-fork callbacks
+    would be raised inside one and lost ("Exception ignored"), and a child
+    would get it before its initializer could ignore it. Children forked
+    and threads started in the block begin with the signals blocked: a
+    worker's initializer unblocks them (:func:`rpn.data.image_check`'s
+    does). Without ``pthread_sigmask`` (not POSIX) nothing changes."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(signals))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def interrupts_kept(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Within the block, a signal of ``signals`` whose Python handler
+    raised (Ctrl-C's ``KeyboardInterrupt``, :class:`Terminated`) where
+    Python ignores exceptions (a finalizer, a weakref or at-fork callback:
+    it prints "Exception ignored" and goes on) is not lost: the yielded
+    ``check()`` raises it again. A loop that waits on other processes
+    calls ``check()`` after each result (:func:`rpn.data.image_check.check_images`).
+    Handlers that are not Python functions (the default action, ignored)
+    and other threads than the main one are left as they are."""
+    pending, previous = [], {}
+
+    def kept(signum, frame):
+        pending.append(signum)
+        previous[signum](signum, frame)     # raises where Python is, or handles it
+        pending.remove(signum)              # handled without an exception
+
+    def check():
+        if pending:
+            signum = pending.pop()
+            pending.clear()
+            previous[signum](signum, None)
+
+    try:
+        for signum in signals:
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                signal.signal(signum, kept)
+                previous[signum] = handler
+    except ValueError:              # not the main thread
+        pass
+    _installed.append(kept)         # a forked child gets the default action back
+    try:
+        yield check
+    finally:
+        _installed.remove(kept)
+        for signum, old in previous.items():
+            if signal.getsignal(signum) is kept:
+                signal.signal(signum, old)
 
 
 def _in_finalizer(frame):
