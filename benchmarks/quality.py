@@ -101,6 +101,7 @@ VARIANTS = [
     # issue 25: today's default (the budget), larger sizes, a pyramid, the preset
     {"name": "today", "settings": BUDGET},
     {"name": "size224", "settings": {"size": 224, "max_size": 384}},
+    {"name": "size160", "settings": {"size": 160, "max_size": 274}},
     {"name": "pyramid", "settings": {"pyramid": [2, 3, 4, 5], "pyramid_sizes": [12, 24, 48, 96],
                                      "pyramid_channels": 64, "head_channels": 64}},
     {"name": "pyramid3456", "settings": {"pyramid": [3, 4, 5, 6],
