@@ -41,16 +41,16 @@ import datetime
 import json
 
 import os
-import re
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 
 import derived_sets
 import rpn  # noqa: F401  (before MXNet: its CPU threads, rpn.ops.threads)
+from quality_report import markdown, read_runs, run_key, summarise
+from quality_variants import BUDGET, VARIANTS, choose_variants, variant_settings
 from rpn.ops.threads import current_threads
 
 #: MXNet's CPU operator threads in this process: runs on other counts are other
@@ -62,61 +62,6 @@ ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, ".cache")
 RACCOON = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "raccoon"))
 
-#: The budget: today's default, whose scale is its own (the default preset
-#: chooses its scale from the objects' sizes since 0.4.0; given a size it
-#: does not, and these are today's).
-BUDGET = {"size": 112, "max_size": 192}
-
-
-def preset_settings(name):
-    """The settings that make preset ``name`` out of the default, as a
-    variant's settings (lists as JSON lists)."""
-    from rpn.config import PRESETS
-    base, other = PRESETS["default"].to_dict(), PRESETS[name].to_dict()
-    return {k: v for k, v in other.items() if json.dumps(base.get(k)) != json.dumps(v)}
-
-
-#: The named variants: settings are any RunConfig fields, passed to rpn.fit as given.
-#: A variant with ``"from"`` trains nothing: it scores the runs of the variant it
-#: names with its ``"inference"`` settings changed (NMS, ranking: what takes
-#: no training), so it costs one evaluation and no CPU budget.
-VARIANTS = [
-    {"name": "default", "settings": {}},
-    {"name": "lambd2", "settings": {"lambd": 2.0}},
-    {"name": "size128", "settings": {"resize": "fixed", "size": 128, "max_size": 128}},
-    {"name": "giou", "settings": {"giou_weight": 1.0}},
-    {"name": "iou", "settings": {"iou_branch": True}},
-    {"name": "refine32", "settings": {"refine": True, "refine_rois": 32}},
-    {"name": "refine32_all", "settings": {"refine": True, "refine_rois": 32,
-                                          "iou_branch": True, "giou_weight": 1.0}},
-    {"name": "refine32@vote", "from": "refine32", "inference": {"box_voting": 0.7}},
-    {"name": "anchors5", "settings": {"anchor_sizes": [0.09, 0.18, 0.36, 0.72, 1.0]}},
-    {"name": "refine32_all@nms0.8", "from": "refine32_all",
-     "inference": {"nms_threshold": 0.8}},
-    {"name": "default@nms0.8", "from": "default", "inference": {"nms_threshold": 0.8}},
-    {"name": "default@vote", "from": "default", "inference": {"box_voting": 0.7}},
-    {"name": "giou@vote", "from": "giou", "inference": {"box_voting": 0.7}},
-    {"name": "giou@vote+nms0.75", "from": "giou",
-     "inference": {"box_voting": 0.7, "nms_threshold": 0.75}},
-    # issue 25: today's default (the budget), larger sizes, a pyramid, the preset
-    {"name": "today", "settings": BUDGET},
-    {"name": "size224", "settings": {"size": 224, "max_size": 384}},
-    {"name": "size160", "settings": {"size": 160, "max_size": 274}},
-    {"name": "pyramid", "settings": {"pyramid": [2, 3, 4, 5], "pyramid_sizes": [12, 24, 48, 96],
-                                     "pyramid_channels": 64, "head_channels": 64}},
-    {"name": "pyramid3456", "settings": {"pyramid": [3, 4, 5, 6],
-                                         "pyramid_sizes": [12, 24, 48, 96],
-                                         "pyramid_channels": 128, "head_channels": 128}},
-    {"name": "small-objects", "preset": "small-objects"},
-    {"name": "small-objects-256", "preset": "small-objects", "settings": {"window": 256}},
-    # issue 26: objectness from localisation quality
-    {"name": "open-world", "preset": "open-world"},
-    {"name": "open-world-plain", "preset": "open-world", "settings": {"head_norm": False}},
-    {"name": "open-world-giou", "preset": "open-world",
-     "settings": {"lambd": 0.0, "giou_weight": 1.0}},
-    {"name": "open-world-1anchor", "preset": "open-world",     # OLN: one anchor a location
-     "settings": {"anchor_sizes": [0.36], "anchor_ratios": [1.0]}},
-]
 
 SETS = ("synthetic", "raccoon", "raccoon-mosaic", "raccoon-aspect", "heldout")
 #: Sets of issues 25 (small objects in large pictures) and 26 (held out at
@@ -124,10 +69,6 @@ SETS = ("synthetic", "raccoon", "raccoon-mosaic", "raccoon-aspect", "heldout")
 MORE_SETS = ("small-synthetic", "raccoon-tiled2", "raccoon-tiled3", "raccoon-tiled4",
              "heldout-rectangle", "heldout-ellipse")
 
-
-#: The figures summarised, when a result has them (size ranges with objects only).
-METRICS = ("AR@10", "AR@100", "AR@1000", "AR_small@100", "AR_medium@100", "AR_large@100",
-           "R@100@0.5", "R@100@0.7")
 
 #: The proposal counts recall is measured at.
 KS = (10, 100, 300, 1000)
@@ -252,48 +193,6 @@ def prepare_sets(names, raccoon):
     return out
 
 
-# -- variants ------------------------------------------------------------------
-
-def parse_value(text):
-    """A setting's value: JSON where it parses (numbers, true, lists), else the text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_variant(spec):
-    """``NAME:key=value,key=value`` -> ``{"name", "settings"}``. Commas inside
-    a value (``anchor_sizes=[0.1,0.3]``) stay with it: a new pair starts only
-    at ``,key=``."""
-    name, _, rest = spec.partition(":")
-    settings = {}
-    for pair in re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*=)", rest) if rest else []:
-        key, eq, value = pair.partition("=")
-        if not eq:
-            raise SystemExit(f"quality: --variant {spec!r}: expected key=value, got {pair!r}")
-        settings[key.strip()] = parse_value(value.strip())
-    return {"name": name, "settings": settings}
-
-
-def choose_variants(names, adhoc):
-    known = {v["name"]: v for v in VARIANTS}
-    chosen = []
-    for name in [n for n in names.split(",") if n and n != "none"]:
-        if name not in known:
-            raise SystemExit(f"quality: unknown variant {name!r}; known: {', '.join(known)} "
-                             "(or give --variant NAME:key=value,...)")
-        chosen.append(known[name])
-    chosen += [parse_variant(spec) for spec in adhoc]
-    if len({v["name"] for v in chosen}) < len(chosen):
-        raise SystemExit("quality: two variants have the same name")
-    for variant in chosen:                      # a base is trained before what rescores it
-        if "from" in variant and variant["from"] not in {v["name"] for v in chosen}:
-            raise SystemExit(f"quality: {variant['name']} scores the runs of "
-                             f"{variant['from']}: choose that variant too")
-    return sorted(chosen, key=lambda v: "from" in v)
-
-
 # -- one run -------------------------------------------------------------------
 
 def fit_cpu(data, run, classes, epochs, settings, seed):
@@ -408,17 +307,6 @@ def rescore(dataset, base, variant, run):
     return record
 
 
-def variant_settings(variant, variants=None):
-    """What identifies a variant's runs: its settings, or for an
-    inference-only one its base's settings with its inference settings."""
-    if "from" not in variant:
-        if "preset" in variant:
-            return dict(preset_settings(variant["preset"]), **variant.get("settings", {}))
-        return variant["settings"]
-    base = next(v for v in (variants or VARIANTS) if v["name"] == variant["from"])
-    return dict(variant_settings(base, variants), **variant["inference"])
-
-
 def _code_version():
     """The commit of the package measured, with ``+src`` when ``src/`` has
     uncommitted changes."""
@@ -430,116 +318,6 @@ def _code_version():
                                                                      "--", "src") else "")
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def run_key(record):
-    """What makes two runs the same: set, variant, settings, seed, budget,
-    CPU threads."""
-    return (record["set"], record["variant"], json.dumps(record["settings"], sort_keys=True),
-            record["seed"], float(record["budget_scale"]), str(record.get("threads", "1")))
-
-
-def read_runs(path):
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-# -- the summary ---------------------------------------------------------------
-
-def spread(values):
-    values = [float(v) for v in values]
-    return dict(mean=statistics.fmean(values),
-                std=statistics.stdev(values) if len(values) > 1 else 0.0,
-                min=min(values), max=max(values), n=len(values))
-
-
-def summarise(runs, datasets, variants, seeds, scale):
-    """``{set label: {"objects", "variants": {name: {...}}}}`` from the
-    runs that match the selection (the latest run of each key)."""
-    latest = {run_key(r): r for r in runs}
-    out = {}
-    for dataset in datasets:
-        for label, classes, scored in dataset.scores:
-            field = "recall" + (f"_{label}" if label else "")
-            set_label = dataset.name + (f" ({label})" if label else "")
-            entry = out.setdefault(set_label, dict(
-                set=dataset.name, classes=classes or dataset.classes, variants={}))
-            for variant in variants:
-                rows = [latest.get((dataset.name, variant["name"],
-                                    json.dumps(variant_settings(variant, variants),
-                                               sort_keys=True),
-                                    seed, float(scale), THREADS)) for seed in seeds]
-                rows = [r for r in rows if r is not None]
-                if not rows:
-                    continue
-                recall = [r[field] for r in rows]
-                figures = {}
-                for metric in METRICS:
-                    size = metric.partition("@")[0].partition("_")[2]
-                    if any(metric not in r or (size and not r.get(f"objects_{size}"))
-                           for r in recall):
-                        continue
-                    figures[metric] = spread([r[metric] for r in recall])
-                # (the synthetic set draws other images for each seed: give the range)
-                entry["objects"] = _span(r.get("objects") for r in recall)
-                entry["images"] = _span(r.get("images") for r in recall)
-                entry["objects_by_size"] = {size: _span(r[f"objects_{size}"] for r in recall)
-                                            for size in ("small", "medium", "large")
-                                            if f"objects_{size}" in recall[-1]}
-                entry["variants"][variant["name"]] = dict(
-                    settings=variant_settings(variant, variants),
-                    seeds=[r["seed"] for r in rows],
-                    metrics=figures, cpu_seconds=spread([r["cpu_seconds"] for r in rows]),
-                    steps=spread([r["steps"] for r in rows]),
-                    epochs=sorted({r["epochs"] for r in rows}))
-                if variant_settings(variant, variants) == BUDGET:   # today's default: the budget
-                    entry["budget"] = dict(steps=rows[0]["budget_steps"],
-                                           cpu_seconds=spread([r["cpu_seconds"] for r in rows]))
-    return out
-
-
-def _span(values):
-    """``"884-902"`` for counts that differ between seeds, else the count."""
-    values = sorted(set(values))
-    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
-
-
-def _cell(s, digits=3):
-    if s["n"] == 1:
-        return f"{s['mean']:.{digits}f}"
-    return (f"{s['mean']:.{digits}f} ±{s['std']:.{digits}f} "
-            f"[{s['min']:.{digits}f}, {s['max']:.{digits}f}]")
-
-
-def markdown(summary, scale):
-    """One table a set: mean ±sd [min, max] over seeds."""
-    lines = [f"# Proposal recall at equal CPU time (budget x{scale:g})", "",
-             "Each cell: mean ±standard deviation [min, max] over the seeds. CPU s: the "
-             "rpn.fit call (image check, training, per-epoch validation, final "
-             "recall), user + system seconds of the process.", ""]
-    for label, entry in summary.items():
-        if not entry["variants"]:
-            continue
-        metrics = [m for m in METRICS
-                   if any(m in v["metrics"] for v in entry["variants"].values())]
-        lines += [f"## {label}", "",
-                  f"{entry.get('images')} validation images, {entry.get('objects')} objects"
-                  f" of {', '.join(entry['classes']) if entry['classes'] else 'all classes'}"
-                  + (" (" + ", ".join(f"{n} {size}" for size, n in entry["objects_by_size"].items())
-                     + ")" if entry["objects_by_size"] else "")
-                  + "." + (f" Budget: the default's {entry['budget']['steps']:g} steps, "
-                           f"{_cell(entry['budget']['cpu_seconds'], 0)} CPU s."
-                           if "budget" in entry else ""),
-                  "", "| variant | seeds | " + " | ".join(metrics) + " | CPU s | steps |",
-                  "|---|---|" + "---|" * (len(metrics) + 2)]
-        for name, v in entry["variants"].items():
-            cells = [_cell(v["metrics"][m]) if m in v["metrics"] else "" for m in metrics]
-            lines.append(f"| {name} | {len(v['seeds'])} | " + " | ".join(cells)
-                         + f" | {_cell(v['cpu_seconds'], 0)} | {_cell(v['steps'], 0)} |")
-        lines.append("")
-    return "\n".join(lines)
 
 
 # -- main ----------------------------------------------------------------------
@@ -614,7 +392,7 @@ def main(argv=None):
             if not args.keep:                   # the runs kept for rescoring
                 for record in trained.values():
                     shutil.rmtree(run_folder(dataset, record, seed), ignore_errors=True)
-    summary = summarise(read_runs(runs_path), datasets, variants, seeds, scale)
+    summary = summarise(read_runs(runs_path), datasets, variants, seeds, scale, THREADS)
     with open(prefix + ".json", "w") as f:
         json.dump(dict(budget_scale=scale, seeds=seeds, sets=summary), f, indent=1)
     table = markdown(summary, scale)

@@ -1,25 +1,35 @@
 """A training step on one operator thread (what MXNet 1.9.1 chooses on a
 machine whose cores show one hardware thread each) against the threads
-rpn chooses (the physical cores: rpn.ops.threads), in one run.
+rpn chooses (the physical cores: rpn.ops.threads), and, with
+``--wait-policy``, rpn's threads with OpenMP's idle threads sleeping at once
+(``OMP_WAIT_POLICY=passive``) against their default (spinning a while).
 
-    python benchmarks/threads.py            # the default and small-objects presets
-    python benchmarks/threads.py --steps 4  # fewer steps
+    python benchmarks/threads.py                  # the default and small-objects presets
+    python benchmarks/threads.py --steps 4        # fewer steps
+    python benchmarks/threads.py --wait-policy --repeats 5
 
 Each measurement runs in a child process (MXNet reads its thread count once,
-when it loads) that times the training step of ``rpn env --check``
-(:func:`rpn.env.check_device`: two warm-up batches, then the rest) on
-synthetic images at the preset's batch: the default's 16 images of 112
-pixels, small-objects' 4 windows of 512 (from 512-pixel images). Prints one JSON
-object: wall and CPU milliseconds a step for each, and the ratios.
+when it loads, and libgomp its wait policy) that times the training step of
+``rpn env --check`` (:func:`rpn.env.check_device`: two warm-up batches, then
+the rest) on synthetic images at the preset's batch: the default's 16 images
+of 112 pixels, small-objects' 4 windows of 512 (from 512-pixel images). The
+conditions alternate, ``--repeats`` times each, so that the shared machine's
+load falls on all alike; each figure is the median. Prints one JSON object:
+wall and CPU milliseconds a step for each condition, and the ratios to the first.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
 #: preset -> (batch, image side) of its training steps
 SHAPES = {"default": (16, 112), "small-objects": (4, 512)}
+
+#: condition -> the environment it sets (None: rpn's choice of threads)
+CONDITIONS = {"one_thread": {"MXNET_OMP_MAX_THREADS": "1"}, "rpn_default": {},
+              "passive": {"OMP_WAIT_POLICY": "passive"}}
 
 
 def child(preset, steps):
@@ -36,11 +46,11 @@ def child(preset, steps):
             "threads": os.environ.get("MXNET_OMP_MAX_THREADS")}
 
 
-def measure(preset, steps, threads):
+def measure(preset, steps, condition):
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS", "RPN_THREADS")}
-    if threads is not None:
-        env["MXNET_OMP_MAX_THREADS"] = str(threads)
+           if k not in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS", "RPN_THREADS",
+                        "OMP_WAIT_POLICY")}
+    env.update(CONDITIONS[condition])
     out = subprocess.run([sys.executable, __file__, "--child", preset, "--steps", str(steps)],
                          env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.splitlines()[-1])
@@ -49,19 +59,31 @@ def measure(preset, steps, threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--wait-policy", action="store_true",
+                        help="rpn's threads against the same with OMP_WAIT_POLICY=passive")
     parser.add_argument("--child", choices=sorted(SHAPES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.steps)))
         return
     from rpn.ops.threads import default_threads
-    report = {"physical_cores": default_threads(), "presets": {}}
+    conditions = ["rpn_default", "passive"] if args.wait_policy else ["one_thread",
+                                                                      "rpn_default"]
+    report = {"physical_cores": default_threads(), "repeats": args.repeats, "presets": {}}
     for preset in SHAPES:
-        one, chosen = measure(preset, args.steps, 1), measure(preset, args.steps, None)
-        report["presets"][preset] = {
-            "one_thread": one, "rpn_default": chosen,
-            "wall_speedup": round(one["step_ms"] / chosen["step_ms"], 2),
-            "cpu_ratio": round(chosen["cpu_ms"] / one["cpu_ms"], 2)}
+        rows = {c: [] for c in conditions}
+        for _ in range(args.repeats):
+            for condition in conditions:
+                rows[condition].append(measure(preset, args.steps, condition))
+        entry = {c: {"step_ms": statistics.median(r["step_ms"] for r in rows[c]),
+                     "cpu_ms": statistics.median(r["cpu_ms"] for r in rows[c]),
+                     "runs": [(r["step_ms"], r["cpu_ms"]) for r in rows[c]]}
+                 for c in conditions}
+        first, other = (entry[c] for c in conditions)
+        entry["wall_speedup"] = round(first["step_ms"] / other["step_ms"], 2)
+        entry["cpu_ratio"] = round(other["cpu_ms"] / first["cpu_ms"], 2)
+        report["presets"][preset] = entry
     print(json.dumps(report, indent=1))
 
 

@@ -7,7 +7,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import random_boxes, ref_giou, ref_iou
+from helpers.references import random_boxes, ref_giou, ref_iou
 from rpn.boxes import generalized_iou
 
 

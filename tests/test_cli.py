@@ -11,7 +11,8 @@ import pytest
 
 import rpn
 from conftest import (last_json, one_line_error, read_proposals, tiny_fit, tiny_options,
-                      train_tiny, write_image)
+                      train_tiny)
+from helpers.files import write_image
 from rpn.cli import main
 
 

@@ -14,7 +14,8 @@ import textwrap
 
 import pytest
 
-from conftest import FAMILY, family_ready, leftovers, marked_env, run_launcher, wait_for
+from helpers.processes import (FAMILY, family_ready, leftovers, marked_env, run_launcher,
+                               wait_for)
 from rpn import launch
 from rpn.processes import supervise as _supervise
 

@@ -23,7 +23,8 @@ UNTESTED = {
     "visualize.py": "the chapter's drawings: run by the notebook's test",
 }
 
-#: Names a test module may not give a module-level value: conftest.py's.
+#: Names a test module may not give a module-level value: those of conftest.py
+#: and of tests/helpers/.
 CONFTEST_NAMES = {"TINY", "TINY_RUN", "SMALL"}
 #: ``rpn train`` options that make a run tiny, and what a list of them holds
 #: besides.
@@ -59,6 +60,12 @@ def suite_modules():
         found += [os.path.relpath(os.path.join(folder, f), TESTS) for f in files
                   if f.startswith("test_") and f.endswith(".py")]
     return sorted(found)
+
+
+def helper_modules():
+    """The modules of ``tests/helpers/``, relative to tests/."""
+    folder = os.path.join(TESTS, "helpers")
+    return sorted(os.path.join("helpers", f) for f in os.listdir(folder) if f.endswith(".py"))
 
 
 def source_modules():
@@ -254,7 +261,7 @@ def test_no_test_patches_a_private_name_of_the_package_but_the_fault_injections(
     they may patch are :data:`ALLOWED_PRIVATE`, each a fault that cannot be
     made otherwise (see there)."""
     found = {}
-    for test in suite_modules() + ["conftest.py"]:
+    for test in suite_modules() + ["conftest.py"] + helper_modules():
         with open(os.path.join(TESTS, test)) as f:
             patches = private_patches(f.read())
         if patches:

@@ -6,7 +6,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import SMALL, anchor_fn, small_model
+from helpers.models import SMALL, anchor_fn, small_model
 
 
 def test_predict_rpn_returns_sorted_probabilities_and_clipped_boxes():

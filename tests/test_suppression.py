@@ -5,7 +5,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import random_boxes, ref_iou
+from helpers.references import random_boxes, ref_iou
 
 
 def ref_nms(scores, boxes, threshold):

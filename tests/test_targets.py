@@ -9,7 +9,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import random_case, ref_iou
+from helpers.references import random_case, ref_iou
 
 
 def ref_label_image(gt, anchors, pos_iou, neg_iou):

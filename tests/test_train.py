@@ -10,7 +10,7 @@ from mxnet import init, np
 from mxnet.gluon import nn
 
 import rpn
-from conftest import anchor_fn, small_model
+from helpers.models import anchor_fn, small_model
 from rpn.config import PRESETS
 from rpn.data.batch import BatchInfo
 from rpn.train import chapter_batch_fn

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 import rpn
-from conftest import caught, make_coco
+from conftest import caught
+from helpers.files import make_coco
 from rpn.data.coco import read_coco
 from rpn.data.image_set import CROWD, EMPTY
 from rpn.data.reports import describe_split

@@ -7,7 +7,7 @@ import numpy as onp
 import pytest
 
 import rpn
-from conftest import make_voc
+from helpers.files import make_voc
 
 
 COLOURS = [(255, 0, 0), (0, 0, 255), (255, 255, 0)]

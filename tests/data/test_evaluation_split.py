@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 import rpn
-from conftest import make_voc
+from helpers.files import make_voc
 from rpn.config import PRESETS
 from rpn.data.evaluation_split import EVAL_BATCH_PIXELS, eval_batch_size, load_split
 from rpn.data.image_set import DataError

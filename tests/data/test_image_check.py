@@ -12,8 +12,9 @@ import numpy as onp
 import pytest
 from PIL import Image
 
-from conftest import (caught, jpeg_bytes, make_coco, make_voc, oriented_png, png_with_ihdr,
-                      rgb_array, save)
+from conftest import caught
+from helpers.files import (jpeg_bytes, make_coco, make_voc, oriented_png, png_with_ihdr,
+                           rgb_array, save)
 from rpn.data import image_check as check_module
 from rpn.data.image_check import ImageCheck, check_images
 from rpn.data.image_set import LeftOut

@@ -12,7 +12,7 @@ import numpy as onp
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from conftest import jpeg_bytes, oriented_png, png_with_ihdr, rgb_array, save
+from helpers.files import jpeg_bytes, oriented_png, png_with_ihdr, rgb_array, save
 from rpn.data import images as images_module
 from rpn.data.image_check import check_images
 from rpn.data.images import BadImageError, TruncatedImageWarning, image_size, read_image

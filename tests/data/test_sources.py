@@ -12,8 +12,9 @@ import numpy as onp
 import pytest
 
 import rpn
-from conftest import (QUIET, caught, last_json, make_coco, small_model, train_model,
-                      train_tiny)
+from conftest import QUIET, caught, last_json, train_tiny
+from helpers.files import make_coco
+from helpers.models import small_model, train_model
 from rpn.cli import main
 from rpn.data.image_set import CLIPPED
 from rpn.data.sources import (DataError, check_split, open_split, open_validation,

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 import rpn
-from conftest import make_voc, train_tiny, warnings_of
+from conftest import train_tiny, warnings_of
+from helpers.files import make_voc
 
 
 def test_image_files_of_other_extensions_and_cases_are_found(tmp_path):

@@ -7,7 +7,8 @@ import numpy as onp
 import pytest
 
 import rpn
-from conftest import caught, make_voc, train_tiny
+from conftest import caught, train_tiny
+from helpers.files import make_voc
 from rpn.data.sources import open_split
 
 

@@ -5,7 +5,7 @@ import mxnet as mx
 import pytest
 
 import rpn
-from conftest import SMALL, small_model
+from helpers.models import SMALL, small_model
 
 
 def test_a_path_a_loaded_model_and_an_export_give_the_same_recall(tiny_run, tmp_path):

@@ -4,7 +4,7 @@ import numpy as onp
 import pytest
 from mxnet import np
 
-from conftest import ref_iou
+from helpers.references import ref_iou
 from rpn.evaluation.matches import best_proposals
 from rpn.evaluation.pictures import COLOURS, draw_proposals
 

@@ -8,7 +8,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import random_boxes
+from helpers.references import random_boxes
 from rpn.data.batch import BatchInfo
 from rpn.evaluation.recall import ProposalRecall
 
@@ -161,7 +161,7 @@ def brute_force_recall(images, ks):
     """:meth:`ProposalRecall.result`'s figures by COCO's ``evaluateImg``
     loop transcribed per box, for ``images`` of ``(objects (G, 4), crowd
     (C, 4), proposals (M, 4))`` in pixels."""
-    from conftest import ref_iou
+    from helpers.references import ref_iou
     levels = rpn.AR_THRESHOLDS
     ranges = {"all": (0.0, 1e10), **rpn.evaluation.recall.AREA_RANGES}
     hits = {r: onp.zeros((len(levels), len(ks))) for r in ranges}

@@ -8,7 +8,7 @@ from mxnet import ndarray as nd
 from mxnet import np
 
 import rpn
-from conftest import SMALL, small_model
+from helpers.models import SMALL, small_model
 from rpn.anchors import anchor_shapes
 from rpn.model.canvas import (border, canvas_extent, feature_size, grid_anchors, image_scale,
                               valid_anchors)

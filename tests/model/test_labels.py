@@ -7,7 +7,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import SMALL, random_boxes, small_model
+from helpers.models import SMALL, small_model
+from helpers.references import random_boxes
 from rpn.model.labels import AnchorLabeler
 
 M = SMALL.model

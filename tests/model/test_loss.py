@@ -4,7 +4,7 @@ import numpy as onp
 import pytest
 from mxnet import np
 
-from conftest import random_boxes, ref_giou, ref_iou
+from helpers.references import random_boxes, ref_giou, ref_iou
 from rpn.boxes import OFFSET_WEIGHTS, _decode
 from rpn.model.loss import ProposalLoss
 from rpn.model.outputs import TrainingOutput

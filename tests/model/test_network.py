@@ -7,7 +7,7 @@ import pytest
 from mxnet import autograd, np
 
 import rpn
-from conftest import SMALL, anchor_fn, export_and_import, small_model
+from helpers.models import SMALL, anchor_fn, export_and_import, small_model
 from rpn.model.network import RegionProposalNetwork
 from rpn.model.outputs import Proposals, TrainingOutput
 

@@ -4,7 +4,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import np
 
-from conftest import random_boxes, ref_iou
+from helpers.references import random_boxes, ref_iou
 from rpn.boxes import OFFSET_WEIGHTS, _decode
 from rpn.model.proposal_layer import ProposalRule, select_proposals
 

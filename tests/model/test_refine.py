@@ -9,7 +9,8 @@ import pytest
 from mxnet import autograd, np
 
 import rpn
-from conftest import SMALL, export_and_import, random_boxes, ref_iou, small_model
+from helpers.models import SMALL, export_and_import, small_model
+from helpers.references import random_boxes, ref_iou
 from rpn.boxes import _decode
 from rpn.model.loss import ProposalLoss
 from rpn.model.refine import POSITIVE_IOU, REFINE_WEIGHTS, refine_targets, sample_rois

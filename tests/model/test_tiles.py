@@ -5,7 +5,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import SMALL, small_model
+from helpers.models import SMALL, small_model
 from rpn.model.tiles import propose_tiled, tile_starts
 
 

@@ -3,7 +3,7 @@ backbone and the head leaves the native operators working."""
 from mxnet import np
 
 import rpn
-from conftest import anchor_fn, small_model
+from helpers.models import anchor_fn, small_model
 
 
 def test_an_empty_batch_leaves_native_operators_working():

@@ -6,7 +6,7 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import random_case
+from helpers.references import random_case
 
 
 #: The sampling rules the two paths must agree on: neg_pos_ratio's, and

@@ -8,7 +8,7 @@ import pytest
 from mxnet import ndarray as nd
 from mxnet import np
 
-from conftest import random_boxes, ref_iou
+from helpers.references import random_boxes, ref_iou
 from rpn.ops.nms import LOWEST_FLOAT32, box_nms
 
 

@@ -9,7 +9,7 @@ import pytest
 from mxnet import autograd, np
 
 import rpn
-from conftest import FakeAmp
+from helpers.models import FakeAmp
 from rpn.ops import precision as mixed_precision
 
 

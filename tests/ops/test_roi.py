@@ -4,7 +4,7 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np
 
 import rpn
-from conftest import SMALL, small_model
+from helpers.models import SMALL, small_model
 
 
 def test_rois_from_the_model_output_and_from_the_chapter_format_agree():

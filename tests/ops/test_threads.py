@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import run_launcher
+from helpers.processes import run_launcher
 from rpn.ops.threads import (RPN_VARIABLE, THREADS_VARIABLE, cpu_quota, current_threads,
                              default_threads, physical_cores, set_default_threads,
                              share_threads)

@@ -184,3 +184,58 @@ def test_a_signal_during_a_finalizer_interrupts_after_it(sig):
             proc.communicate()
     assert out.split("\n")[:2] == ["del done", f"interrupted Terminated {int(sig)}"], out + err
     assert "Traceback" not in err and "ignored" not in err, err
+
+
+_AT_FORK_PROGRAM = textwrap.dedent("""
+    import contextlib, os, signal, sys, time
+    from rpn.processes.signals import interrupts_kept, signals_held, signals_interrupt
+
+    fired = []
+
+    def after_fork():                   # logging's at-fork callback, say
+        if not fired:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)             # the handler runs here: Python ignores what it raises
+
+    os.register_at_fork(after_in_parent=after_fork)
+    how = sys.argv[1]
+    with signals_interrupt():
+        try:
+            with interrupts_kept() as check:
+                held = signals_held() if how == "held" else contextlib.nullcontext()
+                with held:
+                    pid = os.fork()
+                    if pid == 0:
+                        os._exit(0)
+                os.waitpid(pid, 0)
+                print("forked", flush=True)
+                if how == "kept":
+                    check()
+            print("not interrupted", flush=True)
+        except KeyboardInterrupt as error:
+            print("interrupted", type(error).__name__, getattr(error, "signum", None),
+                  flush=True)
+""")
+
+
+@pytest.mark.parametrize("how, lines", [
+    # the signal waits until the fork is done, then interrupts at once
+    ("held", ["interrupted Terminated 15"]),
+    # raised inside the callback and ignored there, then raised again by check()
+    ("kept", ["forked", "interrupted Terminated 15"]),
+])
+def test_a_signal_python_would_ignore_during_a_fork_still_interrupts(how, lines):
+    done = subprocess.run([sys.executable, "-c", _AT_FORK_PROGRAM, how], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.split("\n")[:len(lines)] == lines, done.stdout + done.stderr
+    assert ("ignored" in done.stderr) == (how == "kept"), done.stderr
+
+
+def test_without_either_the_signal_is_lost():
+    """The fault both guard against: what the handler raised inside the
+    at-fork callback is printed as ignored, and the program goes on."""
+    done = subprocess.run([sys.executable, "-c", _AT_FORK_PROGRAM, "plain"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[:2] == ["forked", "not interrupted"], done.stdout
+    assert "ignored" in done.stderr and "Terminated" in done.stderr, done.stderr

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import FAMILY, family_ready, leftovers, marked_env, wait_for
+from helpers.processes import FAMILY, family_ready, leftovers, marked_env, wait_for
 from rpn.processes import supervise as _supervise
 
 SUPERVISOR = [sys.executable, "-I", _supervise.__file__]

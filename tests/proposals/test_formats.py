@@ -16,7 +16,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import rpn
-from conftest import QUIET, errors, last_json, make_coco
+from conftest import QUIET, errors, last_json
+from helpers.files import make_coco
 from rpn.cli import main
 from rpn.proposals.formats import (ImageProposals, images_list_path, write_coco_results,
                                    write_format)

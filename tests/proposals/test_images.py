@@ -3,7 +3,8 @@ files named, each drawn (images of one name in two folders apart), and the
 unreadable ones listed, not fatal."""
 import os
 
-from conftest import read_proposals, write_image
+from conftest import read_proposals
+from helpers.files import write_image
 from rpn.cli import main
 
 

@@ -5,7 +5,8 @@ import json
 import os
 
 import rpn
-from conftest import warnings_of, write_image
+from conftest import warnings_of
+from helpers.files import write_image
 from rpn.cli import main
 
 

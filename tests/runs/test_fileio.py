@@ -107,7 +107,7 @@ def test_every_file_and_folder_gets_the_umasks_mode(tiny_run, tmp_path, umask):
     0666 and folders 0777 less it (the lock files and the checkpoint
     folders too), as any program's; never 0600 whatever the umask."""
     image = tmp_path / "photo.png"
-    from conftest import write_image
+    from helpers.files import write_image
     write_image(image)
     made = [tmp_path / "run", tmp_path / "export", tmp_path / "predictions"]
     old = os.umask(umask)

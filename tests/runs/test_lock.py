@@ -213,7 +213,8 @@ def hold_output(path, kind):
 @pytest.mark.parametrize("command", ["predict", "export", "propose"])
 def test_a_second_writer_of_an_output_is_refused_and_a_killed_ones_leftovers_go(
         tiny_run, tmp_path, capsys, command):
-    from conftest import one_line_error, write_image
+    from conftest import one_line_error
+    from helpers.files import write_image
     image = write_image(tmp_path / "photo.png")
     out = tmp_path / ("val.npz" if command == "propose" else "out")
     if command != "propose":
@@ -241,7 +242,8 @@ def test_a_second_writer_of_an_output_is_refused_and_a_killed_ones_leftovers_go(
 
 
 def test_an_out_that_is_a_file_is_a_usage_error(tiny_run, tmp_path, capsys):
-    from conftest import one_line_error, write_image
+    from conftest import one_line_error
+    from helpers.files import write_image
     image = write_image(tmp_path / "photo.png")
     mine = tmp_path / "mine"
     mine.write_text("mine")

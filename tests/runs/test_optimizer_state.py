@@ -8,7 +8,8 @@ import mxnet as mx
 import numpy as onp
 
 import rpn
-from conftest import copy_run, small_model, train_tiny
+from conftest import copy_run, train_tiny
+from helpers.models import small_model
 from rpn.config import PRESETS
 from rpn.train import chapter_batch_fn
 

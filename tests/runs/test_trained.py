@@ -11,7 +11,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from conftest import assert_same_proposals, copy_run, tiny_fit
+from conftest import copy_run, tiny_fit
+from helpers.models import assert_same_proposals
 from rpn.cli import main
 from rpn.model.network import RegionProposalNetwork
 
@@ -96,7 +97,8 @@ def test_the_run_folder_records_the_backbone_and_every_command_rebuilds_it(
 def test_an_export_altered_to_a_size_no_image_may_have_is_refused(tiny_run, tmp_path, capsys):
     """config.json edited to size=30000 and the manifest made again: every
     image would become 900 megapixels; one line, not a MemoryError."""
-    from conftest import one_line_error, write_image
+    from conftest import one_line_error
+    from helpers.files import write_image
     out = tmp_path / "exp"
     rpn.export(tiny_run, str(out))
     config = json.loads((out / "config.json").read_text())

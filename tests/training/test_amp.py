@@ -12,7 +12,7 @@ import numpy as onp
 import pytest
 from mxnet import gluon
 
-from conftest import FakeAmp, small_model, tiny_batches
+from helpers.models import FakeAmp, small_model, tiny_batches
 from rpn.settings import SettingsError
 from rpn.training.amp import attach, check_contexts
 from rpn.training.step import ProposalStep

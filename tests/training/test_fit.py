@@ -14,7 +14,9 @@ from mxnet import np
 
 import rpn
 import rpn.runs.manifest
-from conftest import FakeAmp, QUIET, last_json, make_voc, tiny_fit, tiny_options, train_tiny
+from conftest import QUIET, last_json, tiny_fit, tiny_options, train_tiny
+from helpers.files import make_voc
+from helpers.models import FakeAmp
 from rpn.cli import main
 from rpn.settings import SettingsError
 from rpn.training.fit import FINAL_KEYS, Fit

@@ -8,7 +8,7 @@ import mxnet as mx
 import pytest
 from mxnet import gluon, np
 
-from conftest import small_model, tiny_batches, train_model
+from helpers.models import small_model, tiny_batches, train_model
 from rpn.model.loss import ProposalLoss
 from rpn.training.optimizer import kvstore_rank, learning_rates, make_kvstore, make_optimizer
 from rpn.training.step import ProposalStep

@@ -33,6 +33,13 @@ prints the same one line and ends the process with the same code, as
 left as a temporary folder that is never read (checkpoints are renamed
 into place whole); the next writer of the run folder removes it, as it
 removes what a killed writer recorded.
+
+Python ignores an exception raised where it cannot go anywhere (a
+finalizer, a weakref or at-fork callback: "Exception ignored in ..."), so
+a Ctrl-C that arrives there is lost. :func:`signals_held` keeps signals
+waiting while worker processes fork (and the workers from getting them
+before they can ignore them); :func:`interrupts_kept` raises one that was
+lost again when the waiting loop next looks (the image check does both).
 """
 import contextlib
 import multiprocessing

@@ -1,0 +1,1 @@
+"""Helpers of the tests, by kind (see ``tests/conftest.py``)."""
