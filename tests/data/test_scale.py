@@ -8,7 +8,7 @@ import pytest
 
 import rpn
 from rpn.config import PRESETS
-from rpn.data.scale import LARGEST_SIZE, SMALLEST, choose_scale
+from rpn.data.scale import LARGEST_SIZE, SMALLEST, TARGET, choose_scale
 
 
 def _image_set(side, image=(1080, 1920), count=5):
@@ -27,24 +27,32 @@ def _choose(side, image=(1080, 1920)):
 
 
 def test_objects_large_enough_keep_todays_choice():
-    # at 112 / 192, a 1920 x 1080 photograph is scaled by 0.1: 200 px -> 20 px
-    choice = _choose(200)
-    assert choice.changes == {} and choice.median == pytest.approx(200 * 192 / 1920, rel=1e-3)
+    # at 112 / 192, a 1920 x 1080 photograph is scaled by 0.1: 300 px -> 30 px
+    choice = _choose(300)
+    assert choice.changes == {} and choice.median == pytest.approx(300 * 192 / 1920, rel=1e-3)
     assert "kept" in choice.reason
 
 
-def test_small_objects_raise_the_size_and_lower_the_steps_to_the_same_budget():
-    choice = _choose(120)                         # 12 px at the default's 0.1
-    size = choice.changes["size"]
-    assert size % 8 == 0 and 112 * SMALLEST / 12 <= size <= LARGEST_SIZE
+@pytest.mark.parametrize("side, size", [
+    (230, 120),     # 23 px at the default's 0.1: 112 x 24 / 23 = 116.9 -> 120
+    (180, 152),     # 18 px (raccoons tiled 3 x 3: 17.6): 149.3 -> 152
+    (120, 224),     # 12 px: 224 brings it to 24 exactly
+    (90, 224),      # 9 px: 298.7, more than the largest size, where it is 18 (>= 16)
+])
+def test_small_objects_raise_the_size_and_lower_the_steps_to_the_same_budget(side, size):
+    choice = _choose(side)
+    median = side / 10
+    assert choice.changes["size"] == size and size % 8 == 0 and size <= LARGEST_SIZE
+    assert median * size / 112 >= (TARGET if size < LARGEST_SIZE else SMALLEST)
     assert choice.changes["max_size"] == round(192 * size / 112)
     # a step's pixels grow with the size squared: the steps fall as much
     assert choice.changes["min_steps"] == round(448 / (size / 112) ** 2)
-    assert f"shorter side of {size}" in choice.reason
+    assert f"shorter side of {size}" in choice.reason and f"under {TARGET:g} px" in choice.reason
 
 
-def test_objects_too_small_for_any_size_train_on_windows_with_the_presets_schedule():
-    choice = _choose(20)                          # 2 px at the default's scale
+@pytest.mark.parametrize("side", [20, 70])     # 2 and 7 px at the default's 0.1 (14 at 224)
+def test_objects_too_small_for_any_size_train_on_windows_with_the_presets_schedule(side):
+    choice = _choose(side)
     changes, preset = choice.changes, PRESETS["small-objects"]
     assert changes["resize"] == "native" and changes["window"] == 512
     assert changes["batch_size"] == preset.train.batch_size

@@ -8,14 +8,16 @@ hardly be found; a 17-pixel boat in a 1920 x 1080 webcam frame becomes 2
 pixels. Before training the package knows every box, so the default looks
 at them (:func:`choose_scale`):
 
-* the median object, at the default's resize, is at least
-  :data:`SMALLEST` pixels: today's choice stays (the raccoon photographs:
-  about 60 pixels);
-* a larger shorter side of at most :data:`LARGEST_SIZE` pixels brings it
-  there: that size (and the longest side in proportion), with fewer steps
-  so that training costs what the default costs (a step's cost grows with
-  its pixels);
-* otherwise the photographs are too large for any resize: training at
+* the median object, at the default's resize, is at least :data:`TARGET`
+  pixels: today's choice stays (the raccoon photographs: about 60 pixels);
+* below, a larger shorter side brings it to :data:`TARGET` pixels, or to
+  at least :data:`SMALLEST` at :data:`LARGEST_SIZE` pixels: that size (and
+  the longest side in proportion), with fewer steps so that training
+  costs what the default costs (a step's cost grows with its pixels).
+  Measured at equal CPU on raccoon photographs tiled 3 x 3 and 4 x 4 into
+  one frame (docs/tuning.md, "A default that looks at the data");
+* otherwise (under :data:`SMALLEST` pixels even at :data:`LARGEST_SIZE`)
+  the photographs are too large for any resize: training at
   their own resolution on windows, the ``small-objects`` preset's, with
   that preset's schedule (3 epochs, 600 steps at least). This departs
   from the default's CPU budget on purpose, and the reason says by how
@@ -35,9 +37,13 @@ from typing import NamedTuple
 
 import numpy as onp
 
-__all__ = ["choose_scale", "ScaleChoice", "SMALLEST", "LARGEST_SIZE"]
+__all__ = ["choose_scale", "ScaleChoice", "TARGET", "SMALLEST", "LARGEST_SIZE"]
 
-#: The median object, in input pixels, below which the default's size is raised.
+#: The median object, in input pixels, below which the default's size is
+#: raised, and what it is raised to when :data:`LARGEST_SIZE` allows.
+TARGET = 24.0
+#: The median object, in input pixels, that even the largest size must
+#: reach; below, windows at the photographs' own resolution.
 SMALLEST = 16.0
 #: The largest shorter side the default is raised to (4x the pixels of 112).
 LARGEST_SIZE = 224
@@ -87,16 +93,16 @@ def choose_scale(found, config, *, small_objects):
     if median is None:
         return ScaleChoice({}, "no object with a known image size to measure", 0.0)
     shown = f"the median object of {count} is {median:.1f} px at {Resize.of(model).describe()}"
-    if median >= SMALLEST:
+    if median >= TARGET:
         return ScaleChoice({}, f"{shown}: kept", median)
-    wanted = model.size * SMALLEST / median
-    if wanted <= LARGEST_SIZE:
-        size = int(math.ceil(wanted / model.size_divisor) * model.size_divisor)
-        factor = size / model.size
+    wanted = model.size * TARGET / median
+    size = min(int(math.ceil(wanted / model.size_divisor) * model.size_divisor), LARGEST_SIZE)
+    factor = size / model.size
+    if median * factor >= SMALLEST:
         steps = _steps(config.train.min_steps / factor ** 2)
         changes = dict(size=size, max_size=int(round(model.max_size * factor)),
                        min_steps=steps)
-        return ScaleChoice(changes, f"{shown}, under {SMALLEST:g} px: trained at a shorter "
+        return ScaleChoice(changes, f"{shown}, under {TARGET:g} px: trained at a shorter "
                                     f"side of {size} ({median * factor:.1f} px)"
                                     f"{_budget(steps)}", median)
     settings = {name: small_objects.get(name) for name in _SMALL_OBJECTS}
