@@ -57,7 +57,7 @@ def test_mxnets_own_amp_drives_the_loop_on_a_cpu():
         sys.path.insert(0, {TESTS!r})
         import mxnet as mx, numpy as onp
         from mxnet.contrib import amp
-        from conftest import small_model, tiny_batches
+        from helpers.models import small_model, tiny_batches
         from training.test_amp import train
         amp.init()          # MXNet's legacy operators only: the CPU keeps float32
         data = tiny_batches(2)
