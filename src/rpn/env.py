@@ -50,8 +50,6 @@ def _cpu_threads():
     threads = current_threads()
     return dict(threads, set_by=threads["set_by"] or "mxnet (half the processors it sees)",
                 physical_cores=physical_cores())
-    return {"threads": None, "set_by": "mxnet (half the processors it sees)",
-            "physical_cores": physical_cores()}
 
 
 def _peak_mb(ctx):
