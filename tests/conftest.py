@@ -1,6 +1,7 @@
 """Shared fixtures and helpers of the tests: the options of tiny runs and
-tiny trained run folders, what commands print, and the fixtures; the rest
-is in ``tests/helpers/`` by kind (``models``: small settings, models,
+tiny trained run folders, the small model settings (``SMALL``), what
+commands print, and the fixtures; the rest is in ``tests/helpers/`` by kind
+(``models``: small models,
 batches and trainers; ``references``: plain NumPy references written per
 box; ``files``: small data folders and image files; ``processes``: the
 processes a test starts, and what they leave).
@@ -27,6 +28,11 @@ from PIL import ImageFile  # noqa: E402
 
 import rpn  # noqa: E402, F401  (switches MXNet to NumPy semantics)
 from helpers.processes import leftovers  # noqa: E402
+from rpn.config import PRESETS  # noqa: E402
+
+#: The default model at 64 pixels (8 x 8 feature maps): what most model
+#: tests build.
+SMALL = PRESETS["default"].replace(size=64, max_size=96)
 
 
 # ---- tiny runs ------------------------------------------------------------------------

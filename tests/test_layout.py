@@ -23,8 +23,7 @@ UNTESTED = {
     "visualize.py": "the chapter's drawings: run by the notebook's test",
 }
 
-#: Names a test module may not give a module-level value: those of conftest.py
-#: and of tests/helpers/.
+#: Names a test module may not give a module-level value: conftest.py's.
 CONFTEST_NAMES = {"TINY", "TINY_RUN", "SMALL"}
 #: ``rpn train`` options that make a run tiny, and what a list of them holds
 #: besides.

@@ -6,7 +6,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from helpers.models import SMALL, anchor_fn, small_model
+from conftest import SMALL
+from helpers.models import anchor_fn, small_model
 
 
 def test_predict_rpn_returns_sorted_probabilities_and_clipped_boxes():

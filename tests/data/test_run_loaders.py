@@ -1,7 +1,7 @@
 """The two loaders of a training run: the run's batch and windows for
 training, labels padded to the most objects of either split; the
 evaluation batch for validation."""
-from helpers.models import SMALL
+from conftest import SMALL
 from rpn.data.evaluation_split import eval_batch_size
 from rpn.data.run_loaders import run_loaders
 from rpn.data.sources import open_split

@@ -5,7 +5,8 @@ import mxnet as mx
 import pytest
 
 import rpn
-from helpers.models import SMALL, small_model
+from conftest import SMALL
+from helpers.models import small_model
 
 
 def test_a_path_a_loaded_model_and_an_export_give_the_same_recall(tiny_run, tmp_path):

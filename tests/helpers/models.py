@@ -1,5 +1,5 @@
-"""Small settings, models, batches and trainers for the tests, and checks
-that two models propose the same."""
+"""Small models, batches and trainers for the tests (of ``conftest.SMALL``'s
+settings by default), and checks that two models propose the same."""
 import functools
 import os
 
@@ -7,13 +7,8 @@ import mxnet as mx
 import numpy as onp
 
 import rpn
-from rpn.config import PRESETS
+from conftest import SMALL
 from rpn.model.network import RegionProposalNetwork
-
-#: The default model at 64 pixels (8 x 8 feature maps): what most model
-#: tests build.
-SMALL = PRESETS["default"].replace(size=64, max_size=96)
-
 
 def small_model(config=SMALL, ctx=None, seed=3):
     """A freshly initialised proposal model of ``config``'s model settings

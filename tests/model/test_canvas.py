@@ -8,7 +8,8 @@ from mxnet import ndarray as nd
 from mxnet import np
 
 import rpn
-from helpers.models import SMALL, small_model
+from conftest import SMALL
+from helpers.models import small_model
 from rpn.anchors import anchor_shapes
 from rpn.model.canvas import (border, canvas_extent, feature_size, grid_anchors, image_scale,
                               valid_anchors)

@@ -7,7 +7,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from helpers.models import SMALL, small_model
+from conftest import SMALL
+from helpers.models import small_model
 from helpers.references import random_boxes
 from rpn.model.labels import AnchorLabeler
 

@@ -7,7 +7,8 @@ import pytest
 from mxnet import autograd, np
 
 import rpn
-from helpers.models import SMALL, anchor_fn, export_and_import, small_model
+from conftest import SMALL
+from helpers.models import anchor_fn, export_and_import, small_model
 from rpn.model.network import RegionProposalNetwork
 from rpn.model.outputs import Proposals, TrainingOutput
 

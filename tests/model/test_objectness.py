@@ -10,7 +10,8 @@ from mxnet import autograd, np
 from mxnet import ndarray as nd
 
 import rpn
-from helpers.models import SMALL, assert_exports_the_same, small_model
+from conftest import SMALL
+from helpers.models import assert_exports_the_same, small_model
 from helpers.references import random_boxes, ref_iou
 from rpn.model.objectness import centerness, centerness_targets
 from rpn.model.proposal_layer import ProposalRule, select_proposals

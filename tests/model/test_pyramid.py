@@ -9,7 +9,8 @@ from mxnet import autograd, np
 from mxnet import ndarray as nd
 
 import rpn
-from helpers.models import SMALL, assert_exports_the_same, small_model
+from conftest import SMALL
+from helpers.models import assert_exports_the_same, small_model
 from helpers.references import ref_iou
 from rpn.model.labels import AnchorLabeler
 from rpn.model.proposal_layer import ProposalRule, select_level_proposals

@@ -9,7 +9,8 @@ import pytest
 from mxnet import autograd, np
 
 import rpn
-from helpers.models import SMALL, export_and_import, small_model
+from conftest import SMALL
+from helpers.models import export_and_import, small_model
 from helpers.references import random_boxes, ref_iou
 from rpn.boxes import _decode
 from rpn.model.loss import ProposalLoss

@@ -5,7 +5,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from helpers.models import SMALL, small_model
+from conftest import SMALL
+from helpers.models import small_model
 from rpn.model.tiles import propose_tiled, tile_starts
 
 

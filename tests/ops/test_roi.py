@@ -4,7 +4,8 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np
 
 import rpn
-from helpers.models import SMALL, small_model
+from conftest import SMALL
+from helpers.models import small_model
 
 
 def test_rois_from_the_model_output_and_from_the_chapter_format_agree():

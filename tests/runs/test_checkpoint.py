@@ -16,8 +16,8 @@ from mxnet import gluon, np
 import rpn
 import rpn.runs.checkpoint
 import rpn.runs.fileio
-from conftest import TINY, copy_run, errors, listing, race_a_reader, train_tiny
-from helpers.models import SMALL, small_model
+from conftest import SMALL, TINY, copy_run, errors, listing, race_a_reader, train_tiny
+from helpers.models import small_model
 from rpn.cli import main
 from rpn.runs.checkpoint import latest_checkpoint, load_parts, write_checkpoint
 from rpn.runs.manifest import CorruptCheckpointError

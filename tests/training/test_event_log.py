@@ -12,8 +12,8 @@ import numpy as onp
 import pytest
 
 import rpn
-from conftest import train_tiny
-from helpers.models import SMALL, small_model, train_model
+from conftest import SMALL, train_tiny
+from helpers.models import small_model, train_model
 from rpn.data.sources import make_loader, open_split
 from rpn.runs.fileio import UnsafePathError
 from rpn.training import event_log

@@ -11,7 +11,8 @@ import numpy as onp
 import pytest
 from mxnet import gluon, np
 
-from helpers.models import SMALL, make_trainer, small_model, tiny_batches, train_model
+from conftest import SMALL
+from helpers.models import make_trainer, small_model, tiny_batches, train_model
 from rpn.runs.checkpoint import latest_checkpoint, write_checkpoint
 from rpn.runs.trained import TrainedModel
 from rpn.training.hooks import (AnchorMetrics, Callback, Checkpointer, DivergenceCheck,

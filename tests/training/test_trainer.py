@@ -11,7 +11,8 @@ import pytest
 from mxnet import np
 
 import rpn
-from helpers.models import SMALL, small_model, tiny_batches, train_model
+from conftest import SMALL
+from helpers.models import small_model, tiny_batches, train_model
 from helpers.processes import leftovers, run_launcher
 from rpn.model.labels import AnchorLabeler
 from rpn.training.step import ProposalStep

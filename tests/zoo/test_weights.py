@@ -12,8 +12,8 @@ from mxnet import gluon, init, np
 from mxnet.gluon.model_zoo import vision
 
 import rpn
-from conftest import one_line_error, train_tiny
-from helpers.models import SMALL, tiny_batches, train_model
+from conftest import SMALL, one_line_error, train_tiny
+from helpers.models import tiny_batches, train_model
 from rpn.backbone import detection_backbone
 from rpn.settings import BACKBONES
 from rpn.zoo.networks import _numpy_mode
