@@ -105,8 +105,8 @@ def test_model_settings_derive_what_the_model_needs():
     assert ModelSettings(stride=8, top_down=True).size_divisor == 16
     assert RunConfig.shaping_names() == ("backbone", "stride", "top_down", "anchor_sizes",
                                          "anchor_ratios", "anchor_product", "head_channels",
-                                         "pyramid", "pyramid_channels", "iou_branch",
-                                         "refine", "objectness")
+                                         "pyramid", "pyramid_channels", "pyramid_scales",
+                                         "iou_branch", "refine", "objectness")
     other = PRESETS["default"].replace(head_channels=64, lambd=2.0)
     assert PRESETS["default"].model_mismatch(other) == ["head_channels"]
 

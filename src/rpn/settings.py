@@ -250,6 +250,10 @@ class ModelSettings(Settings):
     pyramid_sizes: object = setting(None, optional(positive_numbers("[16,32,64,128,256]"),
                                                    "null or a list of sizes in pixels, one "
                                                    "a level"), since="0.4.0")
+    # several sizes a level (RetinaNet's octave scales): a level's sizes are
+    # its size times each of these
+    pyramid_scales: tuple = setting((1.0,), positive_numbers("[1,2]"), shaping=True,
+                                    since="0.4.0")
     # proposals
     nms_threshold: float = setting(0.7, unit())
     pre_nms_top_n_train: int = setting(2000, integer(1))
@@ -319,16 +323,18 @@ class ModelSettings(Settings):
                                 f"expected one size a level of pyramid "
                                 f"({None if self.pyramid is None else list(self.pyramid)})")
         if self.resize == "fixed" and self.size % self.size_divisor:
+            model = (f"pyramid {list(self.pyramid)}" if self.pyramid is not None else
+                     f"stride {self.stride}" + (" with top_down" if self.top_down else ""))
             raise SettingsError(f"setting size: got {self.size}; expected a multiple of "
-                                f"{self.size_divisor} for stride {self.stride}"
-                                + (" with top_down" if self.top_down else ""))
+                                f"{self.size_divisor} for {model}")
 
     @property
     def size_divisor(self):
         """Canvas sides must be multiples of this for the backbone (a
-        pyramid's levels up to stride 32 meet exactly)."""
+        pyramid's levels, up to its coarsest computed one, stride 32 at most,
+        meet exactly: 8 for levels 2 and 3, 32 for 2 to 6)."""
         if self.pyramid is not None:
-            return 32
+            return 2 ** min(self.pyramid[-1], 5)
         return 16 if self.top_down else self.stride
 
     @property
@@ -341,7 +347,8 @@ class ModelSettings(Settings):
 
     @property
     def level_sizes(self):
-        """A pyramid's anchor size a level, in input pixels."""
+        """A pyramid's anchor size a level, in input pixels (each level's
+        anchors: this size times each of ``pyramid_scales``)."""
         if self.pyramid_sizes is not None:
             return tuple(float(s) for s in self.pyramid_sizes)
         return tuple(8.0 * stride for stride in self.strides)
@@ -356,9 +363,10 @@ class ModelSettings(Settings):
     def num_anchors(self):
         """Anchors a pixel: every size with every ratio (``anchor_product``)
         or the chapter's ``len(sizes) + len(ratios) - 1``; with a pyramid,
-        one size a level (:attr:`level_sizes`) at every ratio."""
+        a level's sizes (:attr:`level_sizes` times ``pyramid_scales``) at
+        every ratio."""
         if self.pyramid is not None:
-            return len(self.anchor_ratios)
+            return len(self.pyramid_scales) * len(self.anchor_ratios)
         return num_anchors(self.anchor_sizes, self.anchor_ratios, product=self.anchor_product)
 
     def top_n(self, training):

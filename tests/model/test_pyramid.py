@@ -17,10 +17,13 @@ from rpn.model.proposal_layer import ProposalRule, select_level_proposals
 from rpn.model.pyramid import pyramid_backbone
 
 PYRAMID = SMALL.replace(pyramid=[2, 3, 4, 5, 6], pyramid_channels=16, head_channels=16)
+#: two levels, two sizes a level (``pyramid_scales``)
+SCALED = SMALL.replace(pyramid=[2, 3], pyramid_sizes=[10, 40], pyramid_scales=[1, 2],
+                       anchor_ratios=[0.5, 1, 2], pyramid_channels=8, head_channels=8)
 
 
 @pytest.mark.parametrize("name", ["resnet18_v1", "resnet18_v2", "mobilenetv2_0.25"])
-@pytest.mark.parametrize("levels", [(2, 3, 4, 5, 6), (3, 4, 5), (4, 5, 6)])
+@pytest.mark.parametrize("levels", [(2, 3, 4, 5, 6), (3, 4, 5), (4, 5, 6), (2, 3)])
 def test_the_pyramid_gives_one_map_a_level_at_its_stride(name, levels):
     pyramid = pyramid_backbone(levels, 8, name=name)
     maps = pyramid(np.zeros((2, 3, 64, 96)))
@@ -28,8 +31,9 @@ def test_the_pyramid_gives_one_map_a_level_at_its_stride(name, levels):
         (2, 8, -(-64 // 2 ** level), -(-96 // 2 ** level)) for level in levels]
 
 
-def test_the_model_on_a_pyramid_proposes_hybridizes_and_exports_the_same(tmp_path):
-    model = small_model(PYRAMID)
+@pytest.mark.parametrize("config", [PYRAMID, SCALED], ids=["levels2-6", "levels2-3x2"])
+def test_the_model_on_a_pyramid_proposes_hybridizes_and_exports_the_same(tmp_path, config):
+    model = small_model(config)
     X, sizes = np.random.normal(size=(2, 3, 64, 96)), np.array([[64, 96], [48, 64]])
     eager = model(X, sizes)
     kept = eager.scores.asnumpy() >= 0
@@ -58,8 +62,9 @@ def test_training_outputs_join_the_levels_image_by_image():
                                 level0[1, :5].asnumpy(), rtol=1e-5)
 
 
-def test_labels_over_the_levels_are_the_same_on_both_labeler_paths():
-    model = small_model(PYRAMID)
+@pytest.mark.parametrize("config", [PYRAMID, SCALED], ids=["levels2-6", "levels2-3x2"])
+def test_labels_over_the_levels_are_the_same_on_both_labeler_paths(config):
+    model = small_model(config)
     X, sizes = np.random.normal(size=(2, 3, 64, 96)), np.array([[64, 96], [64, 64]])
     Y = np.array([[[0, 0.1, 0.1, 0.3, 0.4], [1, 0.6, 0.1, 0.7, 0.2]],
                   [[1, 0.5, 0.5, 0.9, 0.9], [-1, 0, 0, 0, 0]]])
@@ -119,8 +124,39 @@ def test_pyramid_settings_are_checked():
         SMALL.replace(pyramid=[3, 4, 5], pyramid_sizes=[16, 32])
     with pytest.raises(rpn.settings.SettingsError, match="refine"):
         SMALL.replace(pyramid=[3, 4, 5], refine=True)
+    with pytest.raises(rpn.settings.SettingsError, match="pyramid_scales"):
+        SMALL.replace(pyramid=[2, 3], pyramid_scales=[1, 0])
+    with pytest.raises(rpn.settings.SettingsError, match="multiple of 8 for pyramid"):
+        SMALL.replace(pyramid=[2, 3], resize="fixed", size=60)
     settings = PYRAMID.model
     assert settings.strides == (4, 8, 16, 32, 64)
     assert settings.num_anchors == len(settings.anchor_ratios) == 5     # one size a level
     assert settings.level_sizes == (32.0, 64.0, 128.0, 256.0, 512.0)
-    assert settings.size_divisor == 32
+    # the canvas meets the coarsest computed level (P6 is pooled: 32)
+    assert [SMALL.replace(pyramid=levels).model.size_divisor for levels in
+            ([2, 3], [2, 3, 4], [3, 4, 5], [2, 3, 4, 5, 6])] == [8, 16, 32, 32]
+
+
+def test_several_sizes_a_level_are_the_level_size_times_each_scale():
+    """``pyramid_scales`` (RetinaNet's octave scales): a level's anchors are
+    its size times each scale at every ratio, in pixels, in the head's
+    order; a canvas of multiples of 8 is enough for levels 2 and 3."""
+    config = SCALED
+    settings = config.model
+    assert settings.num_anchors == 6
+    shapes = onp.array(AnchorLabeler(settings).shapes)                  # (L * A, 2) pixels
+    areas = onp.sqrt(shapes[:, 0] * shapes[:, 1]).round(6)
+    assert list(areas) == [10] * 3 + [20] * 3 + [40] * 3 + [80] * 3
+    onp.testing.assert_allclose(shapes[:, 0] / shapes[:, 1], [0.5, 1, 2] * 4, rtol=1e-6)
+    model = small_model(config)
+    X, sizes = np.random.normal(size=(1, 3, 56, 88)), np.array([[56, 88]])  # not 16s
+    Y = np.array([[[0, 0.1, 0.1, 0.3, 0.4]]])
+    out = model.training_outputs(X, sizes, Y)
+    per_image = 6 * (14 * 22 + 7 * 11)
+    assert out.anchors.shape == (4, per_image) and out.cls_preds.shape == (per_image, 2)
+    # the first anchors: P2's pixel (0, 0), 10 px at ratio 0.5 in the 56 x 88 canvas
+    first = out.anchors.asnumpy()[:, 0] * onp.array([88, 56, 88, 56])
+    onp.testing.assert_allclose(first, [2 - 10 * 0.5 ** 0.5 / 2, 2 - 10 / 0.5 ** 0.5 / 2,
+                                        2 + 10 * 0.5 ** 0.5 / 2, 2 + 10 / 0.5 ** 0.5 / 2],
+                                rtol=1e-5)
+    assert model(X, sizes).boxes.shape[0] == 1

@@ -39,14 +39,15 @@ class AnchorLabeler:
     def shapes(self):
         """The anchors of a pixel, ``[(width, height), ...]`` in input
         pixels: ``anchor_sizes`` (fractions of ``size``) by
-        ``anchor_ratios``, or a pyramid's one size a level by every ratio,
-        level by level."""
+        ``anchor_ratios``, or a pyramid's sizes a level (its size times each
+        of ``pyramid_scales``) by every ratio, level by level."""
         s = self.settings
         if s.pyramid is None:
             return anchor_shapes(s.anchor_sizes, s.anchor_ratios, s.size,
                                  product=s.anchor_product)
         return [shape for size in s.level_sizes
-                for shape in anchor_shapes((1.0,), s.anchor_ratios, size, product=True)]
+                for shape in anchor_shapes(s.pyramid_scales, s.anchor_ratios, size,
+                                           product=True)]
 
     def anchors(self, features):
         """The (4, N) canvas-frame anchors of ``features`` on its context (a

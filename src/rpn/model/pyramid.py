@@ -16,8 +16,10 @@ and ReLU of its own before its lateral convolution (v1 units and MobileNet
 v2's bottlenecks end complete). The stages keep the zoo's parameters, so
 ImageNet weights load into them; the pyramid's own layers start from Xavier.
 
-Shape glossary: images ``(B, 3, H, W)`` with ``H`` and ``W`` multiples of 32;
-level ``l`` ``(B, channels, H / 2^l, W / 2^l)`` (``P6``: ``ceil(H / 64)``).
+Shape glossary: images ``(B, 3, H, W)`` with ``H`` and ``W`` multiples of
+the coarsest computed level's stride (``2^min(last, 5)``: 8 for levels 2
+and 3, 32 from level 5); level ``l`` ``(B, channels, H / 2^l, W / 2^l)``
+(``P6``: ``ceil(H / 64)``).
 """
 from mxnet import init
 from mxnet.gluon import nn
