@@ -4,12 +4,14 @@ For each data set, the budget is what the default settings' training costs
 (``rpn train`` with no options: the default preset, whose ``min_steps``
 raises the epochs to about 448 steps). The ``default`` variant trains
 exactly that many steps; any other variant gets the same CPU time: its
-steps per CPU second and the default's are calibrated in this process, back
-to back, and it trains ``default steps x its rate / the default's rate``
-steps, in whole epochs. CPU time is this process's user + system time
-(plus waited-for children), so other load on a shared machine favours no
-variant. Every run records the CPU seconds of its ``rpn.fit`` call and its
-steps, so the tables show that budgets were equal.
+steps per CPU second are calibrated in this process and it trains ``the
+budget x its rate`` steps, in whole epochs. The budget is the CPU seconds
+of the ``today`` variant's own run of that set, seed, budget scale and
+thread count when the runs file has it (run ``today`` first), else the
+default's calibrated rate (15 to 20 % low on two threads). CPU time is this
+process's user + system time (plus waited-for children), so other load on
+a shared machine favours no variant. Every run records its ``rpn.fit``'s
+CPU seconds, its steps and where its budget came from (``budget_from``).
 
 Sets (``--sets``): ``synthetic`` (``data="synthetic"`` as ``make demo``
 trains it), ``raccoon`` (the VOC folder ``../shared/data/raccoon``),
@@ -49,7 +51,8 @@ import time
 
 import derived_sets
 import rpn  # noqa: F401  (before MXNet: its CPU threads, rpn.ops.threads)
-from quality_report import markdown, read_runs, run_key, summarise
+from quality_report import budgets, markdown, read_runs, run_key, summarise
+from quality_sets import CACHE, RACCOON, SETS, prepare_sets, resolved, steps_per_epoch
 from quality_variants import BUDGET, VARIANTS, choose_variants, variant_settings
 from rpn.ops.threads import current_threads
 
@@ -59,15 +62,6 @@ THREADS = current_threads()["threads"] or "1"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CACHE = os.path.join(HERE, ".cache")
-RACCOON = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "raccoon"))
-
-
-SETS = ("synthetic", "raccoon", "raccoon-mosaic", "raccoon-aspect", "heldout")
-#: Sets of issues 25 (small objects in large pictures) and 26 (held out at
-#: other splits), measured on demand (--sets).
-MORE_SETS = ("small-synthetic", "raccoon-tiled2", "raccoon-tiled3", "raccoon-tiled4",
-             "heldout-rectangle", "heldout-ellipse")
 
 
 #: The proposal counts recall is measured at.
@@ -75,7 +69,6 @@ KS = (10, 100, 300, 1000)
 
 #: Calibration: two fits on a subset of CALIBRATION_STEPS batches an epoch,
 #: of 1 and 1 + CALIBRATION_EPOCHS epochs; the difference is steady training.
-CALIBRATION_STEPS = 6
 CALIBRATION_EPOCHS = 5
 
 
@@ -86,111 +79,6 @@ def cpu_seconds():
         usage = resource.getrusage(who)
         total += usage.ru_utime + usage.ru_stime
     return total
-
-
-def resolved(settings, dataset=None):
-    """The RunConfig ``rpn.fit`` would use for ``settings`` (read for the
-    batch size, epochs and ``min_steps``: the schedule), on ``dataset`` with
-    the scale the default chooses from its objects (``rpn.data.scale``)
-    when ``settings`` name none."""
-    from rpn.config import PRESETS, resolve_config
-    from rpn.training.fit import SCALE_SETTINGS
-    config = resolve_config("default", settings=settings)
-    if dataset is None or not dataset.voc or set(settings) & set(SCALE_SETTINGS):
-        return config
-    import rpn
-    from rpn.data.scale import choose_scale
-    found = rpn.data.sources.check_split(
-        rpn.data.sources.open_split(dataset.data, "train", classes=dataset.classes),
-        progress=False)
-    choice = choose_scale(found, config, small_objects=PRESETS["small-objects"])
-    return config.replace(**{k: v for k, v in choice.changes.items()
-                             if k not in ("min_steps", "epochs")})
-
-
-def steps_per_epoch(config, images):
-    """Training steps an epoch of ``images`` under ``config`` (windows count)."""
-    train = config.train
-    return images * (train.windows_per_image if train.window else 1) // train.batch_size
-
-
-# -- sets ----------------------------------------------------------------------
-
-class DataSet:
-    """A set to measure on: ``data`` for ``rpn.fit``, the classes trained
-    (``None``: all), and ``scores``: ``(label, classes)`` pairs or
-    ``(label, classes, data)`` triples, one recall each on the ``val`` split
-    of ``data`` (default the set's own; label ``""`` is the set's main
-    figure)."""
-
-    def __init__(self, name, data, classes=None, scores=(("", None),), voc=True):
-        self.name, self.data, self.classes = name, data, classes
-        self.scores = [tuple(score) + (None,) * (3 - len(score)) for score in scores]
-        self.voc = voc
-        if voc:
-            _, self.train_images, _ = derived_sets.count_objects(data, "train", classes)
-            _, self.val_images, _ = derived_sets.count_objects(data, "val", classes)
-
-    def images(self, config):
-        """``(training images with objects, validation images)`` under ``config``."""
-        if self.voc:
-            return self.train_images, self.val_images
-        return config.num_train, config.num_val
-
-    def calibration(self, settings):
-        """``(data, settings)`` for a calibration fit: the same kind of data
-        with CALIBRATION_STEPS batches of training images an epoch and
-        validation images in the set's proportion."""
-        config = resolved(settings, self)
-        train, val = self.images(config)
-        n_train = min(train, CALIBRATION_STEPS * config.train.batch_size)
-        n_val = max(1, round(n_train * val / train))
-        if not self.voc:
-            return self.data, dict(settings, num_train=n_train, num_val=n_val)
-        folder = os.path.join(CACHE, "calibration", f"{self.name}-{n_train}-{n_val}")
-        return derived_sets.write_subset(self.data, folder, {"train": n_train, "val": n_val},
-                                         self.classes), settings
-
-
-def prepare_sets(names, raccoon):
-    """The DataSets named, building derived folders as needed; a set whose
-    source is absent is skipped with a message."""
-    out = []
-    sets_dir = os.path.join(CACHE, "sets")
-    for name in names:
-        if name == "synthetic":
-            out.append(DataSet(name, "synthetic", voc=False))
-        elif name.startswith("heldout"):
-            size = resolved({}).model.size
-            voc = derived_sets.write_heldout(os.path.join(sets_dir, f"synthetic-voc-{size}"),
-                                             size=size)
-            unseen = {"heldout": "triangle"}.get(name, name.split("-")[-1])
-            trained = [c for c in ("rectangle", "ellipse", "triangle") if c != unseen]
-            scores = [("", [unseen]), ("trained", trained)]
-            if os.path.isdir(os.path.join(raccoon, "Annotations")):
-                # real photographs' objects, never trained on: the raccoons
-                scores.append(("raccoon", ["raccoon"], raccoon))
-            out.append(DataSet(name, voc, classes=trained, scores=scores))
-        elif name == "small-synthetic":
-            voc = derived_sets.write_small_objects(os.path.join(sets_dir, "small-objects-1024"))
-            out.append(DataSet(name, voc))
-        elif name.startswith("raccoon"):
-            if not os.path.isdir(os.path.join(raccoon, "Annotations")):
-                print(f"quality: skipping {name}: no VOC folder at {raccoon}", file=sys.stderr)
-                continue
-            data = raccoon
-            if name == "raccoon-mosaic":
-                data = derived_sets.write_mosaic(raccoon, os.path.join(sets_dir, "raccoon-mosaic"))
-            elif name == "raccoon-aspect":
-                data = derived_sets.write_aspect(raccoon, os.path.join(sets_dir, "raccoon-aspect"))
-            elif name.startswith("raccoon-tiled"):
-                grid = int(name[len("raccoon-tiled"):])
-                data = derived_sets.write_tiled(raccoon, os.path.join(sets_dir, name), grid=grid)
-            out.append(DataSet(name, data, classes=["raccoon"]))
-        else:
-            raise SystemExit(f"quality: unknown set {name!r}; expected some of "
-                             f"{', '.join(SETS + MORE_SETS)}")
-    return out
 
 
 # -- one run -------------------------------------------------------------------
@@ -235,9 +123,12 @@ def schedule(dataset, settings):
     return per_epoch, max(config.train.epochs, -(-config.train.min_steps // max(per_epoch, 1)))
 
 
-def measure(dataset, variant, seed, scale, default_rates, keep):
+def measure(dataset, variant, seed, scale, default_rates, keep, budget_cpu=None):
     """Train ``variant`` on ``dataset`` for the budget and score it. Returns
-    the run's record (one JSON line)."""
+    the run's record (one JSON line). ``budget_cpu``: the CPU seconds of
+    0.3.0's default's own run of this set and seed, when measured: the
+    budget then (else its calibrated rate, which on two threads was 15 to
+    20 % low)."""
     import rpn
     settings = variant_settings(variant)
     per_default, epochs_default = schedule(dataset, BUDGET)
@@ -246,7 +137,9 @@ def measure(dataset, variant, seed, scale, default_rates, keep):
     calibration_cpu, rate, default_rate = 0.0, None, None
     if settings != BUDGET:
         key = (dataset.name, seed)
-        if key not in default_rates:
+        if budget_cpu is not None:
+            default_rates[key] = (budget_steps / budget_cpu, 0.0)
+        elif key not in default_rates:
             default_rates[key] = calibrate(dataset, BUDGET, seed)
         default_rate, spent = default_rates[key]
         rate, calibration_cpu = calibrate(dataset, settings, seed)
@@ -265,6 +158,7 @@ def measure(dataset, variant, seed, scale, default_rates, keep):
         steps_per_cpu_second=rate and round(rate, 4),
         default_steps_per_cpu_second=default_rate and round(default_rate, 4),
         budget_cpu_seconds=default_rate and round(budget_steps / default_rate, 1),
+        budget_from=None if default_rate is None else "run" if budget_cpu else "calibration",
         cpu_seconds=round(fit_seconds, 1), wall_seconds=round(wall, 1),
         calibration_cpu_seconds=round(calibration_cpu, 1))
     tic = cpu_seconds()
@@ -357,7 +251,7 @@ def main(argv=None):
     datasets = prepare_sets([s for s in args.sets.split(",") if s], args.raccoon)
     os.makedirs(args.results, exist_ok=True)
     done = {run_key(r) for r in read_runs(runs_path)} if args.resume else set()
-    default_rates = {}
+    default_rates, measured = {}, budgets(read_runs(runs_path), scale, THREADS)
     # seed-major: load on the machine hits variants alike
     for seed in ([] if args.summarise else seeds):
         for dataset in datasets:
@@ -380,8 +274,9 @@ def main(argv=None):
                 else:
                     rescored = any(v.get("from") == variant["name"] for v in variants)
                     record = measure(dataset, variant, seed, scale, default_rates,
-                                     args.keep or rescored)
+                                     args.keep or rescored, measured.get((dataset.name, seed)))
                     trained[variant["name"]] = record
+                    measured.update(budgets([record], scale, THREADS))
                 with open(runs_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 figures = ", ".join(f"{k} {record['recall'][k]:.3f}"

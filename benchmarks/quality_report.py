@@ -20,6 +20,16 @@ def run_key(record):
             record["seed"], float(record["budget_scale"]), str(record.get("threads", "1")))
 
 
+def budgets(records, scale, threads):
+    """``{(set, seed): CPU seconds}`` of 0.3.0's default's own runs (the
+    ``today`` settings) at ``scale`` on ``threads``: the budget a variant
+    of that set and seed gets, measured rather than calibrated."""
+    from quality_variants import BUDGET
+    return {(r["set"], r["seed"]): r["cpu_seconds"] for r in records
+            if r["settings"] == BUDGET and float(r["budget_scale"]) == scale
+            and str(r.get("threads", "1")) == threads}
+
+
 def read_runs(path):
     if not os.path.isfile(path):
         return []

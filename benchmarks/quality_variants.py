@@ -50,8 +50,16 @@ VARIANTS = [
     {"name": "pyramid3456", "settings": {"pyramid": [3, 4, 5, 6],
                                          "pyramid_sizes": [12, 24, 48, 96],
                                          "pyramid_channels": 128, "head_channels": 128}},
+    # the default's backbone (C2, C3) as a pyramid of two levels: its four
+    # anchor sizes, 10 and 20 px at stride 4, 40 and 80 px at stride 8
+    {"name": "pyramid23", "settings": {"pyramid": [2, 3], "pyramid_sizes": [10, 40],
+                                       "pyramid_scales": [1, 2], "pyramid_channels": 64,
+                                       "head_channels": 64}},
     {"name": "small-objects", "preset": "small-objects"},
     {"name": "small-objects-256", "preset": "small-objects", "settings": {"window": 256}},
+    {"name": "small-objects-p23", "preset": "small-objects",
+     "settings": {"pyramid": [2, 3], "pyramid_sizes": [10, 40], "pyramid_scales": [1, 2],
+                  "pyramid_channels": 64, "head_channels": 64}},
     # issue 26: objectness from localisation quality
     {"name": "open-world", "preset": "open-world"},
     {"name": "open-world-plain", "preset": "open-world", "settings": {"head_norm": False}},
