@@ -10,6 +10,7 @@ up and three times timed.
 
     PYTHONPATH=src .venv/bin/python benchmarks/large_photo.py
     PYTHONPATH=src .venv/bin/python benchmarks/large_photo.py --sizes 1080x1920,2160x3840
+    PYTHONPATH=src .venv/bin/python benchmarks/large_photo.py --settings '{"pyramid": [2, 3]}'
 
 Prints one JSON line a size: wall seconds (median of 3), CPU seconds, peak
 resident memory in MiB, whether it was tiled, the proposals kept.
@@ -23,13 +24,13 @@ import sys
 import time
 
 
-def measure(height, width, preset):
+def measure(height, width, preset, settings=None):
     import mxnet as mx
     from mxnet import np
 
     import rpn
     from rpn.config import PRESETS
-    config = PRESETS[preset]
+    config = PRESETS[preset].replace(**(settings or {}))
     mx.random.seed(0)
     net = rpn.RegionProposalNetwork.from_settings(config.model, [mx.cpu()])
     net.hybridize(static_alloc=True)
@@ -59,15 +60,18 @@ def main(argv=None):
     parser.add_argument("--sizes", default="1080x1920,2160x3840,4320x7680",
                         help="HEIGHTxWIDTH,... (default: 1080p, 4K, 8K)")
     parser.add_argument("--preset", default="small-objects")
+    parser.add_argument("--settings", default="{}",
+                        help='changes to the preset, as JSON: \'{"pyramid": [2, 3]}\'')
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         height, width = (int(v) for v in args.one.split("x"))
-        print(json.dumps(measure(height, width, args.preset)), flush=True)
+        result = measure(height, width, args.preset, json.loads(args.settings))
+        print(json.dumps(dict(result, settings=json.loads(args.settings))), flush=True)
         return
     for size in args.sizes.split(","):
-        out = subprocess.run([sys.executable, __file__, "--one", size, "--preset", args.preset],
-                             capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "--one", size, "--preset", args.preset,
+                              "--settings", args.settings], capture_output=True, text=True)
         print(out.stdout.strip() or out.stderr.strip().splitlines()[-1], flush=True)
 
 

@@ -5,7 +5,7 @@ For each data set, the budget is what the default settings' training costs
 raises the epochs to about 448 steps). The ``default`` variant trains
 exactly that many steps; any other variant gets the same CPU time: its
 steps per CPU second are calibrated in this process and it trains ``the
-budget x its rate`` steps, in whole epochs. The budget is the CPU seconds
+budget x its rate`` steps, in whole epochs rounded down. The budget is the CPU seconds
 of the ``today`` variant's own run of that set, seed, budget scale and
 thread count when the runs file has it (run ``today`` first), else the
 default's calibrated rate (15 to 20 % low on two threads). CPU time is this
@@ -147,7 +147,9 @@ def measure(dataset, variant, seed, scale, default_rates, keep, budget_cpu=None)
         target = budget_steps * rate / default_rate
     else:
         target = budget_steps
-    epochs = max(1, int(round(target / per_epoch)))
+    # whole epochs, rounded down: a variant never gets more than its share
+    # (runs before budget_from rounded to the nearest epoch)
+    epochs = max(1, int(target // per_epoch))
     run = run_folder(dataset, variant, seed)
     fit_seconds, wall = fit_cpu(dataset.data, run, dataset.classes, epochs, settings, seed)
     record = dict(

@@ -55,6 +55,11 @@ VARIANTS = [
     {"name": "pyramid23", "settings": {"pyramid": [2, 3], "pyramid_sizes": [10, 40],
                                        "pyramid_scales": [1, 2], "pyramid_channels": 64,
                                        "head_channels": 64}},
+    # the default's choice on raccoon-tiled3 (160) on the two levels, with
+    # the default's anchors at 160 (14.4 to 115 px)
+    {"name": "size160-p23", "settings": {"size": 160, "max_size": 274, "pyramid": [2, 3],
+                                         "pyramid_sizes": [14.4, 57.6], "pyramid_scales": [1, 2],
+                                         "pyramid_channels": 64, "head_channels": 64}},
     {"name": "small-objects", "preset": "small-objects"},
     {"name": "small-objects-256", "preset": "small-objects", "settings": {"window": 256}},
     {"name": "small-objects-p23", "preset": "small-objects",
