@@ -66,8 +66,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.one:
         height, width = (int(v) for v in args.one.split("x"))
-        result = measure(height, width, args.preset, json.loads(args.settings))
-        print(json.dumps(dict(result, settings=json.loads(args.settings))), flush=True)
+        settings = json.loads(args.settings)
+        print(json.dumps(dict(measure(height, width, args.preset, settings),
+                              settings=settings)), flush=True)
         return
     for size in args.sizes.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", size, "--preset", args.preset,

@@ -138,10 +138,11 @@ def measure(dataset, variant, seed, scale, default_rates, keep, budget_cpu=None)
     if settings != BUDGET:
         key = (dataset.name, seed)
         if budget_cpu is not None:
-            default_rates[key] = (budget_steps / budget_cpu, 0.0)
-        elif key not in default_rates:
-            default_rates[key] = calibrate(dataset, BUDGET, seed)
-        default_rate, spent = default_rates[key]
+            default_rate, spent = budget_steps / budget_cpu, 0.0
+        else:
+            if key not in default_rates:
+                default_rates[key] = calibrate(dataset, BUDGET, seed)
+            default_rate, spent = default_rates[key]
         rate, calibration_cpu = calibrate(dataset, settings, seed)
         calibration_cpu += spent
         target = budget_steps * rate / default_rate

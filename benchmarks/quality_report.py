@@ -24,7 +24,6 @@ def budgets(records, scale, threads):
     """``{(set, seed): CPU seconds}`` of 0.3.0's default's own runs (the
     ``today`` settings) at ``scale`` on ``threads``: the budget a variant
     of that set and seed gets, measured rather than calibrated."""
-    from quality_variants import BUDGET
     return {(r["set"], r["seed"]): r["cpu_seconds"] for r in records
             if r["settings"] == BUDGET and float(r["budget_scale"]) == scale
             and str(r.get("threads", "1")) == threads}

@@ -366,7 +366,7 @@ class ModelSettings(Settings):
         a level's sizes (:attr:`level_sizes` times ``pyramid_scales``) at
         every ratio."""
         if self.pyramid is not None:
-            return len(self.pyramid_scales) * len(self.anchor_ratios)
+            return num_anchors(self.pyramid_scales, self.anchor_ratios, product=True)
         return num_anchors(self.anchor_sizes, self.anchor_ratios, product=self.anchor_product)
 
     def top_n(self, training):
