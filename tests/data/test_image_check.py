@@ -132,7 +132,12 @@ def test_pool_initializer_sets_up_workers():
         assert pdeathsig == signal.SIGKILL
 
 
-_CHILD = """
+# Each child starts with Python's own Ctrl-C handler, as at a terminal: a
+# shell's background job (``make test &``) inherits SIGINT ignored, and
+# Python then leaves it ignored.
+_DEFAULT_CTRL_C = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+_CHILD = _DEFAULT_CTRL_C + """
 import sys
 from rpn.data.image_check import check_images
 paths = [l.strip() for l in open(sys.argv[1])]
@@ -187,7 +192,7 @@ def test_ctrl_c_stops_the_check_and_its_workers(tmp_path):
 # the pool forks its workers, or in a finalizer while results come in. Either
 # way Python prints "Exception ignored" and, unless the check raises it again,
 # checks every image (the 20 s hang of a check of thousands of images).
-_SWALLOWED = """
+_SWALLOWED = _DEFAULT_CTRL_C + """
 import gc, os, signal, sys, time
 import psutil
 from rpn.data import image_check

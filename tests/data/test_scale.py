@@ -1,5 +1,5 @@
 """The scale the default preset trains at, from the objects' sizes: kept,
-raised with fewer steps, or windows at the photographs' own resolution;
+windows at a larger size with twice the steps, or windows at the photographs' own resolution;
 said on stderr and recorded in the run."""
 import json
 
@@ -8,7 +8,8 @@ import pytest
 
 import rpn
 from rpn.config import PRESETS
-from rpn.data.scale import LARGEST_SIZE, SMALLEST, TARGET, choose_scale
+from rpn.data.scale import (LARGEST_SIZE, SMALLEST, TARGET, WINDOW, WINDOW_STEP_COST,
+                            WINDOW_TARGET, choose_scale)
 
 
 def _image_set(side, image=(1080, 1920), count=5):
@@ -34,23 +35,26 @@ def test_objects_large_enough_keep_todays_choice():
 
 
 @pytest.mark.parametrize("side, size", [
-    (230, 120),     # 23 px at the default's 0.1: 112 x 24 / 23 = 116.9 -> 120
-    (180, 152),     # 18 px (raccoons tiled 3 x 3: 17.6): 149.3 -> 152
-    (120, 224),     # 12 px: 224 brings it to 24 exactly
-    (90, 224),      # 9 px: 298.7, more than the largest size, where it is 18 (>= 16)
+    (230, 176),     # 23 px at the default's 0.1: 112 x 35 / 23 = 170.4 -> 176
+    (180, 224),     # 18 px (raccoons tiled 3 x 3: 17.6): 217.8 -> 224
+    (120, 328),     # 12 px: 326.7 -> 328
+    (60, 448),      # 6 px: 653, more than the largest size, where it is 24 (>= 16)
 ])
-def test_small_objects_raise_the_size_and_lower_the_steps_to_the_same_budget(side, size):
+def test_small_objects_train_on_windows_at_a_larger_size_with_twice_the_steps(side, size):
     choice = _choose(side)
-    median = side / 10
-    assert choice.changes["size"] == size and size % 8 == 0 and size <= LARGEST_SIZE
-    assert median * size / 112 >= (TARGET if size < LARGEST_SIZE else SMALLEST)
-    assert choice.changes["max_size"] == round(192 * size / 112)
-    # a step's pixels grow with the size squared: the steps fall as much
-    assert choice.changes["min_steps"] == round(448 / (size / 112) ** 2)
-    assert f"shorter side of {size}" in choice.reason and f"under {TARGET:g} px" in choice.reason
+    median, changes = side / 10, choice.changes
+    assert changes["size"] == size and size % 8 == 0 and size <= LARGEST_SIZE
+    assert median * size / 112 >= (WINDOW_TARGET if size < LARGEST_SIZE else SMALLEST)
+    assert changes["max_size"] == round(192 * size / 112)
+    assert changes["window"] == WINDOW and changes["windows_per_image"] == 4
+    assert "resize" not in changes and "batch_size" not in changes   # the default's own
+    # a step of windows costs half a step of whole photographs: twice the steps
+    assert changes["min_steps"] == round(448 / WINDOW_STEP_COST) == 896
+    assert f"windows of {WINDOW} px cut at a shorter side of {size}" in choice.reason
+    assert f"under {TARGET:g} px" in choice.reason
 
 
-@pytest.mark.parametrize("side", [20, 70])     # 2 and 7 px at the default's 0.1 (14 at 224)
+@pytest.mark.parametrize("side", [20, 35])     # 2 and 3.5 px at the default's 0.1 (14 at 448)
 def test_objects_too_small_for_any_size_train_on_windows_with_the_presets_schedule(side):
     choice = _choose(side)
     changes, preset = choice.changes, PRESETS["small-objects"]
@@ -88,3 +92,21 @@ def test_a_run_says_and_records_the_scale_it_chose(tmp_path, capsys):
     with open(tmp_path / "sized" / "config.json") as f:
         assert "scale_choice" not in json.load(f)
     assert "scale:" not in capsys.readouterr().err
+
+
+def test_a_run_on_small_objects_trains_windows_and_evaluates_whole_images(tmp_path, capsys):
+    # objects of 64 to 96 px in 512 x 512 photographs: 14 to 21 px at 112
+    root = rpn.write_voc(str(tmp_path / "voc"), num_train=4, num_val=2, height=512,
+                         width=512, objects=(2, 3), sides=(64 / 512, 96 / 512))
+    run = tmp_path / "run"
+    recall = rpn.fit(root, str(run), epochs=1, quiet=True)
+    err = capsys.readouterr().err
+    assert f"windows of {WINDOW} px cut at a shorter side of" in err
+    with open(run / "config.json") as f:
+        saved = json.load(f)
+    size = saved["scale_choice"]["changes"]["size"]
+    assert size > 112 and saved["config"]["size"] == size
+    assert saved["config"]["window"] == WINDOW and saved["config"]["resize"] == "keep_ratio"
+    assert saved["config"]["epochs"] == 1         # given epochs stay
+    # evaluation saw both validation photographs whole
+    assert recall["images"] == 2 and 0.0 <= recall["AR@100"] <= 1.0

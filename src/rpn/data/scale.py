@@ -9,13 +9,22 @@ pixels. Before training the package knows every box, so the default looks
 at them (:func:`choose_scale`):
 
 * the median object, at the default's resize, is at least :data:`TARGET`
-  pixels: today's choice stays (the raccoon photographs: about 60 pixels);
-* below, a larger shorter side brings it to :data:`TARGET` pixels, or to
-  at least :data:`SMALLEST` at :data:`LARGEST_SIZE` pixels: that size (and
-  the longest side in proportion), with fewer steps so that training
-  costs what the default costs (a step's cost grows with its pixels).
-  Measured at equal CPU on raccoon photographs tiled 3 x 3 and 4 x 4 into
-  one frame (docs/tuning.md, "A default that looks at the data");
+  pixels: today's choice stays (the raccoon photographs: about 90 pixels);
+* below, windows (:data:`WINDOW` pixels a side, the default's four an
+  image and sixteen a batch) cut from the photographs resized to a
+  shorter side that brings the median to :data:`WINDOW_TARGET` pixels,
+  or to at least :data:`SMALLEST` at :data:`LARGEST_SIZE` pixels; the
+  whole photograph at that size for evaluation and inference. A step of
+  windows costs half a step of whole photographs on frames of 1,600 to
+  2,300 pixels (raccoon photographs tiled 3 x 3 and 4 x 4: 1.9 to 2.0
+  against 0.9 to 1.05 steps a CPU second; a frame is decoded for each of
+  sixteen images, but once for four windows) and three quarters on
+  frames of about 1,000 (tiled 2 x 2: 1.29 times the rate), so the rule
+  trains twice the default's steps: the default's CPU on large frames,
+  about 1.5 times it on frames of 1,000 pixels. Measured at equal CPU on
+  raccoon photographs tiled 2 x 2, 3 x 3 and 4 x 4 (docs/tuning.md, "A default
+  that looks at the data"); the whole photograph at a larger size with
+  fewer steps (the rule before) was behind the windows in every seed;
 * otherwise (under :data:`SMALLEST` pixels even at :data:`LARGEST_SIZE`)
   the photographs are too large for any resize: training at
   their own resolution on windows, the ``small-objects`` preset's, with
@@ -37,16 +46,25 @@ from typing import NamedTuple
 
 import numpy as onp
 
-__all__ = ["choose_scale", "ScaleChoice", "TARGET", "SMALLEST", "LARGEST_SIZE"]
+__all__ = ["choose_scale", "ScaleChoice", "TARGET", "WINDOW_TARGET", "SMALLEST", "LARGEST_SIZE",
+           "WINDOW", "WINDOW_STEP_COST"]
 
-#: The median object, in input pixels, below which the default's size is
-#: raised, and what it is raised to when :data:`LARGEST_SIZE` allows.
+#: The median object, in input pixels, below which the default's scale is
+#: changed (at the default's resize).
 TARGET = 24.0
+#: What the windows' scale brings the median object to, in pixels.
+WINDOW_TARGET = 35.0
 #: The median object, in input pixels, that even the largest size must
 #: reach; below, windows at the photographs' own resolution.
 SMALLEST = 16.0
-#: The largest shorter side the default is raised to (4x the pixels of 112).
-LARGEST_SIZE = 224
+#: The largest shorter side the windows are cut at (16x the pixels of 112).
+LARGEST_SIZE = 448
+#: The windows' side, pixels: sixteen a batch hold about the pixels of the
+#: default's sixteen photographs at 112 x 192.
+WINDOW = 128
+#: A step of :data:`WINDOW` windows against a step of whole photographs at
+#: the default's size, in CPU (measured; see the module).
+WINDOW_STEP_COST = 0.5
 
 
 class ScaleChoice(NamedTuple):
@@ -95,16 +113,17 @@ def choose_scale(found, config, *, small_objects):
     shown = f"the median object of {count} is {median:.1f} px at {Resize.of(model).describe()}"
     if median >= TARGET:
         return ScaleChoice({}, f"{shown}: kept", median)
-    wanted = model.size * TARGET / median
+    wanted = model.size * WINDOW_TARGET / median
     size = min(int(math.ceil(wanted / model.size_divisor) * model.size_divisor), LARGEST_SIZE)
     factor = size / model.size
     if median * factor >= SMALLEST:
-        steps = _steps(config.train.min_steps / factor ** 2)
+        steps = _steps(config.train.min_steps / WINDOW_STEP_COST)
         changes = dict(size=size, max_size=int(round(model.max_size * factor)),
+                       window=WINDOW, windows_per_image=config.train.windows_per_image,
                        min_steps=steps)
-        return ScaleChoice(changes, f"{shown}, under {TARGET:g} px: trained at a shorter "
-                                    f"side of {size} ({median * factor:.1f} px)"
-                                    f"{_budget(steps)}", median)
+        return ScaleChoice(changes, f"{shown}, under {TARGET:g} px: trained on windows of "
+                                    f"{WINDOW} px cut at a shorter side of {size} "
+                                    f"({median * factor:.1f} px){_budget(steps)}", median)
     settings = {name: small_objects.get(name) for name in _SMALL_OBJECTS}
     # the CPU of the preset's least schedule against the default's budget:
     # each one's steps times its step's pixels
@@ -127,7 +146,8 @@ def _steps(steps):
 
 def _budget(steps):
     """The reason's tail for ``steps`` (nothing when the epochs were given)."""
-    return f", {steps} steps at least to keep the default's CPU budget" if steps else ""
+    return (f", {steps} steps at least (a step of windows costs half to three quarters "
+            f"of a step of whole photographs: about the default's CPU)" if steps else "")
 
 
 #: What the default takes of the small-objects preset when no resize is enough:
