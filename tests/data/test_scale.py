@@ -94,7 +94,7 @@ def test_a_run_says_and_records_the_scale_it_chose(tmp_path, capsys):
     assert "scale:" not in capsys.readouterr().err
 
 
-def test_a_run_on_small_objects_trains_windows_and_evaluates_whole_images(tmp_path, capsys):
+def test_a_run_on_small_objects_trains_windows_at_a_larger_size(tmp_path, capsys):
     # objects of 64 to 96 px in 512 x 512 photographs: 14 to 21 px at 112
     root = rpn.write_voc(str(tmp_path / "voc"), num_train=4, num_val=2, height=512,
                          width=512, objects=(2, 3), sides=(64 / 512, 96 / 512))
@@ -108,5 +108,5 @@ def test_a_run_on_small_objects_trains_windows_and_evaluates_whole_images(tmp_pa
     assert size > 112 and saved["config"]["size"] == size
     assert saved["config"]["window"] == WINDOW and saved["config"]["resize"] == "keep_ratio"
     assert saved["config"]["epochs"] == 1         # given epochs stay
-    # evaluation saw both validation photographs whole
+    # the final evaluation scored both validation photographs
     assert recall["images"] == 2 and 0.0 <= recall["AR@100"] <= 1.0
